@@ -7,6 +7,17 @@
 //! | --- | --- | --- |
 //! | [`Combiner`] | OpenBSD 2015 atomic `if_start` serialiser | returns at once; the owner runs the work again for it |
 //! | [`TaskSerializer`] | OpenBSD ifq serializer | marks its task pending and returns; the owner runs it |
+//! | [`Serializer`] | DragonFly LWKT serializer | spins briefly, then sleeps until the holder exits |
+//!
+//! The first two never block anyone: they suit idempotent "drain what is
+//! there" work such as `if_start`. The blocking serializer is a lock, for code
+//! that must run *now* and exclusively (`init`, `ioctl`, the interrupt
+//! handler), with an interrupt-handler disable bit that makes it a barrier
+//! against a running handler ([`Serializer::handler_disable`]). Its lock word
+//! is a [`lock_api::RawMutex`] ([`RawSerializer`]), so [`SerializerMutex`] is a
+//! mutex that owns its data; with [`Spin`] waits it needs nothing from the
+//! platform. [`enter_all`] enters an array of serializers in order (a
+//! multi-queue driver's "serialize all").
 //!
 //! All of them are `no_std`. The `std` feature (on by default) adds futex
 //! waits ([`Futex`]) and thread identity for deadlock detection.
@@ -15,9 +26,65 @@
 //!
 //! Every operation that must run inside a serializer has two forms:
 //! `foo(&self)` enters the serializer itself, and `foo_locked(&self, proof)` is
-//! for a caller that is already inside and proves it with the token the
-//! serializer hands out ([`TaskOwner`]). The proof cannot be forged, cannot
-//! outlive the critical section and cannot move to another thread.
+//! for a caller that is already inside and proves it with the guard the
+//! serializer hands out ([`Serialized`], or [`TaskOwner`] for the task
+//! serializer). The proof cannot be forged, cannot outlive the critical
+//! section and cannot move to another thread, so a lock-held entrypoint can
+//! never be called without the lock.
+//!
+//! ```
+//! use core::cell::UnsafeCell;
+//! use mpsafe_serializer::{Serialized, Serializer};
+//!
+//! struct Driver {
+//!     serializer: Serializer,
+//!     /// The transmit ring: only touched inside `serializer`.
+//!     ring: UnsafeCell<Vec<u32>>,
+//!     queue: std::sync::Mutex<Vec<u32>>,
+//! }
+//!
+//! // SAFETY: `ring` is only reached through `ring_mut`, which takes the proof
+//! // of being inside `serializer`, so one thread at a time touches it.
+//! unsafe impl Sync for Driver {}
+//!
+//! impl Driver {
+//!     /// Public entrypoint: enters the serializer itself.
+//!     fn start(&self) {
+//!         let guard = self.serializer.enter();
+//!         self.start_locked(&guard);
+//!     }
+//!
+//!     /// Lock-held entrypoint (from `init_locked`, the interrupt handler...):
+//!     /// cannot be called without the proof.
+//!     fn start_locked(&self, guard: &Serialized<'_>) {
+//!         let ring = self.ring_mut(guard);
+//!         ring.extend(self.queue.lock().unwrap().drain(..));
+//!     }
+//!
+//!     #[allow(clippy::mut_from_ref)]
+//!     fn ring_mut<'g>(&'g self, guard: &'g Serialized<'_>) -> &'g mut Vec<u32> {
+//!         assert!(core::ptr::eq(guard.serializer(), &self.serializer));
+//!         // SAFETY: the guard proves this thread is inside `serializer` for
+//!         // as long as the returned borrow lives, and the guard is `!Send`.
+//!         unsafe { &mut *self.ring.get() }
+//!     }
+//! }
+//!
+//! let drv = Driver {
+//!     serializer: Serializer::new(),
+//!     ring: UnsafeCell::new(Vec::new()),
+//!     queue: std::sync::Mutex::new(vec![1, 2]),
+//! };
+//! drv.start();
+//! // An interrupt handler is already inside when it wants to start more.
+//! drv.queue.lock().unwrap().push(3);
+//! drv.serializer.handler_call(|guard| drv.start_locked(guard));
+//! assert_eq!(drv.ring_mut(&drv.serializer.enter()), &[1, 2, 3]);
+//! ```
+//!
+//! The non-blocking serializers follow the same convention with their own
+//! proof, [`TaskOwner`]: `start()` asks for the start task, and whoever runs
+//! it calls `start_locked(owner)`.
 //!
 //! ```
 //! use core::sync::atomic::{AtomicU32, Ordering};
@@ -63,14 +130,20 @@
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
+mod blocking;
 mod combiner;
 mod sync;
 mod task;
 mod wait;
 
+pub use blocking::{
+    RawSerializer, Serialized, SerializedAll, Serializer, enter_all, try_enter_all,
+};
+#[cfg(not(loom))]
+pub use blocking::{SerializerMutex, SerializerMutexGuard};
 pub use combiner::Combiner;
 pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};
 #[cfg(feature = "std")]

@@ -9,14 +9,11 @@ pub(crate) use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-/// Hint that we are busy-waiting on another CPU.
-///
-/// Under loom a spin must yield so the model checker schedules the thread we
-/// are waiting for; otherwise the exploration never ends.
+/// Busy-waiting under loom: a spin must yield so the model checker schedules
+/// the thread we are waiting for; otherwise the exploration never ends.
+/// (Outside loom the spinning code uses `crossbeam_utils::Backoff`.)
+#[cfg(loom)]
 #[inline]
 pub(crate) fn spin_hint() {
-    #[cfg(not(loom))]
-    core::hint::spin_loop();
-    #[cfg(loom)]
     loom::thread::yield_now();
 }

@@ -210,24 +210,23 @@ impl TaskSerializer {
     pub fn add(&self, task: Task, mut run: impl FnMut(Task, &TaskOwner<'_>)) -> bool {
         // Fast path, serializer idle: take it without marking the task, and run
         // the task directly. Acquire pairs with the previous owner's Release.
-        let first = match self
-            .state
-            .compare_exchange(0, RUNNING, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Some(task),
-            Err(_) => {
-                // AcqRel: Release publishes what the caller did before asking
-                // to the owner who takes the bit; Acquire, in case the owner
-                // left meanwhile and we become the owner.
-                let prev = self
-                    .state
-                    .fetch_or(task.bit() | RUNNING, Ordering::AcqRel);
-                if prev & RUNNING != 0 {
-                    return false;
+        let first =
+            match self
+                .state
+                .compare_exchange(0, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => Some(task),
+                Err(_) => {
+                    // AcqRel: Release publishes what the caller did before asking
+                    // to the owner who takes the bit; Acquire, in case the owner
+                    // left meanwhile and we become the owner.
+                    let prev = self.state.fetch_or(task.bit() | RUNNING, Ordering::AcqRel);
+                    if prev & RUNNING != 0 {
+                        return false;
+                    }
+                    None
                 }
-                None
-            }
-        };
+            };
         self.set_owner_thread(true);
         let owner = TaskOwner {
             serializer: self,
@@ -276,7 +275,9 @@ impl TaskSerializer {
     pub fn is_owned_by_current_thread(&self) -> bool {
         #[cfg(not(loom))]
         {
-            self.owner_thread.load(core::sync::atomic::Ordering::Relaxed) == thread_identity()
+            self.owner_thread
+                .load(core::sync::atomic::Ordering::Relaxed)
+                == thread_identity()
         }
         #[cfg(loom)]
         false
@@ -308,7 +309,7 @@ impl fmt::Debug for TaskSerializer {
 /// A non-zero number unique to the calling thread while it lives: the address
 /// of one of its thread-locals.
 #[cfg(all(feature = "std", not(loom)))]
-fn thread_identity() -> usize {
+pub(crate) fn thread_identity() -> usize {
     std::thread_local!(static MARK: u8 = const { 0 });
     MARK.with(|mark| core::ptr::from_ref(mark).addr())
 }
@@ -317,7 +318,8 @@ fn thread_identity() -> usize {
 mod tests {
     use super::*;
     use core::cell::{Cell, RefCell};
-    use std::vec::Vec;
+    extern crate alloc;
+    use alloc::vec::Vec;
 
     const A: Task = Task::new(0);
     const B: Task = Task::new(5);
@@ -383,6 +385,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "std")]
     fn owner_thread_is_known_only_inside() {
         let s = TaskSerializer::new();
         assert!(!s.is_owned_by_current_thread());
