@@ -1,0 +1,389 @@
+//! Queueing disciplines: which packet leaves next, and which one is dropped
+//! when the queue is full.
+//!
+//! The send queue does the locking and the accounting; a discipline only
+//! keeps or rejects packets (OpenBSD `struct ifq_ops`). Two come with the
+//! crate, both needing the `alloc` feature for their `VecDeque`s: [`Fifo`] and
+//! the 8-level [`Priq`] (OpenBSD's default).
+
+#[cfg(feature = "alloc")]
+use alloc::collections::VecDeque;
+
+use crate::packet::Packet;
+#[cfg(feature = "alloc")]
+use crate::packet::Priority;
+
+/// What a discipline did with a packet offered to [`Discipline::enqueue`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Enqueue<P> {
+    /// The packet was queued; nothing was dropped.
+    Queued,
+    /// The packet was queued and this other, already queued, packet was
+    /// removed to make room.
+    Evicted(P),
+    /// The packet was not queued; here it is back.
+    Refused(P),
+}
+
+/// A queueing discipline for a send queue (OpenBSD `ifq_ops`).
+///
+/// Every method runs under the queue lock, so a discipline is plain
+/// single-threaded code. It must never drop a packet itself: whatever it does
+/// not keep it returns, so the queue can count it and hand it back to be freed
+/// outside the lock.
+///
+/// Dequeue is two-phase, for a driver that may find its ring full after
+/// looking at the next packet: [`deq_begin`](Discipline::deq_begin) locates the
+/// head and returns a cookie, [`peek`](Discipline::peek) shows it, and
+/// [`deq_commit`](Discipline::deq_commit) removes it. If the driver does not
+/// commit, nothing changed. The queue guarantees that no other method runs
+/// between `deq_begin` and the matching `peek`s and `deq_commit`.
+pub trait Discipline {
+    /// The packets this discipline holds.
+    type Packet: Packet;
+    /// Where the head is, from [`deq_begin`](Discipline::deq_begin) to the
+    /// matching [`deq_commit`](Discipline::deq_commit) (for [`Priq`], the
+    /// priority level).
+    type Cookie: Copy;
+    /// What [`purge`](Discipline::purge) returns: every packet that was queued.
+    type Purged: Iterator<Item = Self::Packet>;
+
+    /// Offers `packet` to a queue that holds `len` packets and should hold at
+    /// most `maxlen`.
+    fn enqueue(&mut self, packet: Self::Packet, len: usize, maxlen: usize)
+    -> Enqueue<Self::Packet>;
+
+    /// Locates the packet that leaves next, if any.
+    fn deq_begin(&self) -> Option<Self::Cookie>;
+
+    /// The packet `cookie` (from [`deq_begin`](Discipline::deq_begin)) locates.
+    fn peek(&self, cookie: Self::Cookie) -> &Self::Packet;
+
+    /// Removes and returns the packet `cookie` locates.
+    fn deq_commit(&mut self, cookie: Self::Cookie) -> Self::Packet;
+
+    /// Removes every packet, returning them in the order they would have left.
+    /// Should be cheap (a swap), since it runs under the queue lock and the
+    /// caller iterates outside it.
+    fn purge(&mut self) -> Self::Purged;
+
+    /// How many packets are held.
+    fn len(&self) -> usize;
+
+    /// Whether no packet is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// First in, first out; when full, the new packet is refused (tail drop).
+///
+/// Needs the `alloc` feature. The `VecDeque` grows on demand up to the
+/// queue's `maxlen`; [`Fifo::with_capacity`] allocates it up front.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+#[derive(Debug)]
+pub struct Fifo<P> {
+    packets: VecDeque<P>,
+}
+
+#[cfg(feature = "alloc")]
+impl<P> Fifo<P> {
+    /// An empty FIFO that allocates on first use.
+    pub const fn new() -> Self {
+        Self {
+            packets: VecDeque::new(),
+        }
+    }
+
+    /// An empty FIFO with room for `capacity` packets before it reallocates
+    /// (pass the queue's `maxlen` to never allocate on the hot path).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            packets: VecDeque::with_capacity(capacity),
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P> Default for Fifo<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P: Packet> Discipline for Fifo<P> {
+    type Packet = P;
+    type Cookie = ();
+    type Purged = alloc::collections::vec_deque::IntoIter<P>;
+
+    #[inline]
+    fn enqueue(&mut self, packet: P, len: usize, maxlen: usize) -> Enqueue<P> {
+        if len >= maxlen {
+            return Enqueue::Refused(packet);
+        }
+        self.packets.push_back(packet);
+        Enqueue::Queued
+    }
+
+    #[inline]
+    fn deq_begin(&self) -> Option<()> {
+        (!self.packets.is_empty()).then_some(())
+    }
+
+    #[inline]
+    fn peek(&self, (): ()) -> &P {
+        self.packets.front().expect("deq_begin found a packet")
+    }
+
+    #[inline]
+    fn deq_commit(&mut self, (): ()) -> P {
+        self.packets.pop_front().expect("deq_begin found a packet")
+    }
+
+    fn purge(&mut self) -> Self::Purged {
+        core::mem::take(&mut self.packets).into_iter()
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.packets.len()
+    }
+}
+
+/// Eight FIFOs, one per [`Priority`]: the highest non-empty level leaves
+/// first. When the queue is full, a new packet evicts the oldest packet of the
+/// *lowest* non-empty level below its own; if there is none, the new packet is
+/// refused. So a full queue of high-priority packets never loses one to a
+/// lower-priority arrival (OpenBSD `priq`, the default discipline there).
+///
+/// Needs the `alloc` feature. Every operation is O(1): a bitmap of non-empty
+/// levels finds the head and the eviction victim without scanning.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+#[derive(Debug)]
+pub struct Priq<P> {
+    levels: [VecDeque<P>; Priority::LEVELS],
+    /// Bit `i` set when level `i` holds a packet.
+    nonempty: u8,
+    len: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl<P> Priq<P> {
+    /// An empty priority queue that allocates on first use.
+    pub const fn new() -> Self {
+        Self {
+            levels: [const { VecDeque::new() }; Priority::LEVELS],
+            nonempty: 0,
+            len: 0,
+        }
+    }
+
+    /// How many packets level `priority` holds.
+    pub fn level_len(&self, priority: Priority) -> usize {
+        self.levels[priority.index()].len()
+    }
+
+    #[inline]
+    fn pop_level(&mut self, level: usize) -> P {
+        let list = &mut self.levels[level];
+        let packet = list.pop_front().expect("nonempty bit names a packet");
+        if list.is_empty() {
+            self.nonempty &= !(1 << level);
+        }
+        self.len -= 1;
+        packet
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P> Default for Priq<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P: Packet> Discipline for Priq<P> {
+    type Packet = P;
+    type Cookie = Priority;
+    type Purged = PriqPurged<P>;
+
+    #[inline]
+    fn enqueue(&mut self, packet: P, len: usize, maxlen: usize) -> Enqueue<P> {
+        let level = packet.priority().index();
+        let mut evicted = None;
+        if len >= maxlen {
+            // Levels strictly below the new packet's, lowest first.
+            let below = self.nonempty & ((1u8 << level) - 1);
+            if below == 0 {
+                return Enqueue::Refused(packet);
+            }
+            evicted = Some(self.pop_level(below.trailing_zeros() as usize));
+        }
+        self.levels[level].push_back(packet);
+        self.nonempty |= 1 << level;
+        self.len += 1;
+        match evicted {
+            Some(old) => Enqueue::Evicted(old),
+            None => Enqueue::Queued,
+        }
+    }
+
+    #[inline]
+    fn deq_begin(&self) -> Option<Priority> {
+        if self.nonempty == 0 {
+            return None;
+        }
+        let level = 7 - self.nonempty.leading_zeros() as u8;
+        Some(Priority::new(level).expect("a u8 bit index is below 8"))
+    }
+
+    #[inline]
+    fn peek(&self, level: Priority) -> &P {
+        self.levels[level.index()]
+            .front()
+            .expect("deq_begin found a packet")
+    }
+
+    #[inline]
+    fn deq_commit(&mut self, level: Priority) -> P {
+        self.pop_level(level.index())
+    }
+
+    fn purge(&mut self) -> PriqPurged<P> {
+        self.nonempty = 0;
+        self.len = 0;
+        PriqPurged {
+            levels: core::mem::replace(&mut self.levels, [const { VecDeque::new() }; 8]),
+            next: Priority::LEVELS,
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The packets a [`Priq`] held, highest priority first, oldest first within a
+/// level.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+#[derive(Debug)]
+pub struct PriqPurged<P> {
+    levels: [VecDeque<P>; Priority::LEVELS],
+    /// One above the level being drained.
+    next: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl<P> Iterator for PriqPurged<P> {
+    type Item = P;
+
+    fn next(&mut self) -> Option<P> {
+        while self.next > 0 {
+            if let Some(p) = self.levels[self.next - 1].pop_front() {
+                return Some(p);
+            }
+            self.next -= 1;
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.levels[..self.next].iter().map(VecDeque::len).sum();
+        (n, Some(n))
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P> ExactSizeIterator for PriqPurged<P> {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct P(u8, u32);
+    impl Packet for P {
+        fn byte_len(&self) -> usize {
+            1
+        }
+        fn priority(&self) -> Priority {
+            Priority::new(self.0).unwrap()
+        }
+    }
+
+    fn drain<D: Discipline>(d: &mut D) -> Vec<D::Packet> {
+        let mut out = Vec::new();
+        while let Some(c) = d.deq_begin() {
+            out.push(d.deq_commit(c));
+        }
+        out
+    }
+
+    #[test]
+    fn fifo_tail_drops_when_full() {
+        let mut f = Fifo::with_capacity(2);
+        assert_eq!(f.enqueue(P(0, 1), 0, 2), Enqueue::Queued);
+        assert_eq!(f.enqueue(P(7, 2), 1, 2), Enqueue::Queued);
+        assert_eq!(f.enqueue(P(7, 3), 2, 2), Enqueue::Refused(P(7, 3)));
+        assert!(f.deq_begin().is_some());
+        assert_eq!(f.peek(()), &P(0, 1));
+        assert_eq!(drain(&mut f), [P(0, 1), P(7, 2)]);
+        assert!(f.is_empty() && f.deq_begin().is_none());
+    }
+
+    #[test]
+    fn priq_dequeues_highest_first_fifo_within_level() {
+        let mut q = Priq::new();
+        for (i, prio) in [3, 0, 7, 3, 5, 0].into_iter().enumerate() {
+            assert_eq!(q.enqueue(P(prio, i as u32), i, 100), Enqueue::Queued);
+        }
+        assert_eq!(q.level_len(Priority::DEFAULT), 2);
+        let order: Vec<_> = drain(&mut q).into_iter().map(|p| p.1).collect();
+        assert_eq!(order, [2, 4, 0, 3, 1, 5]);
+    }
+
+    #[test]
+    fn priq_evicts_oldest_of_lowest_level_below_new() {
+        let mut q = Priq::new();
+        for (i, prio) in [5, 2, 2, 4].into_iter().enumerate() {
+            let _ = q.enqueue(P(prio, i as u32), i, 4);
+        }
+        // Full: a priority-3 packet evicts the oldest priority-2 one.
+        assert_eq!(q.enqueue(P(3, 10), 4, 4), Enqueue::Evicted(P(2, 1)));
+        // Another: the remaining priority-2 one.
+        assert_eq!(q.enqueue(P(3, 11), 4, 4), Enqueue::Evicted(P(2, 2)));
+        // Priority 3 cannot evict its own level or above: refused.
+        assert_eq!(q.enqueue(P(3, 12), 4, 4), Enqueue::Refused(P(3, 12)));
+        // Priority 0 never evicts anything.
+        assert_eq!(q.enqueue(P(0, 13), 4, 4), Enqueue::Refused(P(0, 13)));
+        // Priority 7 evicts the lowest non-empty level below it: 3.
+        assert_eq!(q.enqueue(P(7, 14), 4, 4), Enqueue::Evicted(P(3, 10)));
+        assert_eq!(q.len(), 4);
+        let order: Vec<_> = drain(&mut q).into_iter().map(|p| p.1).collect();
+        assert_eq!(order, [14, 0, 3, 11]);
+    }
+
+    #[test]
+    fn priq_purge_returns_everything_in_leaving_order() {
+        let mut q = Priq::new();
+        for (i, prio) in [1, 6, 1, 6, 0].into_iter().enumerate() {
+            let _ = q.enqueue(P(prio, i as u32), i, 100);
+        }
+        let purged = q.purge();
+        assert_eq!(purged.len(), 5);
+        let ids: Vec<_> = purged.map(|p| p.1).collect();
+        assert_eq!(ids, [1, 3, 0, 2, 4]);
+        assert!(q.is_empty() && q.deq_begin().is_none());
+        // Still usable after a purge.
+        assert_eq!(q.enqueue(P(2, 9), 0, 1), Enqueue::Queued);
+        assert_eq!(drain(&mut q), [P(2, 9)]);
+    }
+}

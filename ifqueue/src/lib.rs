@@ -1,0 +1,137 @@
+//! Interface queues for MP-safe network drivers: OpenBSD's `ifq` and `ifiq`.
+//!
+//! The send queue sits between the network stack, which enqueues packets on
+//! any CPU, and the driver's start routine, which moves them to the hardware
+//! ring. Seed 002 (OpenBSD, 2015) made the start routine run without the big
+//! kernel lock by serializing it instead: only one start routine runs per
+//! queue in the whole system, a CPU that finds it running returns at once, and
+//! the running one loops again for it.
+//!
+//! | type | OpenBSD | what it is |
+//! | --- | --- | --- |
+//! | [`SendQueue`] | `ifq_enqueue`, `ifq_deq_begin`/`commit`/`rollback`, `ifq_purge` | a [`Discipline`] behind a lock, counters, `oactive` |
+//! | [`Fifo`], [`Priq`] | `priq_ops` | tail-drop FIFO; 8 priority levels evicting the lowest |
+//! | [`IfQueue`] | `ifq_start`, `ifq_restart`, `ifq_barrier`, `ifq_serialize` | a send queue plus the serialized start and the start barrier |
+//! | [`IfQueues`] | `if_ifqs`, `ifq_idx` | the queues of a multiqueue interface, chosen by flow hash |
+//! | [`IfInputQueue`] | `ifiq_input` | the receive hand-off with back-pressure |
+//!
+//! # Example
+//!
+//! A driver whose tx ring holds 4 packets: the start routine fills it and
+//! marks the queue `oactive` when full; tx completion empties it and
+//! restarts.
+//!
+//! ```
+//! use std::sync::Mutex;
+//! use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, Start, TaskOwner};
+//!
+//! /// The driver's per-queue state: its tx ring.
+//! struct TxRing {
+//!     ring: Mutex<Vec<Vec<u8>>>,
+//! }
+//!
+//! impl Start<Fifo<Vec<u8>>, mpsafe_ifqueue::DefaultLock> for TxRing {
+//!     fn start(&self, q: &SendQueue<Fifo<Vec<u8>>>, _owner: &TaskOwner<'_>) {
+//!         let mut ring = self.ring.lock().unwrap();
+//!         loop {
+//!             if ring.len() == 4 {
+//!                 // Full: stop until completion restarts us (re-checking
+//!                 // for room closes the race with completion).
+//!                 if q.set_oactive_unless(|| false) {
+//!                     break;
+//!                 }
+//!             }
+//!             match q.dequeue() {
+//!                 Some(frame) => ring.push(frame),
+//!                 None => break,
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! let ifq = IfQueue::new(
+//!     Fifo::new(),
+//!     Config::with_maxlen(16),
+//!     TxRing { ring: Mutex::new(Vec::new()) },
+//! )?;
+//! for _ in 0..6 {
+//!     ifq.transmit(vec![0u8; 60])?;
+//! }
+//! assert_eq!((ifq.driver().ring.lock().unwrap().len(), ifq.len()), (4, 2));
+//! assert!(ifq.is_oactive());
+//!
+//! // Tx completion: free the sent frames, then restart.
+//! ifq.driver().ring.lock().unwrap().clear();
+//! assert!(ifq.restart_if_oactive());
+//! assert_eq!((ifq.driver().ring.lock().unwrap().len(), ifq.len()), (2, 0));
+//!
+//! // Down: clear RUNNING, wait for a running start, then free the ring.
+//! ifq.set_running(false);
+//! ifq.barrier()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `alloc`: [`Fifo`], [`Priq`] and [`IfInputQueue`] (they keep packets in
+//!   `VecDeque`s) and [`Packet`] for `Box<[u8]>` and `Vec<u8>`. Without it the
+//!   crate still has [`SendQueue`], [`IfQueue`] and [`IfQueues`] for a
+//!   [`Discipline`] of your own (a fixed ring, say).
+//! - `std` (default, implies `alloc`): futex waits for [`IfQueue::barrier`]
+//!   and the default lock, and detection of a barrier called from inside the
+//!   start routine.
+//!
+//! # Locking
+//!
+//! The queue lock is any [`lock_api::RawMutex`]; the default [`DefaultLock`]
+//! is the serializer crate's `RawSerializer` (a futex mutex with `std`, a spin
+//! mutex without). Operations take it once each; [`SendQueue::lock`] returns
+//! the guard whose methods are the lock-held entrypoints. The start routine
+//! gets a [`TaskOwner`] token proving it runs inside the queue's serializer.
+//!
+//! # Model checking
+//!
+//! Under `RUSTFLAGS="--cfg loom"` the atomics and the queue lock come from
+//! [loom](https://docs.rs/loom), and `tests/loom_start.rs` checks the
+//! serialized start, the barrier and the `oactive` restart handshake.
+
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod barrier_tmp;
+mod discipline;
+mod ifq;
+#[cfg(feature = "alloc")]
+mod input;
+mod multi;
+mod packet;
+mod queue;
+mod sync;
+
+use barrier_tmp as barrier;
+
+pub use barrier::BarrierError;
+#[cfg(feature = "alloc")]
+pub use discipline::{Fifo, Priq, PriqPurged};
+pub use discipline::{Discipline, Enqueue};
+pub use ifq::{BigLocked, Config, IfQueue, Start, Started};
+#[cfg(feature = "alloc")]
+pub use input::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
+pub use multi::IfQueues;
+pub use packet::{Packet, Priority, PriorityError};
+pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, SendQueue};
+
+/// The proof token a start routine receives: it runs inside its queue's
+/// serializer (re-exported from `mpsafe-serializer`).
+pub use mpsafe_serializer::TaskOwner;
+
+/// The queue lock used when none is named: the serializer crate's
+/// `RawSerializer`, which sleeps on a futex with `std` and spins without.
+pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::DefaultWait>;

@@ -1,0 +1,549 @@
+//! The send queue: a discipline behind a lock, with counters and `oactive`.
+
+use core::fmt;
+use core::ops::Deref;
+
+use arrayvec::ArrayVec;
+use crossbeam_utils::CachePadded;
+use lock_api::RawMutex;
+
+use crate::DefaultLock;
+use crate::discipline::{Discipline, Enqueue};
+use crate::packet::Packet;
+use crate::sync::{AtomicBool, AtomicUsize, Guard, Lock, Ordering, fence};
+
+/// The largest `maxlen` a queue accepts: anything above is a configuration
+/// mistake (OpenBSD's default is 256; a 10 GbE ring rarely holds 8192).
+pub const MAX_MAXLEN: usize = 1 << 20;
+
+/// The counters of a send queue, as one consistent snapshot (OpenBSD
+/// `ifq_packets`, `ifq_bytes`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Packets accepted by [`SendQueue::enqueue`] (queued, possibly evicting
+    /// another).
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// Multicast packets among them.
+    pub mcasts: u64,
+    /// Packets dropped: refused or evicted at enqueue, and purged.
+    pub qdrops: u64,
+    /// Transmit errors the driver reported ([`SendQueue::add_errors`]).
+    pub errors: u64,
+}
+
+/// A packet [`SendQueue::enqueue`] did not keep, handed back to be freed
+/// outside the queue lock. It is already counted in [`Counters::qdrops`].
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dropped<P> {
+    /// The queue was full and the discipline refused the new packet; this is
+    /// it. It was not counted in `packets`/`bytes`.
+    Refused(P),
+    /// The new packet was queued (and counted); this older packet was evicted
+    /// to make room.
+    Evicted(P),
+}
+
+impl<P> Dropped<P> {
+    /// The dropped packet.
+    pub fn into_packet(self) -> P {
+        match self {
+            Self::Refused(p) | Self::Evicted(p) => p,
+        }
+    }
+
+    /// Whether the packet offered to `enqueue` is in the queue (it evicted
+    /// another) rather than refused.
+    pub fn offered_was_queued(&self) -> bool {
+        matches!(self, Self::Evicted(_))
+    }
+}
+
+impl<P> fmt::Display for Dropped<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Refused(_) => "send queue full: packet refused",
+            Self::Evicted(_) => "send queue full: a lower-priority packet was evicted",
+        })
+    }
+}
+
+impl<P: fmt::Debug> core::error::Error for Dropped<P> {}
+
+/// A send queue configuration that cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `maxlen` is 0: the queue could never hold a packet.
+    ZeroMaxlen,
+    /// `maxlen` is above [`MAX_MAXLEN`].
+    MaxlenTooLarge {
+        /// The `maxlen` asked for.
+        maxlen: usize,
+    },
+    /// The bundling threshold is 0 (use 1 to start on every call).
+    ZeroBundle,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroMaxlen => f.write_str("send queue maxlen is 0"),
+            Self::MaxlenTooLarge { maxlen } => {
+                write!(f, "send queue maxlen {maxlen} is above {MAX_MAXLEN}")
+            }
+            Self::ZeroBundle => f.write_str("bundling threshold is 0 (1 starts on every call)"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+pub(crate) fn check_maxlen(maxlen: usize) -> Result<(), ConfigError> {
+    match maxlen {
+        0 => Err(ConfigError::ZeroMaxlen),
+        n if n > MAX_MAXLEN => Err(ConfigError::MaxlenTooLarge { maxlen }),
+        _ => Ok(()),
+    }
+}
+
+/// What the queue lock protects.
+struct Inner<D> {
+    discipline: D,
+    /// Packets queued, kept by the queue (OpenBSD `ifq_len`), not trusted from
+    /// the discipline.
+    len: usize,
+    maxlen: usize,
+    counters: Counters,
+}
+
+/// An interface send queue (OpenBSD `struct ifqueue`, the packet part): a
+/// [`Discipline`] behind a lock, counters, and the `oactive` flag.
+///
+/// The lock is any [`lock_api::RawMutex`] `R`. Each operation takes it once;
+/// [`lock`](SendQueue::lock) returns a guard whose methods are the
+/// lock-held entrypoints, for a caller that wants several operations under
+/// one acquisition. Dropped packets are always returned, never freed under
+/// the lock.
+///
+/// An [`IfQueue`](crate::IfQueue) is a send queue plus the serialized start;
+/// its driver's start routine is handed the `SendQueue`.
+pub struct SendQueue<D, R: RawMutex = DefaultLock> {
+    inner: Lock<R, Inner<D>>,
+    /// Mirror of `Inner::len`, stored under the lock, read without it as a
+    /// hint (OpenBSD reads `ifq_len` unlocked the same way).
+    len_hint: AtomicUsize,
+    /// Written by the start routine and read by tx completion on other CPUs:
+    /// its own cache line.
+    oactive: CachePadded<AtomicBool>,
+}
+
+#[cfg(not(loom))]
+impl<D: Discipline> SendQueue<D> {
+    /// A queue with the [`DefaultLock`] holding at most `maxlen` packets (the
+    /// discipline decides what a full queue does), with `oactive` clear.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroMaxlen`] or [`ConfigError::MaxlenTooLarge`].
+    pub fn new(discipline: D, maxlen: usize) -> Result<Self, ConfigError> {
+        Self::with_lock(discipline, maxlen)
+    }
+}
+
+impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
+    /// [`SendQueue::new`] with the lock `R` named by the caller.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroMaxlen`] or [`ConfigError::MaxlenTooLarge`].
+    pub fn with_lock(discipline: D, maxlen: usize) -> Result<Self, ConfigError> {
+        check_maxlen(maxlen)?;
+        Ok(Self {
+            inner: Lock::new(Inner {
+                discipline,
+                len: 0,
+                maxlen,
+                counters: Counters::default(),
+            }),
+            len_hint: AtomicUsize::new(0),
+            oactive: CachePadded::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Takes the queue lock; the guard's methods run under it.
+    #[inline]
+    pub fn lock(&self) -> Locked<'_, D, R> {
+        Locked {
+            guard: self.inner.lock(),
+            len_hint: &self.len_hint,
+        }
+    }
+
+    /// Offers `packet` to the discipline (OpenBSD `ifq_enqueue`).
+    ///
+    /// # Errors
+    ///
+    /// Whatever was dropped, to be freed by the caller outside the lock: the
+    /// packet itself ([`Dropped::Refused`]) or one it evicted
+    /// ([`Dropped::Evicted`]).
+    #[inline]
+    pub fn enqueue(&self, packet: D::Packet) -> Result<(), Dropped<D::Packet>> {
+        self.lock().enqueue(packet)
+    }
+
+    /// Removes and returns the next packet (OpenBSD `ifq_dequeue`).
+    #[inline]
+    pub fn dequeue(&self) -> Option<D::Packet> {
+        self.lock().dequeue()
+    }
+
+    /// Moves up to `max` packets, and at most as many as `out` has room for,
+    /// into `out` under one lock acquisition. Returns how many it moved.
+    #[inline]
+    pub fn dequeue_burst<const N: usize>(
+        &self,
+        out: &mut ArrayVec<D::Packet, N>,
+        max: usize,
+    ) -> usize {
+        self.lock().dequeue_burst(out, max)
+    }
+
+    /// Starts a transactional dequeue (OpenBSD `ifq_deq_begin`): the guard
+    /// shows the next packet and holds the lock until it is
+    /// [committed](DeqGuard::commit) or dropped (rolled back, the packet stays
+    /// at the head). `None` if the queue is empty.
+    #[inline]
+    pub fn deq_begin(&self) -> Option<DeqGuard<'_, D, R>> {
+        self.lock().into_deq_begin()
+    }
+
+    /// Removes every packet, counting them in `qdrops` (OpenBSD `ifq_purge`).
+    /// The lock is released before this returns; free the packets by
+    /// iterating.
+    pub fn purge(&self) -> D::Purged {
+        self.lock().purge()
+    }
+
+    /// Packets queued right now. Reads a hint without the lock: exact when
+    /// nobody is changing the queue, otherwise a value it recently had.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len_hint.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`len`](SendQueue::len) is 0.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The configured maximum length.
+    pub fn maxlen(&self) -> usize {
+        self.lock().maxlen()
+    }
+
+    /// A consistent snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters()
+    }
+
+    /// Counts `n` transmit errors (a driver that failed to map a dequeued
+    /// packet and freed it).
+    pub fn add_errors(&self, n: u64) {
+        self.lock().add_errors(n);
+    }
+
+    /// Marks the hardware ring full (OpenBSD `ifq_set_oactive`): the serialized
+    /// start skips the start routine until [`clear_oactive`] or a restart.
+    ///
+    /// Setting `oactive` races with tx completion freeing the ring: completion
+    /// may check `oactive` just before it is set and skip its restart, and the
+    /// queue stalls. Use [`set_oactive_unless`], which re-checks for room
+    /// after setting the flag, paired with
+    /// [`IfQueue::restart_if_oactive`](crate::IfQueue::restart_if_oactive) on
+    /// the completion side.
+    ///
+    /// [`clear_oactive`]: SendQueue::clear_oactive
+    /// [`set_oactive_unless`]: SendQueue::set_oactive_unless
+    #[inline]
+    pub fn set_oactive(&self) {
+        self.oactive.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets `oactive`, then asks `has_room` once more; if the ring has room
+    /// after all (tx completion freed slots meanwhile), clears `oactive` again
+    /// and returns `false` so the start routine keeps going. Returns `true` if
+    /// the queue stays `oactive`.
+    ///
+    /// This closes the lost-restart race: either completion, which frees slots
+    /// and then calls
+    /// [`IfQueue::restart_if_oactive`](crate::IfQueue::restart_if_oactive),
+    /// sees `oactive` set and restarts, or `has_room` sees the freed slots.
+    /// (A sequentially consistent fence on each side orders the flag against
+    /// the driver's ring indices, whatever orderings the driver uses for them.)
+    #[inline]
+    pub fn set_oactive_unless(&self, has_room: impl FnOnce() -> bool) -> bool {
+        self.oactive.store(true, Ordering::Relaxed);
+        // SeqCst fence: store-buffering pattern (Dekker) with the fence in
+        // `restart_if_oactive`. Either our flag store precedes completion's
+        // flag load, or completion's slot release precedes our `has_room`.
+        fence(Ordering::SeqCst);
+        if has_room() {
+            self.oactive.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Clears `oactive` (OpenBSD `ifq_clr_oactive`), as a driver does when it
+    /// brings the interface up.
+    #[inline]
+    pub fn clear_oactive(&self) {
+        self.oactive.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the hardware ring was marked full.
+    #[inline]
+    pub fn is_oactive(&self) -> bool {
+        self.oactive.load(Ordering::Relaxed)
+    }
+
+    /// `fence(SeqCst)` then the `oactive` flag: the completion side of
+    /// [`set_oactive_unless`](SendQueue::set_oactive_unless).
+    #[inline]
+    pub(crate) fn oactive_after_fence(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.oactive.load(Ordering::Relaxed)
+    }
+}
+
+impl<D, R: RawMutex> fmt::Debug for SendQueue<D, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("len", &self.len_hint.load(Ordering::Relaxed))
+            .field("oactive", &self.oactive.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The queue lock, held: proof for the lock-held entrypoints (OpenBSD code
+/// between `mtx_enter(&ifq->ifq_mtx)` and `mtx_leave`).
+///
+/// Dropping it releases the lock. Free what its methods return *after*
+/// dropping it.
+pub struct Locked<'a, D, R: RawMutex> {
+    guard: Guard<'a, R, Inner<D>>,
+    len_hint: &'a AtomicUsize,
+}
+
+impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
+    #[inline]
+    fn set_len(&mut self, len: usize) {
+        self.guard.len = len;
+        // Relaxed: a hint. Readers that must see it (the start task's empty
+        // check) are ordered after this store by the lock release and the task
+        // serializer's acquire/release chain, not by this store.
+        self.len_hint.store(len, Ordering::Relaxed);
+    }
+
+    /// [`SendQueue::enqueue`] under the held lock.
+    ///
+    /// # Errors
+    ///
+    /// The dropped packet, as for [`SendQueue::enqueue`].
+    #[inline]
+    pub fn enqueue(&mut self, packet: D::Packet) -> Result<(), Dropped<D::Packet>> {
+        let bytes = packet.byte_len() as u64;
+        let mcast = packet.is_multicast();
+        let inner = &mut *self.guard;
+        let outcome = inner.discipline.enqueue(packet, inner.len, inner.maxlen);
+        let result = match outcome {
+            Enqueue::Queued => {
+                let len = inner.len + 1;
+                self.set_len(len);
+                Ok(())
+            }
+            Enqueue::Evicted(old) => Err(Dropped::Evicted(old)),
+            Enqueue::Refused(new) => {
+                self.guard.counters.qdrops += 1;
+                return Err(Dropped::Refused(new));
+            }
+        };
+        let c = &mut self.guard.counters;
+        c.packets += 1;
+        c.bytes += bytes;
+        c.mcasts += u64::from(mcast);
+        c.qdrops += u64::from(result.is_err());
+        debug_assert_eq!(self.guard.len, self.guard.discipline.len());
+        result
+    }
+
+    /// [`SendQueue::dequeue`] under the held lock.
+    #[inline]
+    pub fn dequeue(&mut self) -> Option<D::Packet> {
+        let cookie = self.guard.discipline.deq_begin()?;
+        Some(self.commit(cookie))
+    }
+
+    #[inline]
+    fn commit(&mut self, cookie: D::Cookie) -> D::Packet {
+        let packet = self.guard.discipline.deq_commit(cookie);
+        let len = self.guard.len - 1;
+        self.set_len(len);
+        packet
+    }
+
+    /// [`SendQueue::dequeue_burst`] under the held lock.
+    #[inline]
+    pub fn dequeue_burst<const N: usize>(
+        &mut self,
+        out: &mut ArrayVec<D::Packet, N>,
+        max: usize,
+    ) -> usize {
+        let want = max.min(out.remaining_capacity());
+        let mut n = 0;
+        while n < want {
+            let Some(cookie) = self.guard.discipline.deq_begin() else {
+                break;
+            };
+            out.push(self.guard.discipline.deq_commit(cookie));
+            n += 1;
+        }
+        if n > 0 {
+            let len = self.guard.len - n;
+            self.set_len(len);
+        }
+        n
+    }
+
+    /// [`SendQueue::deq_begin`] with this guard's lock; `None` (and the lock
+    /// released) if the queue is empty.
+    #[inline]
+    pub fn into_deq_begin(self) -> Option<DeqGuard<'a, D, R>> {
+        let cookie = self.guard.discipline.deq_begin()?;
+        Some(DeqGuard {
+            locked: self,
+            cookie,
+        })
+    }
+
+    /// [`SendQueue::purge`] under the held lock: the packets are returned to be
+    /// iterated (freed) after the guard is dropped.
+    pub fn purge(&mut self) -> D::Purged {
+        let n = self.guard.len;
+        let purged = self.guard.discipline.purge();
+        self.guard.counters.qdrops += n as u64;
+        self.set_len(0);
+        purged
+    }
+
+    /// Packets queued.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.guard.len
+    }
+
+    /// Whether no packet is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.guard.len == 0
+    }
+
+    /// The configured maximum length.
+    pub fn maxlen(&self) -> usize {
+        self.guard.maxlen
+    }
+
+    /// Changes the maximum length (OpenBSD `ifq_set_maxlen`). Packets already
+    /// queued beyond a smaller limit stay; new ones meet the new limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroMaxlen`] or [`ConfigError::MaxlenTooLarge`]; the
+    /// limit is then unchanged.
+    pub fn set_maxlen(&mut self, maxlen: usize) -> Result<(), ConfigError> {
+        check_maxlen(maxlen)?;
+        self.guard.maxlen = maxlen;
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.guard.counters
+    }
+
+    /// [`SendQueue::add_errors`] under the held lock.
+    pub fn add_errors(&mut self, n: u64) {
+        self.guard.counters.errors += n;
+    }
+
+    /// The discipline, to inspect its state (OpenBSD `ifq_q_enter`).
+    pub fn discipline(&self) -> &D {
+        &self.guard.discipline
+    }
+}
+
+impl<D, R: RawMutex> fmt::Debug for Locked<'_, D, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locked")
+            .field("len", &self.guard.len)
+            .field("maxlen", &self.guard.maxlen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transactional dequeue in progress: the queue lock is held and the next
+/// packet is shown by `Deref`. [`commit`](DeqGuard::commit) removes it;
+/// dropping the guard (or [`rollback`](DeqGuard::rollback)) leaves it at the
+/// head, order unchanged.
+#[must_use = "dropping the guard rolls the dequeue back"]
+pub struct DeqGuard<'a, D: Discipline, R: RawMutex> {
+    locked: Locked<'a, D, R>,
+    cookie: D::Cookie,
+}
+
+impl<'a, D: Discipline, R: RawMutex> DeqGuard<'a, D, R> {
+    /// Removes the packet (OpenBSD `ifq_deq_commit`) and releases the lock.
+    #[inline]
+    pub fn commit(self) -> D::Packet {
+        self.commit_locked().0
+    }
+
+    /// Removes the packet and keeps the lock, for a driver that goes on
+    /// dequeueing.
+    #[inline]
+    pub fn commit_locked(mut self) -> (D::Packet, Locked<'a, D, R>) {
+        let packet = self.locked.commit(self.cookie);
+        (packet, self.locked)
+    }
+
+    /// Leaves the packet at the head (OpenBSD `ifq_deq_rollback`) and releases
+    /// the lock. The same as dropping the guard.
+    pub fn rollback(self) {}
+
+    /// Leaves the packet at the head and keeps the lock.
+    pub fn rollback_locked(self) -> Locked<'a, D, R> {
+        self.locked
+    }
+}
+
+impl<D: Discipline, R: RawMutex> Deref for DeqGuard<'_, D, R> {
+    type Target = D::Packet;
+    #[inline]
+    fn deref(&self) -> &D::Packet {
+        self.locked.guard.discipline.peek(self.cookie)
+    }
+}
+
+impl<D: Discipline, R: RawMutex> fmt::Debug for DeqGuard<'_, D, R>
+where
+    D::Packet: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DeqGuard").field(&**self).finish()
+    }
+}
