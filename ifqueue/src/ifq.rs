@@ -63,23 +63,19 @@ where
 /// # Examples
 ///
 /// ```
-/// use mpsafe_ifqueue::{BigLocked, Config, Fifo, IfQueue};
+/// use mpsafe_ifqueue::{Config, Fifo, IfQueue};
 /// use mpsafe_serializer::RawSerializer;
 ///
 /// // The kernel's giant lock and the old driver's state under it.
 /// static GIANT: lock_api::Mutex<RawSerializer, u64> = lock_api::Mutex::new(0);
 ///
-/// let ifq = IfQueue::new(
-///     Fifo::new(),
-///     Config::default(),
-///     BigLocked::new(&GIANT, |sent: &mut u64, q, _owner| {
-///         while q.dequeue().is_some() {
-///             *sent += 1;
-///         }
-///     }),
-/// )?;
+/// let ifq = IfQueue::big_locked(Fifo::<Vec<u8>>::new(), Config::default(), &GIANT, |bytes, q, _| {
+///     while let Some(frame) = q.dequeue() {
+///         *bytes += frame.len() as u64;
+///     }
+/// })?;
 /// ifq.transmit(vec![0u8; 60])?;
-/// assert_eq!(*GIANT.lock(), 1);
+/// assert_eq!(*GIANT.lock(), 60);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct BigLocked<'g, G: RawMutex, T, F> {
@@ -249,6 +245,28 @@ where
     /// As [`IfQueue::new`].
     pub fn from_fn(discipline: D, config: Config, start: F) -> Result<Self, ConfigError> {
         Self::with_lock(discipline, config, start)
+    }
+}
+
+#[cfg(not(loom))]
+impl<'g, D: Discipline, G: RawMutex, T, F> IfQueue<D, BigLocked<'g, G, T, F>>
+where
+    F: Fn(&mut T, &SendQueue<D, DefaultLock>, &TaskOwner<'_>),
+{
+    /// [`IfQueue::new`] for a driver that is not MPSAFE: its start routine
+    /// `start` runs under `giant` with the data it protects (see
+    /// [`BigLocked`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`IfQueue::new`].
+    pub fn big_locked(
+        discipline: D,
+        config: Config,
+        giant: &'g lock_api::Mutex<G, T>,
+        start: F,
+    ) -> Result<Self, ConfigError> {
+        Self::with_lock(discipline, config, BigLocked { giant, start })
     }
 }
 
@@ -442,5 +460,254 @@ impl<D: Discipline, S, R: RawMutex, W: Wait> fmt::Debug for IfQueue<D, S, R, W> 
             .field("starting", &self.serializer.is_running())
             .field("bundle", &self.bundle)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::discipline::Fifo;
+    use crate::queue::ConfigError;
+    use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize, Ordering as O};
+    use std::vec;
+    use std::vec::Vec;
+
+    type Q<S> = IfQueue<Fifo<Vec<u8>>, S>;
+
+    /// A start routine that counts its calls and what it sent.
+    #[derive(Default)]
+    struct Counting {
+        calls: StdUsize,
+        sent: StdUsize,
+    }
+
+    impl Start<Fifo<Vec<u8>>, DefaultLock> for Counting {
+        fn start(&self, q: &SendQueue<Fifo<Vec<u8>>>, _owner: &TaskOwner<'_>) {
+            self.calls.fetch_add(1, O::Relaxed);
+            while q.dequeue().is_some() {
+                self.sent.fetch_add(1, O::Relaxed);
+            }
+        }
+    }
+
+    fn counting(config: Config) -> Q<Counting> {
+        IfQueue::new(Fifo::new(), config, Counting::default()).unwrap()
+    }
+
+    fn frame() -> Vec<u8> {
+        vec![0; 60]
+    }
+
+    impl Q<Counting> {
+        fn calls(&self) -> usize {
+            self.driver().calls.load(O::Relaxed)
+        }
+        fn sent(&self) -> usize {
+            self.driver().sent.load(O::Relaxed)
+        }
+    }
+
+    #[test]
+    fn config_errors() {
+        let e = |c| IfQueue::new(Fifo::<Vec<u8>>::new(), c, Counting::default()).unwrap_err();
+        assert_eq!(e(Config::with_maxlen(0)), ConfigError::ZeroMaxlen);
+        assert_eq!(e(Config::default().bundle(0)), ConfigError::ZeroBundle);
+        assert!(matches!(e(Config::with_maxlen(usize::MAX)), ConfigError::MaxlenTooLarge { .. }));
+    }
+
+    #[test]
+    fn start_runs_the_routine_only_when_it_has_work() {
+        let q = counting(Config::default());
+        // Empty: the routine is not called.
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!(q.calls(), 0);
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!((q.calls(), q.sent()), (1, 1));
+        // transmit = enqueue + start.
+        q.transmit(frame()).unwrap();
+        assert_eq!((q.calls(), q.sent()), (2, 2));
+    }
+
+    #[test]
+    fn not_running_or_oactive_skips_the_routine_restart_clears_oactive() {
+        let q = counting(Config::default());
+        q.set_running(false);
+        assert!(!q.is_running());
+        q.transmit(frame()).unwrap();
+        assert_eq!(q.calls(), 0);
+        q.set_running(true);
+        q.set_oactive();
+        q.start();
+        assert_eq!(q.calls(), 0);
+        // Completion path: restart only if oactive.
+        assert!(q.restart_if_oactive());
+        assert!(!q.is_oactive());
+        assert_eq!((q.calls(), q.sent()), (1, 1));
+        assert!(!q.restart_if_oactive());
+        // A restart while down clears oactive but does not call the routine.
+        q.set_running(false);
+        q.set_oactive();
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.restart(), Started::Ran);
+        assert!(!q.is_oactive());
+        assert_eq!(q.calls(), 1);
+    }
+
+    #[test]
+    fn refused_transmit_does_not_start_evicting_one_does() {
+        let q = counting(Config::with_maxlen(1));
+        q.set_running(false);
+        q.transmit(frame()).unwrap();
+        assert!(matches!(q.transmit(frame()), Err(Dropped::Refused(_))));
+        assert_eq!(q.counters().qdrops, 1);
+        q.set_running(true);
+        q.start();
+        assert_eq!(q.sent(), 1);
+    }
+
+    #[test]
+    fn start_from_inside_the_routine_is_handed_to_the_owner() {
+        use std::sync::OnceLock;
+        type Fq = IfQueue<Fifo<Vec<u8>>, fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>)>;
+        static Q: OnceLock<Fq> = OnceLock::new();
+        static DEPTH: StdUsize = StdUsize::new(0);
+        static CALLS: StdUsize = StdUsize::new(0);
+        fn start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
+            assert_eq!(DEPTH.fetch_add(1, O::Relaxed), 0, "start routine re-entered");
+            if CALLS.fetch_add(1, O::Relaxed) == 0 {
+                // The stack enqueues and starts from inside (say, bpf echo):
+                // handed to us, we run again after returning.
+                q.enqueue(frame()).unwrap();
+                assert_eq!(Q.get().unwrap().start(), Started::Handed);
+            } else {
+                while q.dequeue().is_some() {}
+            }
+            DEPTH.fetch_sub(1, O::Relaxed);
+        }
+        let q = Q.get_or_init(|| IfQueue::new(Fifo::new(), Config::default(), start as _).unwrap());
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!(CALLS.load(O::Relaxed), 2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn bundling_defers_below_the_threshold() {
+        let q = counting(Config::with_maxlen(8).bundle(4));
+        for _ in 0..3 {
+            q.enqueue(frame()).unwrap();
+            assert_eq!(q.start(), Started::Deferred);
+        }
+        assert_eq!(q.calls(), 0);
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!(q.sent(), 4);
+        // Nothing pending any more.
+        assert!(!q.flush_bundle());
+        // A lone packet waits for the flush.
+        q.transmit(frame()).unwrap();
+        assert_eq!(q.sent(), 4);
+        assert!(q.flush_bundle());
+        assert_eq!(q.sent(), 5);
+        // The barrier drops a pending bundle.
+        q.transmit(frame()).unwrap();
+        q.barrier().unwrap();
+        assert!(!q.flush_bundle());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn bundling_threshold_is_capped_by_maxlen() {
+        let q = counting(Config::with_maxlen(2).bundle(16));
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Deferred);
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!(q.sent(), 2);
+    }
+
+    #[test]
+    fn barrier_from_inside_the_routine_is_an_error() {
+        // The routine reaches the queue through a static.
+        use std::sync::OnceLock;
+        type Fq = IfQueue<Fifo<Vec<u8>>, fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>)>;
+        static Q: OnceLock<Fq> = OnceLock::new();
+        static RESULT: OnceLock<Result<(), BarrierError>> = OnceLock::new();
+        fn start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
+            while q.dequeue().is_some() {}
+            RESULT.get_or_init(|| Q.get().unwrap().barrier());
+        }
+        let q = Q.get_or_init(|| IfQueue::new(Fifo::new(), Config::default(), start as _).unwrap());
+        q.transmit(frame()).unwrap();
+        assert!(RESULT.get().unwrap().is_err());
+        // The queue still works.
+        q.transmit(frame()).unwrap();
+        assert!(q.is_empty());
+        q.barrier().unwrap();
+    }
+
+    #[test]
+    fn barrier_waits_for_a_running_start() {
+        let entered = StdBool::new(false);
+        let release = StdBool::new(false);
+        let finished = StdBool::new(false);
+        let q: Q<_> = IfQueue::from_fn(Fifo::new(), Config::default(), |q, _| {
+            entered.store(true, O::SeqCst);
+            while !release.load(O::SeqCst) {
+                std::thread::yield_now();
+            }
+            while q.dequeue().is_some() {}
+            finished.store(true, O::SeqCst);
+        })
+        .unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| q.transmit(frame()).unwrap());
+            while !entered.load(O::SeqCst) {
+                std::thread::yield_now();
+            }
+            assert!(q.is_starting());
+            q.set_running(false);
+            let barrier = s.spawn(|| {
+                q.barrier().unwrap();
+                // The barrier returned: the routine that was running is done.
+                assert!(finished.load(O::SeqCst));
+            });
+            for _ in 0..100 {
+                std::thread::yield_now();
+            }
+            assert!(!barrier.is_finished() || finished.load(O::SeqCst));
+            release.store(true, O::SeqCst);
+            barrier.join().unwrap();
+        });
+        // Not running: a later start does not call the routine.
+        entered.store(false, O::SeqCst);
+        q.transmit(frame()).unwrap();
+        assert!(!entered.load(O::SeqCst));
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn big_locked_routine_runs_under_the_giant_lock() {
+        static GIANT: lock_api::Mutex<DefaultLock, Vec<usize>> = lock_api::Mutex::new(Vec::new());
+        let q = IfQueue::big_locked(Fifo::<Vec<u8>>::new(), Config::default(), &GIANT, |log, q, _| {
+            assert!(GIANT.is_locked());
+            while let Some(p) = q.dequeue() {
+                log.push(p.len());
+            }
+        })
+        .unwrap();
+        q.transmit(vec![0; 42]).unwrap();
+        assert_eq!(*GIANT.lock(), [42]);
+        assert!(!GIANT.is_locked());
+        let _ = q.driver().inner();
+        assert!(std::format!("{:?}", q.driver()).contains("BigLocked"));
+    }
+
+    #[test]
+    fn debug_shows_state() {
+        let q = counting(Config::default());
+        let s = std::format!("{q:?}");
+        assert!(s.contains("running: true") && s.contains("oactive: false"));
     }
 }

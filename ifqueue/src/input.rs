@@ -274,3 +274,48 @@ impl<P, R: RawMutex> fmt::Debug for IfInputQueue<P, R> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom), feature = "std"))]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn config_is_checked() {
+        let e = |p, d| IfInputQueue::<Vec<u8>>::new(InputConfig::new(p, d)).unwrap_err();
+        assert_eq!(e(0, 5), InputConfigError::ZeroPressure);
+        assert_eq!(e(6, 5), InputConfigError::PressureAboveDrop { pressure: 6, drop: 5 });
+        assert!(std::format!("{}", e(6, 5)).contains("above"));
+        let q = IfInputQueue::<Vec<u8>>::new(InputConfig::default()).unwrap();
+        assert_eq!(q.config(), InputConfig::new(6144, 10240));
+    }
+
+    #[test]
+    fn every_packet_is_counted_and_dropped_batches_stay_with_the_caller() {
+        let q = IfInputQueue::new(InputConfig::new(1, 2)).unwrap();
+        let mcast = vec![0x01u8, 0, 0x5e, 0, 0, 1];
+        let mut batch = vec![mcast.clone(), vec![0u8; 10]];
+        assert_eq!(q.input(&mut Vec::new()), Pressure::Normal);
+        assert_eq!(q.input(&mut batch), Pressure::Normal);
+        assert!(batch.is_empty());
+        batch.push(vec![0u8; 4]);
+        let p = q.input(&mut batch);
+        assert!(p.is_high() && p == Pressure::High);
+        batch.extend([vec![0u8; 1], vec![0u8; 1]]);
+        assert_eq!(q.input(&mut batch), Pressure::Dropped);
+        assert_eq!(batch.len(), 2);
+        let c = q.counters();
+        assert_eq!((c.packets, c.bytes, c.mcasts, c.qdrops), (5, 22, 1, 2));
+        assert_eq!(q.len(), 3);
+        // The stack catches up: take everything, in order, appending.
+        let mut out = VecDeque::from([vec![9u8]]);
+        q.take_into(&mut out);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[1], mcast);
+        assert!(q.is_empty());
+        assert_eq!(q.input(&mut batch), Pressure::Normal);
+        assert_eq!(q.purge().len(), 2);
+        assert_eq!(q.counters().qdrops, 2);
+        assert!(std::format!("{q:?}").contains("IfInputQueue"));
+    }
+}

@@ -147,3 +147,73 @@ impl<D: Discipline, S, const N: usize, R: RawMutex, W: Wait> fmt::Debug for IfQu
         f.debug_list().entries(&self.queues).finish()
     }
 }
+
+#[cfg(all(test, not(loom), feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::discipline::Fifo;
+    use crate::ifq::Config;
+    use crate::queue::ConfigError;
+    use std::vec::Vec;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Flow(Option<u32>);
+    impl Packet for Flow {
+        fn byte_len(&self) -> usize {
+            1
+        }
+        fn flow_hash(&self) -> Option<u32> {
+            self.0
+        }
+    }
+
+    fn queues(running: bool) -> IfQueues<Fifo<Flow>, impl Start<Fifo<Flow>, DefaultLock>, 3> {
+        let qs = IfQueues::try_new(|_| {
+            IfQueue::from_fn(Fifo::new(), Config::with_maxlen(4), |q, _| while q.dequeue().is_some() {})
+        })
+        .unwrap();
+        qs.set_running_all(running);
+        qs
+    }
+
+    #[test]
+    fn flows_map_to_queues_by_hash() {
+        let qs = queues(false);
+        assert_eq!(qs.index_of(&Flow(None)), 0);
+        assert_eq!(qs.index_of(&Flow(Some(4))), 1);
+        assert_eq!(qs.index_of(&Flow(Some(u32::MAX))), u32::MAX as usize % 3);
+        for h in [None, Some(1), Some(2), Some(5), Some(8)] {
+            qs.transmit(Flow(h)).unwrap();
+        }
+        let lens: Vec<_> = qs.queues().iter().map(|q| q.len()).collect();
+        assert_eq!(lens, [1, 1, 3]);
+        let purged = qs.purge_all().map(|p| p.count());
+        assert_eq!(purged, [1, 1, 3]);
+        assert!(std::format!("{qs:?}").starts_with('['));
+    }
+
+    #[test]
+    fn start_all_and_barrier_all() {
+        let qs = queues(false);
+        for h in 0..6 {
+            qs.transmit(Flow(Some(h))).unwrap();
+        }
+        qs.set_running_all(true);
+        qs.start_all();
+        assert!(qs.queues().iter().all(|q| q.is_empty()));
+        assert_eq!(qs.queue(2).counters().packets, 2);
+        qs.set_running_all(false);
+        qs.barrier_all().unwrap();
+    }
+
+    #[test]
+    fn construction_errors_propagate() {
+        let r: Result<IfQueues<Fifo<Flow>, _, 2>, _> = IfQueues::try_new(|i| {
+            IfQueue::from_fn(Fifo::new(), Config::with_maxlen(i), |_, _| {})
+        });
+        assert_eq!(r.unwrap_err(), ConfigError::ZeroMaxlen);
+        let a = IfQueue::from_fn(Fifo::<Flow>::new(), Config::default(), |_, _| {}).unwrap();
+        let qs = IfQueues::from_queues([a]);
+        assert_eq!(qs.index_of(&Flow(Some(9))), 0);
+    }
+}

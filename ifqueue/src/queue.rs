@@ -547,3 +547,198 @@ where
         f.debug_tuple("DeqGuard").field(&**self).finish()
     }
 }
+
+#[cfg(all(test, not(loom), feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::discipline::{Fifo, Priq};
+    use crate::packet::Priority;
+    use alloc::vec::Vec;
+
+    /// A packet that is an index into a driver's buffer pool.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Slot {
+        index: u32,
+        len: u16,
+        prio: u8,
+        mcast: bool,
+    }
+
+    impl Slot {
+        fn new(index: u32, prio: u8) -> Self {
+            Self {
+                index,
+                len: 100 + index as u16,
+                prio,
+                mcast: index % 2 == 1,
+            }
+        }
+    }
+
+    impl Packet for Slot {
+        fn byte_len(&self) -> usize {
+            self.len.into()
+        }
+        fn priority(&self) -> Priority {
+            Priority::new(self.prio).unwrap()
+        }
+        fn is_multicast(&self) -> bool {
+            self.mcast
+        }
+    }
+
+    fn ids<'a>(it: impl IntoIterator<Item = Slot> + 'a) -> Vec<u32> {
+        it.into_iter().map(|s| s.index).collect()
+    }
+
+    #[test]
+    fn maxlen_is_checked_at_construction() {
+        let zero = SendQueue::new(Fifo::<Slot>::new(), 0).unwrap_err();
+        assert_eq!(zero, ConfigError::ZeroMaxlen);
+        let big = SendQueue::new(Fifo::<Slot>::new(), MAX_MAXLEN + 1).unwrap_err();
+        assert_eq!(big, ConfigError::MaxlenTooLarge { maxlen: MAX_MAXLEN + 1 });
+        assert!(alloc::format!("{big}").contains("above"));
+        assert_eq!(SendQueue::new(Fifo::<Slot>::new(), MAX_MAXLEN).unwrap().maxlen(), MAX_MAXLEN);
+    }
+
+    #[test]
+    fn set_maxlen_checks_and_applies_to_new_packets() {
+        let q = SendQueue::new(Fifo::new(), 4).unwrap();
+        for i in 0..3 {
+            q.enqueue(Slot::new(i, 0)).unwrap();
+        }
+        let mut l = q.lock();
+        assert_eq!(l.set_maxlen(0), Err(ConfigError::ZeroMaxlen));
+        assert_eq!(l.maxlen(), 4);
+        l.set_maxlen(2).unwrap();
+        assert_eq!(l.enqueue(Slot::new(9, 0)), Err(Dropped::Refused(Slot::new(9, 0))));
+        assert_eq!(l.len(), 3);
+    }
+
+    #[test]
+    fn counters_count_accepted_dropped_purged_and_errors() {
+        let q = SendQueue::new(Priq::new(), 2).unwrap();
+        q.enqueue(Slot::new(1, 2)).unwrap(); // 101 bytes, mcast
+        q.enqueue(Slot::new(2, 2)).unwrap(); // 102 bytes
+        // Full, same priority: refused, counted only as a drop.
+        let refused = q.enqueue(Slot::new(3, 2)).unwrap_err();
+        assert!(!refused.offered_was_queued());
+        assert_eq!(refused.into_packet().index, 3);
+        // Full, higher priority: queued and counted, the oldest level-2 evicted.
+        let evicted = q.enqueue(Slot::new(5, 6)).unwrap_err();
+        assert!(evicted.offered_was_queued());
+        assert_eq!(evicted, Dropped::Evicted(Slot::new(1, 2)));
+        let c = q.counters();
+        assert_eq!((c.packets, c.bytes, c.mcasts, c.qdrops), (3, 308, 2, 2));
+        assert_eq!(q.len(), 2);
+        assert_eq!(ids(q.purge()), [5, 2]);
+        q.add_errors(3);
+        let c = q.counters();
+        assert_eq!((c.packets, c.qdrops, c.errors), (3, 4, 3));
+        assert!(q.is_empty() && q.dequeue().is_none());
+    }
+
+    #[test]
+    fn rollback_keeps_the_head_and_the_order() {
+        let q = SendQueue::new(Fifo::new(), 8).unwrap();
+        for i in 0..4 {
+            q.enqueue(Slot::new(i, 0)).unwrap();
+        }
+        // Dropping the guard rolls back.
+        let g = q.deq_begin().unwrap();
+        assert_eq!(g.index, 0);
+        drop(g);
+        q.deq_begin().unwrap().rollback();
+        // Keep the lock across a rollback, then a commit.
+        let l = q.deq_begin().unwrap().rollback_locked();
+        assert_eq!(l.len(), 4);
+        let g = l.into_deq_begin().unwrap();
+        let (p, mut l) = g.commit_locked();
+        assert_eq!(p.index, 0);
+        assert_eq!(l.dequeue().unwrap().index, 1);
+        drop(l);
+        assert_eq!(q.deq_begin().unwrap().commit().index, 2);
+        assert_eq!(q.len(), 1);
+        assert_eq!(ids(q.purge()), [3]);
+        assert!(q.deq_begin().is_none());
+        // Nothing a transaction does is counted as a drop.
+        assert_eq!(q.counters().qdrops, 1);
+    }
+
+    #[test]
+    fn rollback_keeps_priq_order() {
+        let q = SendQueue::new(Priq::new(), 8).unwrap();
+        for (i, prio) in [(0, 1), (1, 5), (2, 5), (3, 1)] {
+            q.enqueue(Slot::new(i, prio)).unwrap();
+        }
+        let g = q.deq_begin().unwrap();
+        assert_eq!((g.index, g.prio), (1, 5));
+        g.rollback();
+        let mut out = Vec::new();
+        while let Some(g) = q.deq_begin() {
+            out.push(g.commit().index);
+        }
+        assert_eq!(out, [1, 2, 0, 3]);
+    }
+
+    #[test]
+    fn burst_respects_max_capacity_and_order() {
+        let q = SendQueue::new(Fifo::new(), 16).unwrap();
+        for i in 0..10 {
+            q.enqueue(Slot::new(i, 0)).unwrap();
+        }
+        let mut out = ArrayVec::<Slot, 4>::new();
+        assert_eq!(q.dequeue_burst(&mut out, 3), 3);
+        assert_eq!(q.dequeue_burst(&mut out, 100), 1); // capacity
+        assert_eq!(q.dequeue_burst(&mut out, 100), 0); // full
+        assert_eq!(ids(out.drain(..)), [0, 1, 2, 3]);
+        assert_eq!(q.len(), 6);
+        let mut big = ArrayVec::<Slot, 64>::new();
+        assert_eq!(q.dequeue_burst(&mut big, usize::MAX), 6);
+        assert_eq!(ids(big), [4, 5, 6, 7, 8, 9]);
+        assert!(q.is_empty());
+        assert_eq!(q.counters().packets, 10);
+    }
+
+    #[test]
+    fn oactive_set_clear_and_recheck() {
+        let q = SendQueue::new(Fifo::<Slot>::new(), 1).unwrap();
+        assert!(!q.is_oactive());
+        q.set_oactive();
+        assert!(q.is_oactive());
+        q.clear_oactive();
+        assert!(!q.is_oactive());
+        // Room appeared meanwhile: stays clear.
+        assert!(!q.set_oactive_unless(|| true));
+        assert!(!q.is_oactive());
+        // Still full: stays set.
+        assert!(q.set_oactive_unless(|| false));
+        assert!(q.oactive_after_fence());
+    }
+
+    #[test]
+    fn locked_entrypoints_share_one_acquisition() {
+        let q = SendQueue::new(Priq::new(), 4).unwrap();
+        let mut l = q.lock();
+        l.enqueue(Slot::new(0, 7)).unwrap();
+        l.enqueue(Slot::new(1, 0)).unwrap();
+        assert_eq!(l.discipline().level_len(Priority::HIGHEST), 1);
+        assert_eq!(l.counters().packets, 2);
+        l.add_errors(1);
+        assert_eq!(l.dequeue().unwrap().index, 0);
+        assert!(!l.is_empty());
+        assert_eq!(ids(l.purge()), [1]);
+        assert!(alloc::format!("{l:?}").contains("maxlen: 4"));
+        drop(l);
+        assert!(alloc::format!("{q:?}").contains("len: 0"));
+    }
+
+    #[test]
+    fn dropped_displays_its_reason() {
+        let r: Dropped<u8> = Dropped::Refused(1);
+        let e: Dropped<u8> = Dropped::Evicted(2);
+        assert!(alloc::format!("{r}").contains("refused"));
+        assert!(alloc::format!("{e}").contains("evicted"));
+        assert_eq!(e.into_packet(), 2);
+    }
+}
