@@ -1,0 +1,186 @@
+//! Legacy 16-byte receive and transmit descriptors, in memory shared by the
+//! driver and the device.
+//!
+//! A descriptor is two 64-bit words, exactly the 8254x layout:
+//!
+//! ```text
+//!  receive   | buffer address (63..0)                                        |
+//!            | special 63..48 | errors 47..40 | status 39..32 | csum | length |
+//!  transmit  | buffer address (63..0)                                        |
+//!            | special 63..48 | css 47..40    | status 39..32 | cmd | cso | length |
+//! ```
+//!
+//! Both words are atomics so the device thread and the driver share them
+//! without `unsafe`, exactly as DMA memory is shared: the driver fills a
+//! descriptor with plain (relaxed) stores and publishes it with a release
+//! write of the tail register; the device writes the status word back with
+//! release, and the driver reads the status with acquire before it trusts the
+//! length. The "buffer address" is an index into the [`Pool`](crate::Pool).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Receive status: descriptor done (the device wrote it back).
+pub const RXD_STAT_DD: u8 = 1 << 0;
+/// Receive status: end of packet.
+pub const RXD_STAT_EOP: u8 = 1 << 1;
+/// Receive error: RX data error (frame longer than the buffer, bad CRC).
+pub const RXD_ERR_RXE: u8 = 1 << 7;
+/// Transmit command: end of packet.
+pub const TXD_CMD_EOP: u8 = 1 << 0;
+/// Transmit command: insert the FCS.
+pub const TXD_CMD_IFCS: u8 = 1 << 1;
+/// Transmit command: report status (write DD back when sent).
+pub const TXD_CMD_RS: u8 = 1 << 3;
+/// Transmit status: descriptor done.
+pub const TXD_STAT_DD: u8 = 1 << 0;
+
+/// Size of one descriptor in bytes.
+pub const DESC_SIZE: usize = 16;
+
+/// One legacy descriptor: buffer address and the length/command/status word.
+#[derive(Debug, Default)]
+#[repr(C, align(16))]
+pub struct Desc {
+    addr: AtomicU64,
+    word: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<Desc>() == DESC_SIZE);
+
+/// What the driver reads back from a receive descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxWriteback {
+    /// Buffer index the driver posted.
+    pub addr: u64,
+    /// Frame length the device wrote.
+    pub len: u16,
+    /// Status bits (`RXD_STAT_*`).
+    pub status: u8,
+    /// Error bits (`RXD_ERR_*`).
+    pub errors: u8,
+}
+
+impl Desc {
+    /// Driver: posts an empty receive buffer (status cleared).
+    pub fn post_rx(&self, addr: u64) {
+        // Relaxed: published to the device by the release write of RDT.
+        self.addr.store(addr, Ordering::Relaxed);
+        self.word.store(0, Ordering::Relaxed);
+    }
+
+    /// Driver: reads a receive descriptor's write-back.
+    pub fn rx_writeback(&self) -> RxWriteback {
+        // Acquire: pairs with the device's release of the status word, so the
+        // buffer contents and length it wrote before are visible.
+        let w = self.word.load(Ordering::Acquire);
+        RxWriteback {
+            addr: self.addr.load(Ordering::Relaxed),
+            len: w as u16,
+            status: (w >> 32) as u8,
+            errors: (w >> 40) as u8,
+        }
+    }
+
+    /// Device: the buffer index of a posted receive descriptor.
+    pub fn rx_addr(&self) -> u64 {
+        self.addr.load(Ordering::Relaxed)
+    }
+
+    /// Device: writes back a received frame of `len` bytes.
+    pub fn rx_complete(&self, len: u16, errors: u8) {
+        let status = RXD_STAT_DD | RXD_STAT_EOP;
+        let w = u64::from(len) | (u64::from(status) << 32) | (u64::from(errors) << 40);
+        // Release: the buffer contents written before are visible to the
+        // driver that sees DD.
+        self.word.store(w, Ordering::Release);
+    }
+
+    /// Driver: fills a transmit descriptor.
+    pub fn post_tx(&self, addr: u64, len: u16, cmd: u8) {
+        // Relaxed: published to the device by the release write of TDT.
+        self.addr.store(addr, Ordering::Relaxed);
+        self.word
+            .store(u64::from(len) | (u64::from(cmd) << 24), Ordering::Relaxed);
+    }
+
+    /// Device: reads a transmit descriptor: buffer index, length, command.
+    pub fn tx_fetch(&self) -> (u64, u16, u8) {
+        let w = self.word.load(Ordering::Relaxed);
+        (self.addr.load(Ordering::Relaxed), w as u16, (w >> 24) as u8)
+    }
+
+    /// Device: marks a transmit descriptor done.
+    pub fn tx_complete(&self) {
+        // Release: pairs with the driver's acquire in `tx_done`.
+        self.word
+            .fetch_or(u64::from(TXD_STAT_DD) << 32, Ordering::Release);
+    }
+
+    /// Driver: whether a transmit descriptor is done, and its buffer index.
+    pub fn tx_done(&self) -> Option<u64> {
+        let w = self.word.load(Ordering::Acquire);
+        ((w >> 32) as u8 & TXD_STAT_DD != 0).then(|| self.addr.load(Ordering::Relaxed))
+    }
+
+    /// Driver: zeroes the descriptor (ring setup).
+    pub fn clear(&self) {
+        self.addr.store(0, Ordering::Relaxed);
+        self.word.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A descriptor ring in "DMA memory": allocated once, shared by driver and
+/// device through an `Arc`, addressed by the device through a bus address.
+#[derive(Debug)]
+pub struct DescRing {
+    descs: Box<[Desc]>,
+}
+
+impl DescRing {
+    /// A zeroed ring of `n` descriptors.
+    pub fn new(n: usize) -> Self {
+        Self {
+            descs: (0..n).map(|_| Desc::default()).collect(),
+        }
+    }
+
+    /// Number of descriptors the memory holds.
+    pub fn capacity(&self) -> usize {
+        self.descs.len()
+    }
+
+    /// Descriptor `i`.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is beyond the ring's memory (a broken driver or device).
+    pub fn get(&self, i: usize) -> &Desc {
+        &self.descs[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_roundtrip() {
+        let d = Desc::default();
+        d.post_rx(7);
+        assert_eq!(d.rx_writeback().status & RXD_STAT_DD, 0);
+        assert_eq!(d.rx_addr(), 7);
+        d.rx_complete(60, 0);
+        let wb = d.rx_writeback();
+        assert_eq!((wb.addr, wb.len, wb.status, wb.errors), (7, 60, 3, 0));
+    }
+
+    #[test]
+    fn tx_roundtrip() {
+        let d = Desc::default();
+        d.post_tx(9, 1514, TXD_CMD_EOP | TXD_CMD_RS);
+        assert_eq!(d.tx_done(), None);
+        assert_eq!(d.tx_fetch(), (9, 1514, TXD_CMD_EOP | TXD_CMD_RS));
+        d.tx_complete();
+        assert_eq!(d.tx_done(), Some(9));
+    }
+}
