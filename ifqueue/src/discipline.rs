@@ -97,6 +97,11 @@ impl<P> Fifo<P> {
         }
     }
 
+    /// The queued packets, oldest (next to leave) first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &P> + ExactSizeIterator {
+        self.packets.iter()
+    }
+
     /// An empty FIFO with room for `capacity` packets before it reallocates
     /// (pass the queue's `maxlen` to never allocate on the hot path).
     pub fn with_capacity(capacity: usize) -> Self {
@@ -180,6 +185,12 @@ impl<P> Priq<P> {
             nonempty: 0,
             len: 0,
         }
+    }
+
+    /// The queued packets in the order they would leave: highest level first,
+    /// oldest first within a level.
+    pub fn iter(&self) -> impl Iterator<Item = &P> {
+        self.levels.iter().rev().flatten()
     }
 
     /// How many packets level `priority` holds.
