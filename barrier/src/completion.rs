@@ -1,0 +1,221 @@
+//! A one-shot completion: OpenBSD's `struct cond`, Linux's `struct completion`.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use mpsafe_serializer::{DefaultWait, Wait};
+
+use crate::sync::{AtomicU32, Backoff, Ordering};
+
+/// Set once by [`signal`](Completion::signal); never cleared except by `reset`.
+const SIGNALLED: u32 = 1;
+/// Some waiter may be asleep in `W::wait`: `signal` must wake.
+const WAITERS: u32 = 2;
+
+/// A one-shot event: any number of threads [`wait`](Completion::wait) until one
+/// [`signal`](Completion::signal)s it, and everything the signalling thread did
+/// before signalling is visible to them when they return.
+///
+/// This is OpenBSD's `struct cond` (`cond_init`, `cond_signal`, `cond_wait`),
+/// the thing `sched_barrier` and `ifq_barrier` sleep on: put the completion
+/// somewhere the other side can reach, hand it a task that signals it, wait.
+///
+/// Waiting spins briefly with back-off (the event is often a few hundred
+/// cycles away), then sleeps with the strategy `W`: a futex with `std`
+/// ([`Futex`](mpsafe_serializer::Futex)), a back-off spin without
+/// ([`Spin`](mpsafe_serializer::Spin)), or the kernel's own sleep queue.
+///
+/// The whole state is one 32-bit word; `signal` makes a wake-up system call
+/// only if some waiter actually went to sleep.
+///
+/// # Examples
+///
+/// ```
+/// use mpsafe_barrier::Completion;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let done: Completion = Completion::new();
+/// let result = AtomicU64::new(0);
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         result.store(42, Ordering::Relaxed);
+///         done.signal(); // publishes the store above
+///     });
+///     done.wait();
+///     assert_eq!(result.load(Ordering::Relaxed), 42);
+/// });
+/// assert!(done.is_signalled());
+/// ```
+pub struct Completion<W: Wait = DefaultWait> {
+    state: AtomicU32,
+    _wait: PhantomData<fn() -> W>,
+}
+
+impl<W: Wait> Completion<W> {
+    /// A completion that has not been signalled.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+            _wait: PhantomData,
+        }
+    }
+
+    /// A completion that has not been signalled.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+            _wait: PhantomData,
+        }
+    }
+
+    /// Marks the event as happened and wakes every waiter.
+    ///
+    /// Signalling twice is harmless. Never blocks; callable from an interrupt
+    /// handler or a serializer task.
+    pub fn signal(&self) {
+        // Release: a waiter whose Acquire load reads SIGNALLED sees everything
+        // this thread did before signalling (the barrier's whole point).
+        // `swap` rather than `fetch_or`: the WAITERS bit has served its purpose
+        // once we have read it.
+        let prev = self.state.swap(SIGNALLED, Ordering::Release);
+        if prev & WAITERS != 0 {
+            W::wake_all(&self.state);
+        }
+    }
+
+    /// Blocks until [`signal`](Completion::signal) has been called (returns at
+    /// once if it already has).
+    ///
+    /// No lost wake-up: a waiter only sleeps on the exact word value that says
+    /// "not signalled, a waiter is here", which `signal` both changes and
+    /// reads in one atomic swap.
+    pub fn wait(&self) {
+        let backoff = Backoff::new();
+        loop {
+            // Acquire pairs with the Release swap in `signal`.
+            let state = self.state.load(Ordering::Acquire);
+            if state & SIGNALLED != 0 {
+                return;
+            }
+            if backoff.snooze() {
+                continue;
+            }
+            if state & WAITERS == 0 {
+                // Announce ourselves before sleeping. Relaxed: this word is
+                // the only thing the protocol relies on, and a single word's
+                // modification order is total; publication rides on SIGNALLED.
+                if self
+                    .state
+                    .compare_exchange(state, WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+            }
+            // Sleeps only if the word still says "waiting, not signalled".
+            W::wait(&self.state, WAITERS);
+        }
+    }
+
+    /// Whether [`signal`](Completion::signal) has been called. If `true`, the
+    /// signaller's earlier writes are visible, as after [`wait`](Completion::wait).
+    pub fn is_signalled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & SIGNALLED != 0
+    }
+
+    /// Makes the completion usable for another round.
+    ///
+    /// Takes `&mut self`: nobody can be waiting on (or about to signal) a
+    /// completion that is exclusively borrowed, so a reset can never strand a
+    /// waiter or lose a signal. Share the completion by reference for a round,
+    /// end the borrows (join the threads), then reset.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+impl<W: Wait> Default for Completion<W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<W: Wait> fmt::Debug for Completion<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.load(Ordering::Relaxed);
+        f.debug_struct("Completion")
+            .field("signalled", &(state & SIGNALLED != 0))
+            .field("waiters", &(state & WAITERS != 0))
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use mpsafe_serializer::Spin;
+    use std::format;
+    use core::sync::atomic::AtomicU64;
+
+    static_assertions::assert_impl_all!(Completion: Send, Sync);
+    static_assertions::assert_eq_size!(Completion, u32);
+
+    #[test]
+    fn signal_before_wait_returns_at_once() {
+        let c: Completion = Completion::new();
+        assert!(!c.is_signalled());
+        c.signal();
+        c.signal();
+        assert!(c.is_signalled());
+        c.wait();
+    }
+
+    #[test]
+    fn waiters_on_other_threads_all_return_and_see_the_data() {
+        for _ in 0..if cfg!(miri) { 2 } else { 50 } {
+            let c: Completion = Completion::new();
+            let data = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..3 {
+                    s.spawn(|| {
+                        c.wait();
+                        assert_eq!(data.load(Ordering::Relaxed), 7);
+                    });
+                }
+                data.store(7, Ordering::Relaxed);
+                c.signal();
+            });
+        }
+    }
+
+    #[test]
+    fn spin_strategy_works_without_a_futex() {
+        let c: Completion<Spin> = Completion::new();
+        std::thread::scope(|s| {
+            s.spawn(|| c.signal());
+            c.wait();
+        });
+    }
+
+    #[test]
+    fn reset_rearms() {
+        let mut c: Completion = Completion::new();
+        c.signal();
+        c.reset();
+        assert!(!c.is_signalled());
+        std::thread::scope(|s| {
+            s.spawn(|| c.signal());
+            c.wait();
+        });
+        assert!(format!("{c:?}").contains("signalled: true"));
+    }
+
+    #[test]
+    fn const_constructible() {
+        static DONE: Completion = Completion::new();
+        DONE.signal();
+        assert!(DONE.is_signalled());
+    }
+}
