@@ -97,12 +97,10 @@ impl Combiner {
             // Release: the next owner (who Acquires on its 0 -> 1 increment)
             // sees every effect of this pass. Acquire on failure: the requests
             // that arrived during the pass are visible to the next pass.
-            match self.requests.compare_exchange(
-                seen,
-                0,
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
+            match self
+                .requests
+                .compare_exchange(seen, 0, Ordering::Release, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(now) => seen = now,
             }
@@ -142,12 +140,18 @@ mod tests {
             if runs.get() == 1 {
                 assert!(c.is_running());
                 // A start routine that calls start() again.
-                inner.set(Some(c.run(|| unreachable!("nested work never runs inline"))));
+                inner.set(Some(
+                    c.run(|| unreachable!("nested work never runs inline")),
+                ));
             }
         });
         assert!(ran);
         assert_eq!(inner.get(), Some(false));
-        assert_eq!(runs.get(), 2, "the nested request costs exactly one more pass");
+        assert_eq!(
+            runs.get(),
+            2,
+            "the nested request costs exactly one more pass"
+        );
     }
 
     #[test]
