@@ -219,7 +219,6 @@ pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = Defaul
     start: S,
 }
 
-#[cfg(not(loom))]
 impl<D: Discipline, S: Start<D, DefaultLock>> IfQueue<D, S> {
     /// A running queue with the default lock and wait strategy, whose
     /// serialized start runs `start`.
@@ -232,7 +231,6 @@ impl<D: Discipline, S: Start<D, DefaultLock>> IfQueue<D, S> {
     }
 }
 
-#[cfg(not(loom))]
 impl<D: Discipline, F> IfQueue<D, F>
 where
     F: Fn(&SendQueue<D, DefaultLock>, &TaskOwner<'_>),
@@ -248,7 +246,6 @@ where
     }
 }
 
-#[cfg(not(loom))]
 impl<'g, D: Discipline, G: RawMutex, T, F> IfQueue<D, BigLocked<'g, G, T, F>>
 where
     F: Fn(&mut T, &SendQueue<D, DefaultLock>, &TaskOwner<'_>),

@@ -148,7 +148,6 @@ pub struct IfInputQueue<P, R: RawMutex = DefaultLock> {
     config: InputConfig,
 }
 
-#[cfg(not(loom))]
 impl<P: Packet> IfInputQueue<P> {
     /// An empty input queue with the default lock.
     ///

@@ -134,4 +134,8 @@ pub use mpsafe_serializer::TaskOwner;
 
 /// The queue lock used when none is named: the serializer crate's
 /// `RawSerializer`, which sleeps on a futex with `std` and spins without.
+#[cfg(not(loom))]
 pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::DefaultWait>;
+/// Under loom: a marker; the queue lock is `loom::sync::Mutex`.
+#[cfg(loom)]
+pub type DefaultLock = sync::LoomLock;

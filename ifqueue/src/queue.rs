@@ -141,7 +141,6 @@ pub struct SendQueue<D, R: RawMutex = DefaultLock> {
     oactive: CachePadded<AtomicBool>,
 }
 
-#[cfg(not(loom))]
 impl<D: Discipline> SendQueue<D> {
     /// A queue with the [`DefaultLock`] holding at most `maxlen` packets (the
     /// discipline decides what a full queue does), with `oactive` clear.

@@ -74,3 +74,31 @@ mod lock {
 }
 
 pub(crate) use lock::{Guard, Lock};
+
+/// Under loom, the default queue lock type: a marker that is never locked,
+/// because the lock shim above replaces every queue lock with loom's mutex.
+/// (`RawSerializer` cannot be a `lock_api::RawMutex` under loom: no `const
+/// INIT` with loom atomics.)
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct LoomLock;
+
+// SAFETY: never used as a lock: under `cfg(loom)` `Lock` wraps
+// `loom::sync::Mutex` and keeps `R` only as a marker, so none of these methods
+// is ever called; each panics if it were.
+#[cfg(loom)]
+unsafe impl lock_api::RawMutex for LoomLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = LoomLock;
+    type GuardMarker = lock_api::GuardNoSend;
+    fn lock(&self) {
+        unreachable!("loom replaces the queue lock")
+    }
+    fn try_lock(&self) -> bool {
+        unreachable!("loom replaces the queue lock")
+    }
+    unsafe fn unlock(&self) {
+        unreachable!("loom replaces the queue lock")
+    }
+}
