@@ -6,11 +6,11 @@ use core::ops::Deref;
 use lock_api::RawMutex;
 use mpsafe_serializer::{DefaultWait, Task, TaskOwner, TaskSerializer, Wait};
 
-use crate::barrier::{BarrierError, StartBarrier};
+use crate::DefaultLock;
 use crate::discipline::Discipline;
 use crate::queue::{ConfigError, Dropped, SendQueue};
 use crate::sync::{AtomicBool, Ordering};
-use crate::DefaultLock;
+use mpsafe_barrier::{BarrierError, StartBarrier};
 
 /// Restart before start: a pass that finds both pending clears `oactive` and
 /// runs the start routine once, and then START finds the queue drained and
@@ -381,8 +381,9 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// routine itself), which could never return.
     pub fn barrier(&self) -> Result<(), BarrierError> {
         self.bundle_pending.store(false, Ordering::Relaxed);
-        self.barrier
-            .wait(&self.serializer, BARRIER, |task, owner| self.run_task(task, owner))
+        self.barrier.wait(&self.serializer, BARRIER, |task, owner| {
+            self.run_task(task, owner)
+        })
     }
 
     /// Sets or clears "running" (OpenBSD `IFF_RUNNING`). A new queue is
@@ -465,9 +466,9 @@ mod tests {
     use super::*;
     use crate::discipline::Fifo;
     use crate::queue::ConfigError;
-    use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize, Ordering as O};
-    use std::vec;
-    use std::vec::Vec;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize, Ordering as O};
 
     type Q<S> = IfQueue<Fifo<Vec<u8>>, S>;
 
@@ -509,7 +510,10 @@ mod tests {
         let e = |c| IfQueue::new(Fifo::<Vec<u8>>::new(), c, Counting::default()).unwrap_err();
         assert_eq!(e(Config::with_maxlen(0)), ConfigError::ZeroMaxlen);
         assert_eq!(e(Config::default().bundle(0)), ConfigError::ZeroBundle);
-        assert!(matches!(e(Config::with_maxlen(usize::MAX)), ConfigError::MaxlenTooLarge { .. }));
+        assert!(matches!(
+            e(Config::with_maxlen(usize::MAX)),
+            ConfigError::MaxlenTooLarge { .. }
+        ));
     }
 
     #[test]
@@ -571,7 +575,11 @@ mod tests {
         static DEPTH: StdUsize = StdUsize::new(0);
         static CALLS: StdUsize = StdUsize::new(0);
         fn start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
-            assert_eq!(DEPTH.fetch_add(1, O::Relaxed), 0, "start routine re-entered");
+            assert_eq!(
+                DEPTH.fetch_add(1, O::Relaxed),
+                0,
+                "start routine re-entered"
+            );
             if CALLS.fetch_add(1, O::Relaxed) == 0 {
                 // The stack enqueues and starts from inside (say, bpf echo):
                 // handed to us, we run again after returning.
@@ -687,12 +695,17 @@ mod tests {
     #[test]
     fn big_locked_routine_runs_under_the_giant_lock() {
         static GIANT: lock_api::Mutex<DefaultLock, Vec<usize>> = lock_api::Mutex::new(Vec::new());
-        let q = IfQueue::big_locked(Fifo::<Vec<u8>>::new(), Config::default(), &GIANT, |log, q, _| {
-            assert!(GIANT.is_locked());
-            while let Some(p) = q.dequeue() {
-                log.push(p.len());
-            }
-        })
+        let q = IfQueue::big_locked(
+            Fifo::<Vec<u8>>::new(),
+            Config::default(),
+            &GIANT,
+            |log, q, _| {
+                assert!(GIANT.is_locked());
+                while let Some(p) = q.dequeue() {
+                    log.push(p.len());
+                }
+            },
+        )
         .unwrap();
         q.transmit(vec![0; 42]).unwrap();
         assert_eq!(*GIANT.lock(), [42]);

@@ -283,7 +283,13 @@ mod tests {
     fn config_is_checked() {
         let e = |p, d| IfInputQueue::<Vec<u8>>::new(InputConfig::new(p, d)).unwrap_err();
         assert_eq!(e(0, 5), InputConfigError::ZeroPressure);
-        assert_eq!(e(6, 5), InputConfigError::PressureAboveDrop { pressure: 6, drop: 5 });
+        assert_eq!(
+            e(6, 5),
+            InputConfigError::PressureAboveDrop {
+                pressure: 6,
+                drop: 5
+            }
+        );
         assert!(std::format!("{}", e(6, 5)).contains("above"));
         let q = IfInputQueue::<Vec<u8>>::new(InputConfig::default()).unwrap();
         assert_eq!(q.config(), InputConfig::new(6144, 10240));

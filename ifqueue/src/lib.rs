@@ -105,7 +105,6 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-mod barrier_tmp;
 mod discipline;
 mod ifq;
 #[cfg(feature = "alloc")]
@@ -115,15 +114,14 @@ mod packet;
 mod queue;
 mod sync;
 
-use barrier_tmp as barrier;
-
-pub use barrier::BarrierError;
+pub use discipline::{Discipline, Enqueue};
 #[cfg(feature = "alloc")]
 pub use discipline::{Fifo, Priq, PriqPurged};
-pub use discipline::{Discipline, Enqueue};
 pub use ifq::{BigLocked, Config, IfQueue, Start, Started};
 #[cfg(feature = "alloc")]
 pub use input::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
+/// Why [`IfQueue::barrier`] could not wait (re-exported from `mpsafe-barrier`).
+pub use mpsafe_barrier::BarrierError;
 pub use multi::IfQueues;
 pub use packet::{Packet, Priority, PriorityError};
 pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, SendQueue};

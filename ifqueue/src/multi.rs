@@ -7,11 +7,11 @@ use lock_api::RawMutex;
 use mpsafe_serializer::{DefaultWait, Wait};
 
 use crate::DefaultLock;
-use crate::barrier::BarrierError;
 use crate::discipline::Discipline;
 use crate::ifq::{IfQueue, Start};
 use crate::packet::Packet;
 use crate::queue::Dropped;
+use mpsafe_barrier::BarrierError;
 
 /// The `N` send queues of one interface, one per hardware tx ring, each with
 /// its own lock, serializer and start routine (OpenBSD `ifp->if_ifqs`).
@@ -43,8 +43,13 @@ use crate::queue::Dropped;
 /// ifqs.barrier_all()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct IfQueues<D: Discipline, S, const N: usize, R: RawMutex = DefaultLock, W: Wait = DefaultWait>
-{
+pub struct IfQueues<
+    D: Discipline,
+    S,
+    const N: usize,
+    R: RawMutex = DefaultLock,
+    W: Wait = DefaultWait,
+> {
     queues: [IfQueue<D, S, R, W>; N],
 }
 
@@ -64,7 +69,9 @@ where
     /// # Panics
     ///
     /// At compile time if `N == 0`.
-    pub fn try_new<E>(mut make: impl FnMut(usize) -> Result<IfQueue<D, S, R, W>, E>) -> Result<Self, E> {
+    pub fn try_new<E>(
+        mut make: impl FnMut(usize) -> Result<IfQueue<D, S, R, W>, E>,
+    ) -> Result<Self, E> {
         const { assert!(N > 0, "an interface has at least one send queue") };
         let mut queues = ArrayVec::<_, N>::new();
         for i in 0..N {
@@ -142,7 +149,9 @@ where
     }
 }
 
-impl<D: Discipline, S, const N: usize, R: RawMutex, W: Wait> fmt::Debug for IfQueues<D, S, N, R, W> {
+impl<D: Discipline, S, const N: usize, R: RawMutex, W: Wait> fmt::Debug
+    for IfQueues<D, S, N, R, W>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(&self.queues).finish()
     }
@@ -154,7 +163,7 @@ mod tests {
     use crate::discipline::Fifo;
     use crate::ifq::Config;
     use crate::queue::ConfigError;
-    use std::vec::Vec;
+    use alloc::vec::Vec;
 
     #[derive(Debug, PartialEq, Eq)]
     struct Flow(Option<u32>);
@@ -169,7 +178,9 @@ mod tests {
 
     fn queues(running: bool) -> IfQueues<Fifo<Flow>, impl Start<Fifo<Flow>, DefaultLock>, 3> {
         let qs = IfQueues::try_new(|_| {
-            IfQueue::from_fn(Fifo::new(), Config::with_maxlen(4), |q, _| while q.dequeue().is_some() {})
+            IfQueue::from_fn(Fifo::new(), Config::with_maxlen(4), |q, _| {
+                while q.dequeue().is_some() {}
+            })
         })
         .unwrap();
         qs.set_running_all(running);
@@ -208,9 +219,8 @@ mod tests {
 
     #[test]
     fn construction_errors_propagate() {
-        let r: Result<IfQueues<Fifo<Flow>, _, 2>, _> = IfQueues::try_new(|i| {
-            IfQueue::from_fn(Fifo::new(), Config::with_maxlen(i), |_, _| {})
-        });
+        let r: Result<IfQueues<Fifo<Flow>, _, 2>, _> =
+            IfQueues::try_new(|i| IfQueue::from_fn(Fifo::new(), Config::with_maxlen(i), |_, _| {}));
         assert_eq!(r.unwrap_err(), ConfigError::ZeroMaxlen);
         let a = IfQueue::from_fn(Fifo::<Flow>::new(), Config::default(), |_, _| {}).unwrap();
         let qs = IfQueues::from_queues([a]);

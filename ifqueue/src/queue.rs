@@ -595,9 +595,19 @@ mod tests {
         let zero = SendQueue::new(Fifo::<Slot>::new(), 0).unwrap_err();
         assert_eq!(zero, ConfigError::ZeroMaxlen);
         let big = SendQueue::new(Fifo::<Slot>::new(), MAX_MAXLEN + 1).unwrap_err();
-        assert_eq!(big, ConfigError::MaxlenTooLarge { maxlen: MAX_MAXLEN + 1 });
+        assert_eq!(
+            big,
+            ConfigError::MaxlenTooLarge {
+                maxlen: MAX_MAXLEN + 1
+            }
+        );
         assert!(alloc::format!("{big}").contains("above"));
-        assert_eq!(SendQueue::new(Fifo::<Slot>::new(), MAX_MAXLEN).unwrap().maxlen(), MAX_MAXLEN);
+        assert_eq!(
+            SendQueue::new(Fifo::<Slot>::new(), MAX_MAXLEN)
+                .unwrap()
+                .maxlen(),
+            MAX_MAXLEN
+        );
     }
 
     #[test]
@@ -610,7 +620,10 @@ mod tests {
         assert_eq!(l.set_maxlen(0), Err(ConfigError::ZeroMaxlen));
         assert_eq!(l.maxlen(), 4);
         l.set_maxlen(2).unwrap();
-        assert_eq!(l.enqueue(Slot::new(9, 0)), Err(Dropped::Refused(Slot::new(9, 0))));
+        assert_eq!(
+            l.enqueue(Slot::new(9, 0)),
+            Err(Dropped::Refused(Slot::new(9, 0)))
+        );
         assert_eq!(l.len(), 3);
     }
 

@@ -101,7 +101,11 @@ where
     for<'a> &'a D: Contents,
 {
     let q: SendQueue<D> = SendQueue::new(disc, maxlen).unwrap();
-    let mut m = Model { priq, maxlen, ..Model::default() };
+    let mut m = Model {
+        priq,
+        maxlen,
+        ..Model::default()
+    };
     let mut rng = Rng(seed | 1);
     let mut next_id = 0;
     for step in 0..steps {
