@@ -1063,19 +1063,27 @@ mod tests {
     #[test]
     fn enter_all_waits_for_a_single_holder() {
         let ss: [Serializer; 2] = Default::default();
-        let count = Cell::new(0u32);
+        let all_done = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let g = ss[1].enter();
             scope.spawn(|| {
-                let _all = enter_all(&ss);
+                let all = enter_all(&ss);
+                all_done.store(true, Ordering::Relaxed);
+                drop(all);
             });
+            // The "all" caller takes 0, then sleeps on 1 (the loads are
+            // hints: wait for them rather than assert them).
             until_waiter(&ss[1]);
-            // The "all" caller holds 0 and waits on 1.
-            assert!(ss[0].is_held());
-            count.set(1);
+            while !ss[0].is_held() {
+                std::thread::yield_now();
+            }
+            assert!(
+                !all_done.load(Ordering::Relaxed),
+                "entered a held serializer"
+            );
             drop(g);
         });
-        assert_eq!(count.get(), 1);
+        assert!(all_done.load(Ordering::Relaxed));
         assert!(!ss.iter().any(Serializer::is_held));
     }
 
