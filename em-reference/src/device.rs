@@ -27,11 +27,11 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::desc::{DESC_SIZE, DescRing, TXD_CMD_RS};
-use crate::gate::IntrGate;
 use crate::pool::Pool;
 use crate::regs::{
     CTRL_RST, CTRL_SLU, ICR_RXO, ICR_RXT0, ICR_TXDW, RCTL_EN, Reg, Regs, STATUS_LU, TCTL_EN,
 };
+use mpsafe_barrier::Gate;
 
 /// Most queue pairs the simulated device has (an 82571/82574 has two).
 pub const MAX_QUEUES: usize = 2;
@@ -215,7 +215,7 @@ struct Shared {
     device_thread: OnceLock<Thread>,
     intr_thread: OnceLock<Thread>,
     handler: Mutex<Option<Weak<dyn IntrHandler>>>,
-    gate: IntrGate,
+    gate: Gate,
 }
 
 /// A simulated Intel 8254x network controller.
@@ -264,7 +264,7 @@ impl Device {
             device_thread: OnceLock::new(),
             intr_thread: OnceLock::new(),
             handler: Mutex::new(None),
-            gate: IntrGate::default(),
+            gate: Gate::new(),
         });
         shared.regs.status.store(STATUS_LU, Ordering::Relaxed);
         let dev = {
@@ -423,9 +423,7 @@ impl Shared {
             Reg::TCTL => r.tctl.load(Ordering::Acquire),
             // Statistics registers clear on read.
             Reg::MPC => r.mpc.swap(0, Ordering::AcqRel),
-            _ => self
-                .queue_reg(reg)
-                .map_or(0, |a| a.load(Ordering::Acquire)),
+            _ => self.queue_reg(reg).map_or(0, |a| a.load(Ordering::Acquire)),
         }
     }
 
@@ -519,7 +517,9 @@ impl Shared {
             .map(|(_, ring)| Arc::clone(ring));
         match ring {
             // Hardware wants RDLEN/TDLEN a multiple of 128 bytes (8 descriptors).
-            Some(ring) if n > 0 && bytes % 128 == 0 && n <= ring.capacity() => (Some(ring), n as u32),
+            Some(ring) if n > 0 && bytes % 128 == 0 && n <= ring.capacity() => {
+                (Some(ring), n as u32)
+            }
             _ => {
                 self.counters.config_errors.fetch_add(1, Ordering::Relaxed);
                 (None, 0)
@@ -821,7 +821,8 @@ mod tests {
         dev.write(Reg::RCTL, RCTL_EN);
         assert_eq!(dev.read(Reg::RCTL) & RCTL_EN, RCTL_EN);
         for i in 0..8 {
-            ring.get(i).post_rx(pool.alloc().unwrap().into_ring(BufState::OnRxRing));
+            ring.get(i)
+                .post_rx(pool.alloc().unwrap().into_ring(BufState::OnRxRing));
         }
         dev.write(Reg::IMS, ICR_RXT0);
         dev.write(Reg::rdt(0), 8);
@@ -863,9 +864,11 @@ mod tests {
         // No rx descriptor posted: a transmitted frame loops back and is missed.
         let mut m = pool.alloc().unwrap();
         m.fill(100, 0xfeed);
-        tring
-            .get(0)
-            .post_tx(m.into_ring(BufState::OnTxRing), 100, TXD_CMD_EOP | TXD_CMD_RS);
+        tring.get(0).post_tx(
+            m.into_ring(BufState::OnTxRing),
+            100,
+            TXD_CMD_EOP | TXD_CMD_RS,
+        );
         dev.write(Reg::tdt(0), 1);
         wait_for(|| tring.get(0).tx_done().is_some());
         wait_for(|| dev.stats().missed >= 1);
@@ -896,7 +899,10 @@ mod tests {
             queues: 3,
             ..DeviceConfig::default()
         };
-        assert_eq!(Device::new(q, pool.clone()).unwrap_err(), DeviceError::Queues(3));
+        assert_eq!(
+            Device::new(q, pool.clone()).unwrap_err(),
+            DeviceError::Queues(3)
+        );
         let f = DeviceConfig {
             frame_size: 4000,
             ..DeviceConfig::default()

@@ -134,7 +134,10 @@ impl Pool {
     fn free_list(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
         // The free list holds plain indices: a panic elsewhere cannot leave
         // it half-updated, so a poisoned lock is still consistent.
-        self.inner.free.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes a free buffer, or `None` (counted) if the pool is empty.
@@ -157,7 +160,10 @@ impl Pool {
         let mut free = self.free_list();
         for mut m in bufs {
             let (pool, idx) = m.pool.take().map(|p| (p, m.idx)).expect("live mbuf");
-            debug_assert!(Arc::ptr_eq(&pool.inner, &self.inner), "mbuf from another pool");
+            debug_assert!(
+                Arc::ptr_eq(&pool.inner, &self.inner),
+                "mbuf from another pool"
+            );
             pool.transition(idx, BufState::Held, BufState::Free);
             free.push(idx);
         }
@@ -214,7 +220,9 @@ impl Pool {
     }
 
     fn slot(&self, addr: u64) -> Option<&Slot> {
-        usize::try_from(addr).ok().and_then(|i| self.inner.slots.get(i))
+        usize::try_from(addr)
+            .ok()
+            .and_then(|i| self.inner.slots.get(i))
     }
 
     fn transition(&self, idx: u32, from: BufState, to: BufState) {

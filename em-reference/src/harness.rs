@@ -1,0 +1,327 @@
+//! A bounded end-to-end run: device, driver, a paced transmit producer and
+//! the wire, measured. Shared by the demo, the tests and the benchmark.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::biglock::{KernelLock, LockCounts};
+use crate::cpu::process_cpu_time;
+use crate::device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
+use crate::driver::{Em, EmConfig, EmError, EmStats, Mode, Sink};
+use crate::pool::Pool;
+
+/// What to run.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RunConfig {
+    /// Driver locking design.
+    pub mode: Mode,
+    /// Measured time (after the warm-up).
+    pub duration: Duration,
+    /// Time before measuring, for the rx ring watermark to grow.
+    pub warmup: Duration,
+    /// Receive traffic from the wire, per queue.
+    pub wire: WireRate,
+    /// Transmit load in packets per second per queue (0: none).
+    pub tx_pps: u64,
+    /// Frame length in bytes.
+    pub frame_size: u16,
+    /// Queue pairs.
+    pub queues: usize,
+    /// Loop transmitted frames back to the receive side.
+    pub loopback: bool,
+    /// Up/down cycles to run under load after the measurement.
+    pub cycles: u32,
+}
+
+impl RunConfig {
+    /// Defaults: 1 queue, gigabit line rate both ways with 60-byte frames,
+    /// 2 s measured after 0.5 s warm-up, no cycles.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+            wire: WireRate::gigabit(60),
+            tx_pps: gigabit_pps(60),
+            frame_size: 60,
+            queues: 1,
+            loopback: false,
+            cycles: 0,
+        }
+    }
+}
+
+/// Gigabit line rate in packets/s for `frame_size`-byte frames.
+pub fn gigabit_pps(frame_size: u16) -> u64 {
+    match WireRate::gigabit(frame_size) {
+        WireRate::Pps(p) => p,
+        _ => 0,
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The device refused the configuration.
+    Device(DeviceError),
+    /// The driver refused the configuration.
+    Driver(EmError),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Device(e) => write!(f, "device: {e}"),
+            Self::Driver(e) => write!(f, "driver: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RunReport {
+    /// Driver mode.
+    pub mode: Mode,
+    /// Measured wall time.
+    pub elapsed: Duration,
+    /// Frames received by the stack per second.
+    pub rx_pps: f64,
+    /// Frames transmitted (completed) per second.
+    pub tx_pps: f64,
+    /// Frames missed by the device during the measurement (no descriptor).
+    pub missed: u64,
+    /// Send queue drops during the measurement.
+    pub qdrops: u64,
+    /// Interrupts during the measurement.
+    pub interrupts: u64,
+    /// Process CPU time per packet (rx + tx) during the measurement, in µs.
+    pub cpu_us_per_packet: Option<f64>,
+    /// Big-lock acquisitions per path over the whole run.
+    pub big_lock: LockCounts,
+    /// Up/down cycles completed under load.
+    pub cycles: u32,
+    /// Driver statistics after the final `down`.
+    pub after_down: EmStats,
+    /// Device counters after the final `down`.
+    pub device: DeviceStats,
+    /// Packets the producer offered to `transmit`.
+    pub tx_offered: u64,
+    /// Packets `transmit` handed back (down, queue full, malformed).
+    pub tx_refused: u64,
+    /// Packets the stack received over the whole run.
+    pub rx_total: u64,
+}
+
+impl RunReport {
+    /// Checks that nothing was lost, returning what does not add up.
+    pub fn conservation(&self) -> Result<(), String> {
+        let s = &self.after_down;
+        let d = &self.device;
+        let mut errs = Vec::new();
+        if d.rx_offered != d.rx_delivered + d.missed {
+            errs.push(format!(
+                "wire: offered {} != delivered {} + missed {}",
+                d.rx_offered, d.rx_delivered, d.missed
+            ));
+        }
+        if d.rx_delivered != s.rx_packets + s.rx_errors + s.rx_flushed {
+            errs.push(format!(
+                "rx: delivered {} != input {} + errors {} + flushed {}",
+                d.rx_delivered, s.rx_packets, s.rx_errors, s.rx_flushed
+            ));
+        }
+        if s.rx_packets != self.rx_total {
+            errs.push(format!(
+                "stack got {} of {} input",
+                self.rx_total, s.rx_packets
+            ));
+        }
+        if self.tx_offered != s.ifq_packets + self.tx_refused {
+            errs.push(format!(
+                "tx: offered {} != enqueued {} + refused {}",
+                self.tx_offered, s.ifq_packets, self.tx_refused
+            ));
+        }
+        if s.ifq_packets != s.tx_posted + s.tx_purged {
+            errs.push(format!(
+                "ifq: enqueued {} != posted {} + purged {}",
+                s.ifq_packets, s.tx_posted, s.tx_purged
+            ));
+        }
+        if s.tx_posted != s.tx_completed + s.tx_flushed {
+            errs.push(format!(
+                "tx ring: posted {} != completed {} + flushed {}",
+                s.tx_posted, s.tx_completed, s.tx_flushed
+            ));
+        }
+        if s.pool.in_use() != 0 || s.pool.leaked != 0 || s.pool.dma_errors != 0 {
+            errs.push(format!("buffers: {}", s.pool));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+}
+
+struct Producer {
+    offered: AtomicU64,
+    refused: AtomicU64,
+    stop: AtomicBool,
+}
+
+fn produce(em: &Em, pool: &Pool, p: &Producer, q: usize, pps: u64, frame: u16) {
+    let begin = Instant::now();
+    let mut sent = 0u64;
+    let mut seq = 0u64;
+    while !p.stop.load(Ordering::Relaxed) {
+        let due = (begin.elapsed().as_nanos() * u128::from(pps) / 1_000_000_000) as u64;
+        // Bounded burst: after a stall, do not try to catch up at once.
+        let burst = due.saturating_sub(sent).min(1024);
+        for _ in 0..burst {
+            sent += 1;
+            let Some(mut m) = pool.alloc() else { continue };
+            seq += 1;
+            m.fill(frame, seq);
+            p.offered.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = em.transmit(q, m) {
+                p.refused.fetch_add(1, Ordering::Relaxed);
+                e.into_packet().free();
+            }
+        }
+        sent = sent.max(due.saturating_sub(1024));
+        thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Runs one bounded measurement (and the requested up/down cycles), brings
+/// the interface down, and reports.
+///
+/// `progress` is called about every 250 ms with the fraction done.
+///
+/// # Errors
+///
+/// [`RunError`] if the device or driver refuse the configuration.
+pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, RunError> {
+    let per_queue = (crate::driver::MAX_DESC as usize) * 2 + 2048;
+    let pool = Pool::new(per_queue * cfg.queues, 2048);
+    let dev = Device::new(
+        DeviceConfig {
+            queues: cfg.queues,
+            wire: cfg.wire,
+            frame_size: cfg.frame_size,
+            loopback: cfg.loopback,
+            ..DeviceConfig::default()
+        },
+        pool.clone(),
+    )
+    .map_err(RunError::Device)?;
+    let sink = Arc::new(Sink::new(pool.clone()));
+    let em = Em::attach(
+        Arc::clone(&dev),
+        EmConfig::new(cfg.mode),
+        Arc::new(KernelLock::new()),
+        sink.clone(),
+    )
+    .map_err(RunError::Driver)?;
+    em.up().map_err(RunError::Driver)?;
+    let producer = Producer {
+        offered: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let total = cfg.warmup + cfg.duration;
+    let report = thread::scope(|s| {
+        if cfg.tx_pps > 0 {
+            for q in 0..cfg.queues {
+                let (em, pool, producer) = (&em, &pool, &producer);
+                s.spawn(move || produce(em, pool, producer, q, cfg.tx_pps, cfg.frame_size));
+            }
+        }
+        let begin = Instant::now();
+        let nap = |until: Duration, progress: &mut dyn FnMut(f64)| {
+            while begin.elapsed() < until {
+                let left = until.saturating_sub(begin.elapsed());
+                thread::sleep(left.min(Duration::from_millis(250)));
+                progress((begin.elapsed().as_secs_f64() / total.as_secs_f64()).min(1.0));
+            }
+        };
+        nap(cfg.warmup, &mut progress);
+        let (rx0, st0, dev0, cpu0, t0) = (
+            sink.packets(),
+            em.stats(),
+            dev.stats(),
+            process_cpu_time(),
+            Instant::now(),
+        );
+        nap(total, &mut progress);
+        let (rx1, st1, dev1, cpu1, elapsed) = (
+            sink.packets(),
+            em.stats(),
+            dev.stats(),
+            process_cpu_time(),
+            t0.elapsed(),
+        );
+        let mut cycles = 0;
+        for _ in 0..cfg.cycles {
+            em.down();
+            if em.up().is_ok() {
+                cycles += 1;
+            }
+        }
+        producer.stop.store(true, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let rx = rx1 - rx0;
+        let tx = st1.tx_completed - st0.tx_completed;
+        let cpu_us_per_packet = match (cpu0, cpu1) {
+            (Some(a), Some(b)) if rx + tx > 0 => {
+                Some((b - a).as_secs_f64() * 1e6 / (rx + tx) as f64)
+            }
+            _ => None,
+        };
+        (
+            secs,
+            rx,
+            tx,
+            dev1.missed - dev0.missed,
+            st1.tx_qdrops - st0.tx_qdrops,
+            dev1.interrupts - dev0.interrupts,
+            cpu_us_per_packet,
+            elapsed,
+            cycles,
+        )
+    });
+    let (secs, rx, tx, missed, qdrops, interrupts, cpu_us_per_packet, elapsed, cycles) = report;
+    em.down();
+    let after_down = em.stats();
+    let device = dev.stats();
+    let rx_total = sink.packets();
+    drop(em);
+    dev.shutdown();
+    Ok(RunReport {
+        mode: cfg.mode,
+        elapsed,
+        rx_pps: rx as f64 / secs,
+        tx_pps: tx as f64 / secs,
+        missed,
+        qdrops,
+        interrupts,
+        cpu_us_per_packet,
+        big_lock: after_down.big_lock,
+        cycles,
+        after_down,
+        device,
+        tx_offered: producer.offered.load(Ordering::Relaxed),
+        tx_refused: producer.refused.load(Ordering::Relaxed),
+        rx_total,
+    })
+}
