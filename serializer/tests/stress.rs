@@ -8,8 +8,8 @@
 //! does.
 #![cfg(all(not(loom), feature = "std"))]
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::thread;
 
 use mpsafe_serializer::{
@@ -197,11 +197,16 @@ fn handler_calls_against_disable_enable() {
             }
         } else {
             for i in 0..n {
-                // SAFETY (both): inside the serializer with handlers enabled.
                 let done = if i % 4 == 0 {
-                    serializer.handler_try(|_| unsafe { handled.add(1) })
+                    serializer.handler_try(|_| {
+                        // SAFETY: inside the serializer with handlers enabled.
+                        unsafe { handled.add(1) }
+                    })
                 } else {
-                    serializer.handler_call(|_| unsafe { handled.add(1) })
+                    serializer.handler_call(|_| {
+                        // SAFETY: inside the serializer with handlers enabled.
+                        unsafe { handled.add(1) }
+                    })
                 };
                 if done.is_some() {
                     ran.fetch_add(1, Relaxed);
