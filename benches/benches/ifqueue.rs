@@ -1,0 +1,335 @@
+//! `mpsafe-ifqueue`: the interface send queue beside the queues a driver
+//! writer would otherwise reach for, all in the same run.
+//!
+//! Packets are pool indices (`Pkt(u32)`, 64 bytes, priority `id % 8`), so
+//! the numbers are the queue's cost, not an allocator's. Every figure is per
+//! packet (`Throughput::Elements`).
+//!
+//! * `single/per_packet`: 64 packets in, then 64 out, one lock (or atomic
+//!   operation) per packet: `Mutex<VecDeque>`, `ArrayQueue`, `sync_channel`,
+//!   `SendQueue<Fifo>` and `SendQueue<Priq>` (`enqueue` + `dequeue`).
+//! * `single/burst64`: 64 in under one lock, 64 out under one lock:
+//!   `Mutex<VecDeque>` (`extend` + `drain`) and `SendQueue` (`lock()` +
+//!   `Locked::enqueue` ×64, `dequeue_burst` into an `ArrayVec`).
+//! * `single/transmit_bundle_N`: `IfQueue::transmit` (enqueue + serialized
+//!   start; the start routine drains into a sink) per packet with bundling
+//!   threshold N = 1, 4, 16, `flush_bundle` after every 64: what bundling
+//!   saves when the serializer is uncontended.
+//! * `1p1c/*`: one producer thread, one consumer thread, 2 cores. Peers: the
+//!   producer pushes (retrying when full), the consumer pops until it has
+//!   them all. `ifq_start`: the producer `transmit`s, the consumer thread
+//!   plays the second CPU calling `start()` in a loop; the start routine,
+//!   on whichever thread holds the serializer, dequeues bursts of 64.
+//!   `ifq_consumer_start`: the producer only enqueues, the consumer's
+//!   `start()` drains (the pure hand-off). `ifq_start_bundle4`: as
+//!   `ifq_start` with bundling 4.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayVec;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_queue::ArrayQueue;
+use mpsafe_ifqueue::{
+    Config, Discipline, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start, TaskOwner,
+};
+
+const BURST: usize = 64;
+const CAP: usize = 1024;
+
+/// A pool-index packet.
+#[derive(Debug)]
+struct Pkt(u32);
+
+impl Packet for Pkt {
+    fn byte_len(&self) -> usize {
+        64
+    }
+    fn priority(&self) -> Priority {
+        Priority::new((self.0 % 8) as u8).expect("0..8")
+    }
+}
+
+fn per_packet(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/single/per_packet");
+    g.throughput(Throughput::Elements(BURST as u64));
+
+    let q = Mutex::new(VecDeque::with_capacity(CAP));
+    g.bench_function("mutex_vecdeque", |b| {
+        b.iter(|| {
+            for i in 0..BURST as u32 {
+                q.lock().unwrap().push_back(Pkt(i));
+            }
+            for _ in 0..BURST {
+                black_box(q.lock().unwrap().pop_front());
+            }
+        })
+    });
+
+    let q = ArrayQueue::new(CAP);
+    g.bench_function("array_queue", |b| {
+        b.iter(|| {
+            for i in 0..BURST as u32 {
+                q.push(Pkt(i)).unwrap();
+            }
+            for _ in 0..BURST {
+                black_box(q.pop());
+            }
+        })
+    });
+
+    let (tx, rx) = mpsc::sync_channel(CAP);
+    g.bench_function("sync_channel", |b| {
+        b.iter(|| {
+            for i in 0..BURST as u32 {
+                tx.try_send(Pkt(i)).unwrap();
+            }
+            for _ in 0..BURST {
+                black_box(rx.try_recv().ok());
+            }
+        })
+    });
+
+    fn ifq<D: Discipline<Packet = Pkt>>(q: &SendQueue<D>) {
+        for i in 0..BURST as u32 {
+            q.enqueue(Pkt(i)).unwrap();
+        }
+        for _ in 0..BURST {
+            black_box(q.dequeue());
+        }
+    }
+    let fifo = SendQueue::new(Fifo::with_capacity(CAP), CAP).unwrap();
+    g.bench_function("ifq_fifo", |b| b.iter(|| ifq(&fifo)));
+    let priq = SendQueue::new(Priq::new(), CAP).unwrap();
+    g.bench_function("ifq_priq", |b| b.iter(|| ifq(&priq)));
+    g.finish();
+}
+
+fn burst(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/single/burst64");
+    g.throughput(Throughput::Elements(BURST as u64));
+
+    let q = Mutex::new(VecDeque::with_capacity(CAP));
+    g.bench_function("mutex_vecdeque", |b| {
+        b.iter(|| {
+            q.lock().unwrap().extend((0..BURST as u32).map(Pkt));
+            let mut out = ArrayVec::<Pkt, BURST>::new();
+            out.extend(q.lock().unwrap().drain(..));
+            black_box(out);
+        })
+    });
+
+    fn ifq<D: Discipline<Packet = Pkt>>(q: &SendQueue<D>) {
+        let mut l = q.lock();
+        for i in 0..BURST as u32 {
+            l.enqueue(Pkt(i)).unwrap();
+        }
+        drop(l);
+        let mut out = ArrayVec::<Pkt, BURST>::new();
+        q.dequeue_burst(&mut out, BURST);
+        black_box(out);
+    }
+    let fifo = SendQueue::new(Fifo::with_capacity(CAP), CAP).unwrap();
+    g.bench_function("ifq_fifo", |b| b.iter(|| ifq(&fifo)));
+    let priq = SendQueue::new(Priq::new(), CAP).unwrap();
+    g.bench_function("ifq_priq", |b| b.iter(|| ifq(&priq)));
+    g.finish();
+}
+
+/// The start routine of the benches: dequeue bursts of 64 into a sink (the
+/// "descriptor writes"), counting packets.
+#[derive(Default)]
+struct Sink {
+    sent: AtomicU64,
+}
+
+impl<D: Discipline<Packet = Pkt>> Start<D, mpsafe_ifqueue::DefaultLock> for Sink {
+    fn start(&self, q: &SendQueue<D>, _owner: &TaskOwner<'_>) {
+        let mut out = ArrayVec::<Pkt, BURST>::new();
+        loop {
+            let n = q.dequeue_burst(&mut out, BURST);
+            if n == 0 {
+                break;
+            }
+            black_box(&out);
+            out.clear();
+            // Relaxed: a count, read after the threads are joined.
+            self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+fn transmit_bundling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/single");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for bundle in [1, 4, 16] {
+        let q = IfQueue::new(
+            Fifo::with_capacity(CAP),
+            Config::with_maxlen(CAP).bundle(bundle),
+            Sink::default(),
+        )
+        .unwrap();
+        g.bench_function(format!("transmit_bundle_{bundle}"), |b| {
+            b.iter(|| {
+                for i in 0..BURST as u32 {
+                    q.transmit(Pkt(i)).unwrap();
+                }
+                q.flush_bundle();
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Runs `producer` on this thread and `consumer` on another until the
+/// consumer returns; the time of the whole hand-off.
+fn two_threads(producer: impl FnOnce(), consumer: impl FnOnce() + Send) -> Duration {
+    thread::scope(|s| {
+        let c = s.spawn(consumer);
+        let start = Instant::now();
+        producer();
+        c.join().unwrap();
+        start.elapsed()
+    })
+}
+
+fn one_producer_one_consumer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/1p1c");
+    g.throughput(Throughput::Elements(1));
+
+    g.bench_function("mutex_vecdeque", |b| {
+        b.iter_custom(|iters| {
+            let q = Mutex::new(VecDeque::with_capacity(CAP));
+            two_threads(
+                || {
+                    for i in 0..iters {
+                        q.lock().unwrap().push_back(Pkt(i as u32));
+                    }
+                },
+                || {
+                    let mut got = 0;
+                    while got < iters {
+                        match q.lock().unwrap().pop_front() {
+                            Some(p) => {
+                                black_box(p);
+                                got += 1;
+                            }
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                },
+            )
+        })
+    });
+
+    g.bench_function("array_queue", |b| {
+        b.iter_custom(|iters| {
+            let q = ArrayQueue::new(CAP);
+            two_threads(
+                || {
+                    for i in 0..iters {
+                        let mut p = Pkt(i as u32);
+                        while let Err(back) = q.push(p) {
+                            p = back;
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                || {
+                    let mut got = 0;
+                    while got < iters {
+                        match q.pop() {
+                            Some(p) => {
+                                black_box(p);
+                                got += 1;
+                            }
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                },
+            )
+        })
+    });
+
+    g.bench_function("sync_channel", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = mpsc::sync_channel(CAP);
+            two_threads(
+                move || {
+                    for i in 0..iters {
+                        tx.send(Pkt(i as u32)).unwrap();
+                    }
+                },
+                move || {
+                    for _ in 0..iters {
+                        black_box(rx.recv().unwrap());
+                    }
+                },
+            )
+        })
+    });
+
+    // The serialized start: both threads call start(); whoever holds the
+    // serializer drains.
+    for (name, bundle, producer_starts) in [
+        ("ifq_start", 1, true),
+        ("ifq_start_bundle4", 4, true),
+        ("ifq_consumer_start", 1, false),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let q = IfQueue::new(
+                    Fifo::with_capacity(CAP),
+                    Config::with_maxlen(CAP).bundle(bundle),
+                    Sink::default(),
+                )
+                .unwrap();
+                two_threads(
+                    || {
+                        for i in 0..iters {
+                            let mut p = Pkt(i as u32);
+                            loop {
+                                let r = if producer_starts {
+                                    q.transmit(p)
+                                } else {
+                                    q.enqueue(p)
+                                };
+                                match r {
+                                    Ok(()) => break,
+                                    Err(d) => {
+                                        p = d.into_packet();
+                                        std::hint::spin_loop();
+                                    }
+                                }
+                            }
+                        }
+                    },
+                    || {
+                        while q.driver().sent.load(Ordering::Relaxed) < iters {
+                            if q.start() == mpsafe_ifqueue::Started::Deferred {
+                                q.flush_bundle();
+                            }
+                            std::hint::spin_loop();
+                        }
+                    },
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    per_packet,
+    burst,
+    transmit_bundling,
+    one_producer_one_consumer
+);
+criterion_main!(benches);
