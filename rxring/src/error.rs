@@ -53,7 +53,10 @@ impl fmt::Display for RxRingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::LowAboveHigh { lwm, hwm } => {
-                write!(f, "rx ring low watermark {lwm} is above high watermark {hwm}")
+                write!(
+                    f,
+                    "rx ring low watermark {lwm} is above high watermark {hwm}"
+                )
             }
             Self::ZeroLow { hwm } => write!(
                 f,

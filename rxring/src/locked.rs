@@ -263,10 +263,7 @@ mod tests {
         rx.put(1).unwrap();
         assert!(rx.needs_refill());
         rx.livelocked(1);
-        assert_eq!(
-            rx.info(RxRingName::new("em0").unwrap(), 2048).alive,
-            1
-        );
+        assert_eq!(rx.info(RxRingName::new("em0").unwrap(), 2048).alive, 1);
         assert_eq!(rx.teardown(), 1);
         assert_eq!(rx.get(8, 5), 0);
         assert_eq!(rx.init(2, 8, 6), Ok(0));
@@ -276,8 +273,7 @@ mod tests {
 
     #[test]
     fn guard_is_exclusive_and_reaches_ring_and_data() {
-        let mut rx: LockedRxRing<Spin, u32> =
-            LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 7);
+        let mut rx: LockedRxRing<Spin, u32> = LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 7);
         {
             let mut g = rx.lock();
             assert!(rx.try_lock().is_none());

@@ -748,7 +748,7 @@ mod tests {
     fn fill_returns_slots_on_unwind() {
         extern crate std;
         let mut r = ring(4, 16);
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let res = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
             let mut f = r.reserve(16, 0);
             f.take_one();
             panic!("allocation blew up");
@@ -765,7 +765,10 @@ mod tests {
             released: 2,
             inuse: 1,
         };
-        assert_eq!(e.to_string(), "rx ring release of 2 slots but only 1 in use");
+        assert_eq!(
+            e.to_string(),
+            "rx ring release of 2 slots but only 1 in use"
+        );
         let _: &dyn core::error::Error = &e;
     }
 }
