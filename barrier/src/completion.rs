@@ -155,9 +155,9 @@ impl<W: Wait> fmt::Debug for Completion<W> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use core::sync::atomic::AtomicU64;
     use mpsafe_serializer::Spin;
     use std::format;
-    use core::sync::atomic::AtomicU64;
 
     static_assertions::assert_impl_all!(Completion: Send, Sync);
     static_assertions::assert_eq_size!(Completion, u32);

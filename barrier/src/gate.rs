@@ -256,10 +256,12 @@ impl<W: Wait> Gate<W> {
             slot,
             parity,
         };
-        // Relaxed: ordered by the Acquire CAS above (see there). A disable()
-        // that no barrier has followed yet may or may not be seen: it races
-        // with this very invocation, which is then legitimately "in flight".
-        if self.control.disabled.load(Ordering::Relaxed) != 0 {
+        // Acquire, paired with `enable`'s Release: an invocation that finds
+        // the gate enabled by `enable()` sees what was set up before it (a
+        // fresh ring). `disable()` needs no pairing here: the Acquire CAS
+        // above orders it (see there); one that no barrier has followed yet
+        // races with this invocation, which is then legitimately in flight.
+        if self.control.disabled.load(Ordering::Acquire) != 0 {
             drop(guard);
             return None;
         }
@@ -330,10 +332,12 @@ impl<W: Wait> Gate<W> {
 
     /// Lets invocations run again.
     ///
-    /// Publish whatever they will touch (a freshly allocated ring) before
-    /// calling it, with the ordering that structure needs.
+    /// Publishes: an invocation that finds the gate enabled by this call sees
+    /// everything the caller did before it, so set up what handlers touch (a
+    /// freshly allocated ring) first, then enable.
     pub fn enable(&self) {
-        self.control.disabled.store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `try_enter_on`.
+        self.control.disabled.store(0, Ordering::Release);
     }
 
     /// Whether the gate lets invocations run (a hint: it may change at once).
@@ -492,8 +496,14 @@ mod tests {
     static_assertions::assert_impl_all!(Gate: Send, Sync);
     static_assertions::const_assert!(SLOTS.is_power_of_two());
 
-    fn current_parity(gate: &Gate) -> u32 {
-        parity(gate.slots[0].load(Ordering::Relaxed))
+    /// The parity every slot has been flipped to (white-box), or `None` while a
+    /// barrier is half-way through flipping.
+    fn current_parity(gate: &Gate) -> Option<u32> {
+        let first = parity(gate.slots[0].load(Ordering::Relaxed));
+        let all = gate.slots.iter();
+        all.map(|w| parity(w.load(Ordering::Relaxed)))
+            .all(|p| p == first)
+            .then_some(first)
     }
 
     #[test]
@@ -516,7 +526,7 @@ mod tests {
         gate.barrier();
         gate.disable();
         gate.barrier();
-        assert_eq!(current_parity(&gate), 1);
+        assert_eq!(current_parity(&gate), Some(1));
     }
 
     #[test]
@@ -552,8 +562,9 @@ mod tests {
                 gate.barrier();
                 returned.store(true, Ordering::Release);
             });
-            // Wait for the barrier's flip (white-box), then start a new one.
-            while current_parity(&gate) == 0 {
+            // Wait for the barrier's flip of every slot (white-box), then
+            // start a new invocation.
+            while current_parity(&gate) != Some(1) {
                 thread::yield_now();
             }
             let new = gate.try_enter_on(3).unwrap();

@@ -136,10 +136,12 @@
 //! });
 //! ```
 //!
-//! The orderings in the example are stronger than the barriers need (the
-//! gate's and serializer's own Release/Acquire pairs already order the
-//! `RUNNING` store before every invocation they do not wait for), but they
-//! keep the reasoning local.
+//! On orderings: *clearing* `RUNNING` could be `Relaxed`, because the gate's
+//! and the start barrier's own Release/Acquire pairs order that store before
+//! every invocation they do not wait for. *Setting* it in `up` must be a
+//! Release store read by an Acquire load, as written: that is what publishes
+//! the freshly allocated ring to a handler that sees `RUNNING`. (Miri finds
+//! the null ring pointer if the handler's load is `Relaxed`.)
 //!
 //! ## What goes wrong without each step
 //!

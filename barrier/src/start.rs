@@ -263,8 +263,8 @@ impl<W: Wait> fmt::Debug for StartBarrier<W> {
 mod tests {
     use super::*;
     use core::cell::Cell;
-    use std::format;
     use core::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::format;
 
     const START: Task = Task::new(0);
     const BARRIER: Task = Task::new(3);

@@ -28,13 +28,18 @@ fn signal_publishes_to_the_waiter() {
             let (done, data) = (done.clone(), data.clone());
             thread::spawn(move || {
                 done.wait();
-                // SAFETY (model): the signaller wrote before signalling and
-                // never again; loom checks the claim.
-                assert_eq!(data.with(|d| unsafe { *d }), 7);
+                let seen = data.with(|d| {
+                    // SAFETY: (model) the signaller wrote before signalling
+                    // and never again; loom checks the claim.
+                    unsafe { *d }
+                });
+                assert_eq!(seen, 7);
             })
         };
-        // SAFETY (model): the waiter reads only after the signal.
-        data.with_mut(|d| unsafe { *d = 7 });
+        data.with_mut(|d| {
+            // SAFETY: (model) the waiter reads only after the signal.
+            unsafe { *d = 7 }
+        });
         done.signal();
         waiter.join().unwrap();
     });

@@ -18,6 +18,10 @@
 //! - the wake-word bump in `Gate::wake_barrier` `Release` → `Relaxed`:
 //!   `concurrent_barriers_and_a_handler` deadlocks (the barrier read the bump
 //!   but a stale count, and slept on the bumped value);
+//! - the `disabled` load in `try_enter_on` `Acquire` → `Relaxed` (or the
+//!   store in `enable` `Release` → `Relaxed`): `enable_publishes_the_new_ring`
+//!   fails (causality violation: a handler let in by `enable` reads the ring
+//!   without the re-allocation ordered before);
 //! - the last invocation not calling `wake_barrier`: all four models
 //!   deadlock.
 //!
@@ -57,15 +61,19 @@ impl Shared {
     }
 
     fn touch_ring(&self) {
-        // SAFETY (model): the claim under test; loom flags a read concurrent
-        // with the free.
-        self.ring
-            .with(|r| assert_ne!(unsafe { *r }, 0xdead, "handler saw a freed ring"));
+        self.ring.with(|r| {
+            // SAFETY: (model) the claim under test; loom flags a read
+            // concurrent with the free.
+            let r = unsafe { *r };
+            assert_ne!(r, 0xdead, "handler saw a freed ring");
+        });
     }
 
     fn free_ring(&self) {
-        // SAFETY (model): as above.
-        self.ring.with_mut(|r| unsafe { *r = 0xdead });
+        self.ring.with_mut(|r| {
+            // SAFETY: (model) as above.
+            unsafe { *r = 0xdead }
+        });
     }
 }
 
@@ -170,6 +178,31 @@ fn concurrent_barriers_and_a_handler() {
         shared.gate.barrier();
         shared.free_ring();
         other.join().unwrap();
+        handler.join().unwrap();
+    });
+}
+
+/// Down and up again with `disable`/`enable` only: a handler that finds the
+/// gate enabled again sees the re-allocated ring (`enable` publishes), and
+/// one still in flight from before kept the old ring until the barrier.
+#[test]
+fn enable_publishes_the_new_ring() {
+    model(|| {
+        let shared = Shared::new();
+        let handler = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.gate.enter_on(1, || shared.touch_ring());
+            })
+        };
+        shared.gate.disable();
+        shared.gate.barrier();
+        // "Free and re-allocate": a plain write no handler may race with.
+        shared.ring.with_mut(|r| {
+            // SAFETY: (model) the claim under test.
+            unsafe { *r = 1 }
+        });
+        shared.gate.enable();
         handler.join().unwrap();
     });
 }

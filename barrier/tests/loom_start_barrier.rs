@@ -64,9 +64,10 @@ impl Tx {
             START => {
                 // Relaxed on purpose: the serializer and the barrier order it.
                 if self.running.load(Ordering::Relaxed) {
-                    // SAFETY (model): the claim under test; loom flags an
-                    // access concurrent with the free.
-                    self.ring.with_mut(|r| unsafe {
+                    self.ring.with_mut(|r| {
+                        // SAFETY: (model) the claim under test; loom flags an
+                        // access concurrent with the free.
+                        let r = unsafe { &mut *r };
                         assert_ne!(*r, 0xdead, "start saw a freed ring");
                         *r += 1;
                     });
@@ -91,8 +92,10 @@ impl Tx {
     }
 
     fn free_ring(&self) {
-        // SAFETY (model): as in `run`.
-        self.ring.with_mut(|r| unsafe { *r = 0xdead });
+        self.ring.with_mut(|r| {
+            // SAFETY: (model) as in `run`.
+            unsafe { *r = 0xdead }
+        });
     }
 }
 

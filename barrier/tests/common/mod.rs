@@ -8,8 +8,6 @@
 //! so a waiter that misses its wake-up sleeps forever and loom reports the
 //! deadlock.
 
-use std::vec::Vec;
-
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::{Condvar, Mutex};
 use mpsafe_serializer::Wait;
