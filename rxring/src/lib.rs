@@ -191,3 +191,8 @@ pub use info::{RxRingInfo, RxRingInfoTable, RxRingName};
 pub use lock_api;
 pub use locked::{LockedRxRing, RxRingGuard};
 pub use ring::{Fill, RxRing};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -280,7 +280,11 @@ fn run(seed: u64, steps: usize) {
 
 #[test]
 fn ring_matches_model() {
-    let (seeds, steps) = if cfg!(miri) { (3, 400) } else { (200, 5_000) };
+    let (seeds, steps) = if cfg!(miri) {
+        (10, 1_000)
+    } else {
+        (200, 5_000)
+    };
     if let Ok(s) = std::env::var("RXRING_SEED") {
         let seed = u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex seed");
         run(seed, steps);
