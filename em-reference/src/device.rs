@@ -805,6 +805,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "device threads and timers: too slow under Miri")]
     fn unlimited_wire_fills_posted_descriptors_and_interrupts() {
         let pool = Pool::new(64, 2048);
         let cfg = DeviceConfig {
@@ -845,6 +846,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "device threads and timers: too slow under Miri")]
     fn paced_wire_counts_missed_frames_and_tx_loops_back() {
         let pool = Pool::new(8, 2048);
         let cfg = DeviceConfig {
@@ -881,6 +883,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "device threads and timers: too slow under Miri")]
     fn bad_ring_setup_refuses_enable() {
         let pool = Pool::new(8, 2048);
         let dev = Device::new(DeviceConfig::default(), pool).unwrap();
@@ -893,6 +896,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "device threads and timers: too slow under Miri")]
     fn config_is_checked() {
         let pool = Pool::new(8, 2048);
         let q = DeviceConfig {

@@ -39,21 +39,25 @@ fn bounded(mode: Mode, wire: WireRate, loopback: bool) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn biglock_conserves() {
     bounded(Mode::BigLock, WireRate::Pps(300_000), false);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn rx_unlocked_conserves() {
     bounded(Mode::RxUnlocked, WireRate::Pps(300_000), false);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn mpsafe_conserves() {
     bounded(Mode::Mpsafe, WireRate::Pps(300_000), false);
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn mpsafe_unlimited_with_loopback_conserves() {
     bounded(Mode::Mpsafe, WireRate::Unlimited, true);
 }
