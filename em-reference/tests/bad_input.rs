@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use mpsafe_em::driver::{MAX_DESC, MIN_DESC};
 use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, EmError, KernelLock, Mode, Pool, Sink, TxError,
-    WireRate,
+    Device, DeviceConfig, Em, EmConfig, EmError, KernelLock, Mode, Pool, Sink, TxError, WireRate,
 };
 
 fn setup(mode: Mode) -> (Pool, Arc<Device>, Em) {
@@ -76,11 +75,20 @@ fn malformed_frames_and_start_while_down_come_back() {
 fn ring_sizes_out_of_limits_are_refused_and_change_nothing() {
     let (pool, dev, em) = setup(Mode::Mpsafe);
     em.up().unwrap();
-    for (rx, tx) in [(100, 512), (512, 4), (MIN_DESC - 8, 512), (512, MAX_DESC + 8), (0, 0)] {
+    for (rx, tx) in [
+        (100, 512),
+        (512, 4),
+        (MIN_DESC - 8, 512),
+        (512, MAX_DESC + 8),
+        (0, 0),
+    ] {
         let e = em.set_ring_sizes(rx, tx).unwrap_err();
         assert!(matches!(e, EmError::RingSize { .. }), "{e}");
     }
-    assert!(em.is_running(), "a refused ioctl leaves the interface as it was");
+    assert!(
+        em.is_running(),
+        "a refused ioctl leaves the interface as it was"
+    );
     let st = em.stats();
     assert_eq!(st.rxrings[0].hwm, 511);
     let mut cfg = EmConfig::new(Mode::BigLock);
@@ -92,7 +100,13 @@ fn ring_sizes_out_of_limits_are_refused_and_change_nothing() {
         Arc::new(Sink::new(pool.clone())),
     )
     .unwrap_err();
-    assert_eq!(e, EmError::RingSize { ring: "rx", size: 4100 });
+    assert_eq!(
+        e,
+        EmError::RingSize {
+            ring: "rx",
+            size: 4100
+        }
+    );
     em.down();
     assert_eq!(em.stats().pool.in_use(), 0);
     drop(em);
@@ -105,7 +119,10 @@ fn start_locked_needs_the_big_lock_mode() {
     let (_pool, dev, em) = setup(Mode::Mpsafe);
     let k = KernelLock::new();
     let g = k.lock(mpsafe_em::Path::Start);
-    assert_eq!(em.start_locked(0, &g), Err(EmError::WrongMode(Mode::Mpsafe)));
+    assert_eq!(
+        em.start_locked(0, &g),
+        Err(EmError::WrongMode(Mode::Mpsafe))
+    );
     drop(g);
     drop(em);
     dev.shutdown();

@@ -90,7 +90,11 @@ fn torture(mode: Mode) {
             for i in 0..cycles {
                 em.down();
                 let s = pool.stats();
-                assert_eq!(s.on_rx_ring + s.on_tx_ring, 0, "rings empty after down: {s}");
+                assert_eq!(
+                    s.on_rx_ring + s.on_tx_ring,
+                    0,
+                    "rings empty after down: {s}"
+                );
                 if i % 4 == 1 {
                     let (rx, tx) = sizes[(i / 4) as usize % sizes.len()];
                     em.set_ring_sizes(rx, tx).unwrap();
@@ -114,7 +118,10 @@ fn torture(mode: Mode) {
     assert_eq!(d.rx_offered, d.rx_delivered + d.missed);
     assert_eq!(d.rx_delivered, st.rx_packets + st.rx_errors + st.rx_flushed);
     assert_eq!(sink.packets(), st.rx_packets);
-    assert!(st.rx_packets > 0 && st.tx_completed > 0, "traffic flowed: {st}");
+    assert!(
+        st.rx_packets > 0 && st.tx_completed > 0,
+        "traffic flowed: {st}"
+    );
     let (offered, refused) = (offered.into_inner(), refused.into_inner());
     assert_eq!(offered, st.ifq_packets + refused);
     assert_eq!(st.ifq_packets, st.tx_posted + st.tx_purged);
