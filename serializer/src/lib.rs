@@ -149,3 +149,8 @@ pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};
 #[cfg(feature = "std")]
 pub use wait::Futex;
 pub use wait::{DefaultWait, Spin, Wait};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
