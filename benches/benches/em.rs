@@ -42,10 +42,20 @@ fn pipeline(mode: Mode) -> Pipeline {
     // Rx ring larger than tx ring + send queue: every looped frame finds a
     // descriptor once the ring has grown.
     cfg.rx_desc = 2048;
-    let em = Em::attach(Arc::clone(&dev), cfg, Arc::new(KernelLock::new()), sink.clone())
-        .expect("attach");
+    let em = Em::attach(
+        Arc::clone(&dev),
+        cfg,
+        Arc::new(KernelLock::new()),
+        sink.clone(),
+    )
+    .expect("attach");
     em.up().expect("up");
-    Pipeline { pool, dev, sink, em }
+    Pipeline {
+        pool,
+        dev,
+        sink,
+        em,
+    }
 }
 
 impl Pipeline {
