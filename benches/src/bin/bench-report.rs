@@ -148,11 +148,17 @@ fn render(groups: &mut BTreeMap<String, Vec<Entry>>) -> String {
                 let _ = writeln!(s, "Peer: `{name}`.\n");
             }
             (Some(name), None) => {
-                let _ = writeln!(s, "Peer `{name}` was not measured in this run: no ratios.\n");
+                let _ = writeln!(
+                    s,
+                    "Peer `{name}` was not measured in this run: no ratios.\n"
+                );
             }
             (None, _) => {}
         }
-        let _ = writeln!(s, "| benchmark | median | per element | Melem/s | speed vs peer |");
+        let _ = writeln!(
+            s,
+            "| benchmark | median | per element | Melem/s | speed vs peer |"
+        );
         let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
         for e in entries.iter() {
             let per_elem = e.elements.map(|n| e.median_ns / n);
