@@ -3,7 +3,7 @@
 //! the buffer accounting after up/down cycles under load.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -185,11 +185,20 @@ fn main() -> ExitCode {
         cfg.frame_size = args.frame;
         cfg.queues = args.queues;
         cfg.cycles = args.cycles;
+        // A live progress line on a terminal; one line per mode in a log.
+        let live = std::io::stderr().is_terminal();
+        if !live {
+            eprintln!("  running {mode} for {} s", args.seconds);
+        }
         let r = run(&cfg, |f| {
-            eprint!("\r  running {mode:<12} {:>3.0}%", f * 100.0);
-            let _ = std::io::stderr().flush();
+            if live {
+                eprint!("\r  running {mode:<12} {:>3.0}%", f * 100.0);
+                let _ = std::io::stderr().flush();
+            }
         });
-        eprint!("\r{:40}\r", "");
+        if live {
+            eprint!("\r{:40}\r", "");
+        }
         match r {
             Ok(r) => reports.push(r),
             Err(e) => {
