@@ -140,8 +140,10 @@
 //! and the start barrier's own Release/Acquire pairs order that store before
 //! every invocation they do not wait for. *Setting* it in `up` must be a
 //! Release store read by an Acquire load, as written: that is what publishes
-//! the freshly allocated ring to a handler that sees `RUNNING`. (Miri finds
-//! the null ring pointer if the handler's load is `Relaxed`.)
+//! the freshly allocated ring to a handler that sees `RUNNING` (the crate's
+//! stress test, run under Miri, caught a `Relaxed` load there as a null ring
+//! pointer). [`Gate::enable`] publishes the same way for a driver that turns
+//! handlers away with `disable` alone.
 //!
 //! ## What goes wrong without each step
 //!
@@ -182,7 +184,7 @@
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 mod completion;

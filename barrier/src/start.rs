@@ -296,6 +296,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "std")]
     fn inside_the_serializer_is_an_error_not_a_hang() {
         let serializer = TaskSerializer::new();
         let barrier: StartBarrier = StartBarrier::new();
