@@ -31,7 +31,7 @@ const PEERS: &[(&str, &str)] = &[
     ("ifqueue/single/per_packet", "mutex_vecdeque"),
     ("ifqueue/single/burst64", "mutex_vecdeque"),
     ("ifqueue/1p1c", "mutex_vecdeque"),
-    ("em/loopback_round_trip", "BigLock"),
+    ("em/loopback_round_trip", "biglock"),
 ];
 
 /// One benchmark's result.
