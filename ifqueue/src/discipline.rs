@@ -9,6 +9,8 @@
 #[cfg(feature = "alloc")]
 use alloc::collections::VecDeque;
 
+use arrayvec::ArrayVec;
+
 use crate::packet::Packet;
 #[cfg(feature = "alloc")]
 use crate::packet::Priority;
@@ -62,6 +64,28 @@ pub trait Discipline {
 
     /// Removes and returns the packet `cookie` locates.
     fn deq_commit(&mut self, cookie: Self::Cookie) -> Self::Packet;
+
+    /// Moves up to `max` packets, in leaving order, into `out` (at most its
+    /// remaining capacity); returns how many. The default is a loop of
+    /// [`deq_begin`](Discipline::deq_begin) and
+    /// [`deq_commit`](Discipline::deq_commit); a discipline can do it in bulk.
+    #[inline]
+    fn dequeue_into<const N: usize>(
+        &mut self,
+        out: &mut ArrayVec<Self::Packet, N>,
+        max: usize,
+    ) -> usize {
+        let want = max.min(out.remaining_capacity());
+        let mut n = 0;
+        while n < want {
+            let Some(cookie) = self.deq_begin() else {
+                break;
+            };
+            out.push(self.deq_commit(cookie));
+            n += 1;
+        }
+        n
+    }
 
     /// Removes every packet, returning them in the order they would have left.
     /// Should be cheap (a swap), since it runs under the queue lock and the
@@ -146,6 +170,13 @@ impl<P: Packet> Discipline for Fifo<P> {
     #[inline]
     fn deq_commit(&mut self, (): ()) -> P {
         self.packets.pop_front().expect("deq_begin found a packet")
+    }
+
+    #[inline]
+    fn dequeue_into<const N: usize>(&mut self, out: &mut ArrayVec<P, N>, max: usize) -> usize {
+        let n = max.min(out.remaining_capacity()).min(self.packets.len());
+        out.extend(self.packets.drain(..n));
+        n
     }
 
     fn purge(&mut self) -> Self::Purged {
@@ -265,6 +296,25 @@ impl<P: Packet> Discipline for Priq<P> {
         self.pop_level(level.index())
     }
 
+    #[inline]
+    fn dequeue_into<const N: usize>(&mut self, out: &mut ArrayVec<P, N>, max: usize) -> usize {
+        let want = max.min(out.remaining_capacity()).min(self.len);
+        let mut left = want;
+        while left > 0 {
+            // Highest non-empty level; `left <= self.len` keeps one non-empty.
+            let level = 7 - self.nonempty.leading_zeros() as usize;
+            let list = &mut self.levels[level];
+            let take = left.min(list.len());
+            out.extend(list.drain(..take));
+            if list.is_empty() {
+                self.nonempty &= !(1 << level);
+            }
+            left -= take;
+        }
+        self.len -= want;
+        want
+    }
+
     fn purge(&mut self) -> PriqPurged<P> {
         self.nonempty = 0;
         self.len = 0;
@@ -314,7 +364,7 @@ impl<P> Iterator for PriqPurged<P> {
 #[cfg(feature = "alloc")]
 impl<P> ExactSizeIterator for PriqPurged<P> {}
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), feature = "alloc"))]
 mod tests {
     use super::*;
     use alloc::vec::Vec;

@@ -137,3 +137,23 @@ pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::Defau
 /// Under loom: a marker; the queue lock is `loom::sync::Mutex`.
 #[cfg(loom)]
 pub type DefaultLock = sync::LoomLock;
+
+#[cfg(all(test, not(loom), feature = "std"))]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+    type F = Fifo<Vec<u8>>;
+    type StartFn = fn(&SendQueue<F>, &TaskOwner<'_>);
+
+    // Shared between CPUs: the queues are Send + Sync when their packets are.
+    assert_impl_all!(SendQueue<F>: Send, Sync);
+    assert_impl_all!(IfQueue<F, StartFn>: Send, Sync);
+    assert_impl_all!(IfQueues<F, StartFn, 4>: Send, Sync);
+    assert_impl_all!(IfInputQueue<Vec<u8>>: Send, Sync);
+    // The lock-held proofs stay on the thread that took the lock.
+    assert_not_impl_any!(Locked<'static, F, DefaultLock>: Send);
+    assert_not_impl_any!(DeqGuard<'static, F, DefaultLock>: Send);
+    assert_not_impl_any!(TaskOwner<'static>: Send, Sync);
+}

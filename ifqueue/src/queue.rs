@@ -403,15 +403,7 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         out: &mut ArrayVec<D::Packet, N>,
         max: usize,
     ) -> usize {
-        let want = max.min(out.remaining_capacity());
-        let mut n = 0;
-        while n < want {
-            let Some(cookie) = self.guard.discipline.deq_begin() else {
-                break;
-            };
-            out.push(self.guard.discipline.deq_commit(cookie));
-            n += 1;
-        }
+        let n = self.guard.discipline.dequeue_into(out, max);
         if n > 0 {
             let len = self.guard.len - n;
             self.set_len(len);

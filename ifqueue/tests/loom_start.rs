@@ -21,7 +21,7 @@
 //!   accesses to `UnsafeCell`"); with `IfQueue::barrier` returning without
 //!   waiting, `barrier_after_clearing_running_waits_for_a_running_start`
 //!   fails the same way.
-#![cfg(loom)]
+#![cfg(all(loom, feature = "alloc"))]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
