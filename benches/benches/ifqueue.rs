@@ -9,8 +9,9 @@
 //!   operation) per packet: `Mutex<VecDeque>`, `ArrayQueue`, `sync_channel`,
 //!   `SendQueue<Fifo>` and `SendQueue<Priq>` (`enqueue` + `dequeue`).
 //! * `single/burst64`: 64 in under one lock, 64 out under one lock:
-//!   `Mutex<VecDeque>` (`extend` + `drain`) and `SendQueue` (`lock()` +
-//!   `Locked::enqueue` ×64, `dequeue_burst` into an `ArrayVec`).
+//!   `Mutex<VecDeque>` (`push_back` ×64 or one bulk `extend`, then `drain`)
+//!   and `SendQueue` (`lock()` + `Locked::enqueue` ×64, `dequeue_burst` into
+//!   an `ArrayVec`).
 //! * `single/transmit_bundle_N`: `IfQueue::transmit` (enqueue + serialized
 //!   start; the start routine drains into a sink) per packet with bundling
 //!   threshold N = 1, 4, 16, `flush_bundle` after every 64: what bundling
@@ -116,7 +117,19 @@ fn burst(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BURST as u64));
 
     let q = Mutex::new(VecDeque::with_capacity(CAP));
-    g.bench_function("mutex_vecdeque", |b| {
+    g.bench_function("mutex_vecdeque_push_loop", |b| {
+        b.iter(|| {
+            let mut l = q.lock().unwrap();
+            for i in 0..BURST as u32 {
+                l.push_back(Pkt(i));
+            }
+            drop(l);
+            let mut out = ArrayVec::<Pkt, BURST>::new();
+            out.extend(q.lock().unwrap().drain(..));
+            black_box(out);
+        })
+    });
+    g.bench_function("mutex_vecdeque_extend", |b| {
         b.iter(|| {
             q.lock().unwrap().extend((0..BURST as u32).map(Pkt));
             let mut out = ArrayVec::<Pkt, BURST>::new();
@@ -143,7 +156,7 @@ fn burst(c: &mut Criterion) {
 }
 
 /// The start routine of the benches: dequeue bursts of 64 into a sink (the
-/// "descriptor writes"), counting packets.
+/// "descriptor writes"), counting packets, until a burst comes back short.
 #[derive(Default)]
 struct Sink {
     sent: AtomicU64,
@@ -154,13 +167,17 @@ impl<D: Discipline<Packet = Pkt>> Start<D, mpsafe_ifqueue::DefaultLock> for Sink
         let mut out = ArrayVec::<Pkt, BURST>::new();
         loop {
             let n = q.dequeue_burst(&mut out, BURST);
-            if n == 0 {
+            if n > 0 {
+                black_box(&out);
+                out.clear();
+                // Relaxed: a progress count; the consumer loop only polls it.
+                self.sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // A short burst drained the queue: stop. A packet enqueued since
+            // comes with its own start(), which the serializer hands to us.
+            if n < BURST {
                 break;
             }
-            black_box(&out);
-            out.clear();
-            // Relaxed: a count, read after the threads are joined.
-            self.sent.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 }
@@ -185,6 +202,18 @@ fn transmit_bundling(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Waiting for the other thread: spin a little, then yield, so that on a
+/// machine with more runnable threads than CPUs a waiter does not burn the
+/// time slice the other side needs (the same for every variant).
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        thread::yield_now();
+    }
 }
 
 /// Runs `producer` on this thread and `consumer` on another until the
@@ -213,14 +242,16 @@ fn one_producer_one_consumer(c: &mut Criterion) {
                     }
                 },
                 || {
-                    let mut got = 0;
+                    let (mut got, mut spins) = (0, 0);
                     while got < iters {
-                        match q.lock().unwrap().pop_front() {
+                        let p = q.lock().unwrap().pop_front();
+                        match p {
                             Some(p) => {
                                 black_box(p);
                                 got += 1;
+                                spins = 0;
                             }
-                            None => std::hint::spin_loop(),
+                            None => backoff(&mut spins),
                         }
                     }
                 },
@@ -233,23 +264,25 @@ fn one_producer_one_consumer(c: &mut Criterion) {
             let q = ArrayQueue::new(CAP);
             two_threads(
                 || {
+                    let mut spins = 0;
                     for i in 0..iters {
                         let mut p = Pkt(i as u32);
                         while let Err(back) = q.push(p) {
                             p = back;
-                            std::hint::spin_loop();
+                            backoff(&mut spins);
                         }
                     }
                 },
                 || {
-                    let mut got = 0;
+                    let (mut got, mut spins) = (0, 0);
                     while got < iters {
                         match q.pop() {
                             Some(p) => {
                                 black_box(p);
                                 got += 1;
+                                spins = 0;
                             }
-                            None => std::hint::spin_loop(),
+                            None => backoff(&mut spins),
                         }
                     }
                 },
@@ -292,6 +325,7 @@ fn one_producer_one_consumer(c: &mut Criterion) {
                 .unwrap();
                 two_threads(
                     || {
+                        let mut spins = 0;
                         for i in 0..iters {
                             let mut p = Pkt(i as u32);
                             loop {
@@ -304,18 +338,25 @@ fn one_producer_one_consumer(c: &mut Criterion) {
                                     Ok(()) => break,
                                     Err(d) => {
                                         p = d.into_packet();
-                                        std::hint::spin_loop();
+                                        backoff(&mut spins);
                                     }
                                 }
                             }
                         }
                     },
                     || {
-                        while q.driver().sent.load(Ordering::Relaxed) < iters {
+                        let mut spins = 0;
+                        let mut seen = 0;
+                        while seen < iters {
                             if q.start() == mpsafe_ifqueue::Started::Deferred {
                                 q.flush_bundle();
                             }
-                            std::hint::spin_loop();
+                            let now = q.driver().sent.load(Ordering::Relaxed);
+                            if now == seen {
+                                backoff(&mut spins);
+                            } else {
+                                (seen, spins) = (now, 0);
+                            }
                         }
                     },
                 )
