@@ -9,7 +9,7 @@
 //!   `finish` (+ one `put` for the completion);
 //! * `atomic_usize`: an `AtomicUsize` counter, `fetch_add` + `fetch_sub`
 //!   (no watermarks at all: the floor a counter costs);
-//! * `locked_spin/get_put`: [`LockedRxRing`] over a TTAS spin raw mutex,
+//! * `locked_spin/get_put`: [`LockedRxRing`] over the benches' TTAS [`SpinLock`],
 //!   lock + get + put + unlock (what the seed-000 driver pays per pass);
 //! * `std_mutex/get_put`: the same under `std::sync::Mutex<RxRing>`.
 //!
@@ -20,43 +20,11 @@
 
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mpsafe_rxring::lock_api::{GuardNoSend, RawMutex};
+use mpsafe_benches::SpinLock;
 use mpsafe_rxring::{LockedRxRing, RxRing};
-
-/// A test-and-test-and-set spin lock as a `lock_api` raw mutex: the same
-/// algorithm as the benches' `SpinLock`, plus the `try_lock` lock_api needs.
-struct RawSpin(AtomicBool);
-
-// SAFETY: a caller holds the lock only after swinging the flag false -> true
-// with Acquire, and `unlock` stores false with Release: one holder at a time,
-// each seeing the previous holder's writes; lock_api calls `unlock` only for
-// the holder.
-unsafe impl RawMutex for RawSpin {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawSpin(AtomicBool::new(false));
-    type GuardMarker = GuardNoSend;
-
-    fn lock(&self) {
-        while !self.try_lock() {
-            while self.0.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
-    fn try_lock(&self) -> bool {
-        self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    unsafe fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
 
 fn ring() -> RxRing {
     RxRing::new(1024, 1024, 0).expect("valid watermarks")
@@ -103,7 +71,7 @@ fn get_put(c: &mut Criterion) {
         })
     });
 
-    let locked: LockedRxRing<RawSpin> = LockedRxRing::new(ring(), ());
+    let locked: LockedRxRing<SpinLock> = LockedRxRing::new(ring(), ());
     g.bench_function("locked_spin/get_put", |b| {
         b.iter(|| {
             let mut guard = black_box(&locked).lock();

@@ -218,45 +218,17 @@ impl<R: RawMutex, T: fmt::Debug> fmt::Debug for RxRingGuard<'_, R, T> {
 
 #[cfg(test)]
 mod tests {
-    use core::sync::atomic::{AtomicBool, Ordering};
-
     use super::*;
 
-    /// A test-and-set lock, enough for single-threaded tests.
-    struct Spin(AtomicBool);
+    /// The workspace's blocking serializer as the `lock_api` raw mutex.
+    type RxLock = mpsafe_serializer::RawSerializer;
 
-    // SAFETY: `lock`/`try_lock` return holding the lock only after swinging
-    // the flag false -> true (Acquire), `unlock` stores false (Release): at
-    // most one holder at a time, and each holder sees the previous one's
-    // writes.
-    unsafe impl RawMutex for Spin {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const INIT: Self = Spin(AtomicBool::new(false));
-        type GuardMarker = lock_api::GuardNoSend;
-
-        fn lock(&self) {
-            while !self.try_lock() {
-                core::hint::spin_loop();
-            }
-        }
-
-        fn try_lock(&self) -> bool {
-            self.0
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        }
-
-        unsafe fn unlock(&self) {
-            self.0.store(false, Ordering::Release);
-        }
-    }
-
-    static_assertions::assert_impl_all!(LockedRxRing<Spin, u32>: Send, Sync);
-    static_assertions::assert_not_impl_any!(RxRingGuard<'static, Spin, u32>: Send);
+    static_assertions::assert_impl_all!(LockedRxRing<RxLock, u32>: Send, Sync);
+    static_assertions::assert_not_impl_any!(RxRingGuard<'static, RxLock, u32>: Send);
 
     #[test]
     fn unlocked_entrypoints_take_and_release_the_mutex() {
-        let rx: LockedRxRing<Spin, u32> = LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 0);
+        let rx: LockedRxRing<RxLock, u32> = LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 0);
         assert_eq!(rx.get(8, 0), 2);
         assert_eq!(rx.inuse(), 2);
         assert!(rx.put(3).is_err());
@@ -273,7 +245,7 @@ mod tests {
 
     #[test]
     fn guard_is_exclusive_and_reaches_ring_and_data() {
-        let mut rx: LockedRxRing<Spin, u32> = LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 7);
+        let mut rx: LockedRxRing<RxLock, u32> = LockedRxRing::new(RxRing::new(2, 8, 0).unwrap(), 7);
         {
             let mut g = rx.lock();
             assert!(rx.try_lock().is_none());
@@ -293,7 +265,7 @@ mod tests {
         assert_eq!((ring.inuse(), *data), (2, 10));
         let (ring, data) = rx.into_inner();
         assert_eq!((ring.inuse(), data), (2, 10));
-        let d: LockedRxRing<Spin, u32> = LockedRxRing::default();
+        let d: LockedRxRing<RxLock, u32> = LockedRxRing::default();
         assert_eq!(d.get(8, 0), 0);
     }
 }

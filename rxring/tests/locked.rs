@@ -10,41 +10,13 @@
 
 #![cfg(not(loom))]
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
-use mpsafe_rxring::lock_api::{GuardNoSend, RawMutex};
 use mpsafe_rxring::{LockedRxRing, RxRing, RxRingGuard};
 
-/// Test-and-test-and-set spin lock, yielding while it waits (2 CPUs shared).
-struct Spin(AtomicBool);
-
-// SAFETY: a holder exists only after swinging the flag false -> true with
-// Acquire, and `unlock` stores false with Release: one holder at a time, and
-// each sees the writes of the previous one.
-unsafe impl RawMutex for Spin {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Spin(AtomicBool::new(false));
-    type GuardMarker = GuardNoSend;
-
-    fn lock(&self) {
-        while !self.try_lock() {
-            while self.0.load(Ordering::Relaxed) {
-                thread::yield_now();
-            }
-        }
-    }
-
-    fn try_lock(&self) -> bool {
-        self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    unsafe fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
+/// The rx mutex: the workspace's blocking serializer as a `lock_api` raw mutex.
+type RxLock = mpsafe_serializer::RawSerializer;
 
 const SLOTS: usize = 32;
 
@@ -80,7 +52,7 @@ fn posted(rx: &Rx) -> u32 {
     rx.desc.iter().filter(|d| d.is_some()).count() as u32
 }
 
-fn rxfill_locked(g: &mut RxRingGuard<'_, Spin, Rx>, pool: &Pool, now: u64) {
+fn rxfill_locked(g: &mut RxRingGuard<'_, RxLock, Rx>, pool: &Pool, now: u64) {
     let (ring, rx) = g.split();
     let mut fill = ring.reserve(SLOTS as u32, now);
     while !fill.is_empty() {
@@ -105,7 +77,7 @@ fn completion_refill_and_teardown_keep_every_buffer_counted() {
     let rounds = if cfg!(miri) { 60 } else { 20_000 / scale() };
     let downs = if cfg!(miri) { 4 } else { 400 / scale() };
     let pool = Pool::default();
-    let rx: LockedRxRing<Spin, Rx> = LockedRxRing::new(
+    let rx: LockedRxRing<RxLock, Rx> = LockedRxRing::new(
         RxRing::new(4, SLOTS as u32, 0).unwrap(),
         Rx {
             desc: vec![None; SLOTS],
