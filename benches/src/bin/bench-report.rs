@@ -29,7 +29,7 @@ const PEERS: &[(&str, &str)] = &[
     ("barrier/2-threads", "rwlock_read_unlock"),
     ("barrier/completion", "mutex_condvar_signal_wait_reset"),
     ("ifqueue/single/per_packet", "mutex_vecdeque"),
-    ("ifqueue/single/burst64", "mutex_vecdeque"),
+    ("ifqueue/single/burst64", "mutex_vecdeque_push_loop"),
     ("ifqueue/1p1c", "mutex_vecdeque"),
     ("em/loopback_round_trip", "biglock"),
 ];
