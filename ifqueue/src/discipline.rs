@@ -230,6 +230,28 @@ impl<P> Priq<P> {
     }
 
     #[inline]
+    fn push_level(&mut self, level: usize, packet: P) {
+        self.levels[level].push_back(packet);
+        self.nonempty |= 1 << level;
+        self.len += 1;
+    }
+
+    /// [`Discipline::enqueue`] into a full queue: evict the oldest packet of
+    /// the lowest non-empty level strictly below `level`, or refuse.
+    #[cold]
+    #[inline(never)]
+    fn enqueue_full(&mut self, packet: P, level: usize) -> Enqueue<P> {
+        // Levels strictly below the new packet's, lowest first.
+        let below = self.nonempty & ((1u8 << level) - 1);
+        if below == 0 {
+            return Enqueue::Refused(packet);
+        }
+        let old = self.pop_level(below.trailing_zeros() as usize);
+        self.push_level(level, packet);
+        Enqueue::Evicted(old)
+    }
+
+    #[inline]
     fn pop_level(&mut self, level: usize) -> P {
         let list = &mut self.levels[level];
         let packet = list.pop_front().expect("nonempty bit names a packet");
@@ -257,22 +279,13 @@ impl<P: Packet> Discipline for Priq<P> {
     #[inline]
     fn enqueue(&mut self, packet: P, len: usize, maxlen: usize) -> Enqueue<P> {
         let level = packet.priority().index();
-        let mut evicted = None;
         if len >= maxlen {
-            // Levels strictly below the new packet's, lowest first.
-            let below = self.nonempty & ((1u8 << level) - 1);
-            if below == 0 {
-                return Enqueue::Refused(packet);
-            }
-            evicted = Some(self.pop_level(below.trailing_zeros() as usize));
+            // Out of line (a drop path): keeps the common path small enough to
+            // inline into the queue's enqueue.
+            return self.enqueue_full(packet, level);
         }
-        self.levels[level].push_back(packet);
-        self.nonempty |= 1 << level;
-        self.len += 1;
-        match evicted {
-            Some(old) => Enqueue::Evicted(old),
-            None => Enqueue::Queued,
-        }
+        self.push_level(level, packet);
+        Enqueue::Queued
     }
 
     #[inline]
@@ -305,7 +318,11 @@ impl<P: Packet> Discipline for Priq<P> {
             let level = 7 - self.nonempty.leading_zeros() as usize;
             let list = &mut self.levels[level];
             let take = left.min(list.len());
-            out.extend(list.drain(..take));
+            // A loop of pushes rather than `extend`: inlined, the drain stays
+            // in registers (`want` fits in `out`, so no push fails).
+            for packet in list.drain(..take) {
+                out.push(packet);
+            }
             if list.is_empty() {
                 self.nonempty &= !(1 << level);
             }
