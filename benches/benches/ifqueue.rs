@@ -11,7 +11,8 @@
 //! * `single/burst64`: 64 in under one lock, 64 out under one lock:
 //!   `Mutex<VecDeque>` (`push_back` ×64 or one bulk `extend`, then `drain`)
 //!   and `SendQueue` (`lock()` + `Locked::enqueue` ×64, `dequeue_burst` into
-//!   an `ArrayVec`).
+//!   an `ArrayVec`), and `SendQueue::enqueue_burst` (one room computation,
+//!   counters updated once) + `dequeue_burst`.
 //! * `single/transmit_bundle_N`: `IfQueue::transmit` (enqueue + serialized
 //!   start; the start routine drains into a sink) per packet with bundling
 //!   threshold N = 1, 4, 16, `flush_bundle` after every 64: what bundling
@@ -38,7 +39,7 @@ use arrayvec::ArrayVec;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use mpsafe_ifqueue::{
-    Config, Discipline, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start, TaskOwner,
+    Config, Discipline, Dropped, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start, TaskOwner,
 };
 
 const BURST: usize = 64;
@@ -152,6 +153,18 @@ fn burst(c: &mut Criterion) {
     g.bench_function("ifq_fifo", |b| b.iter(|| ifq(&fifo)));
     let priq = SendQueue::new(Priq::new(), CAP).unwrap();
     g.bench_function("ifq_priq", |b| b.iter(|| ifq(&priq)));
+
+    // `enqueue_burst`: one lock, one room computation, counters once.
+    fn ifq_bulk<D: Discipline<Packet = Pkt>>(q: &SendQueue<D>) {
+        let mut dropped = ArrayVec::<Dropped<Pkt>, BURST>::new();
+        q.enqueue_burst((0..BURST as u32).map(Pkt), &mut dropped);
+        debug_assert!(dropped.is_empty());
+        let mut out = ArrayVec::<Pkt, BURST>::new();
+        q.dequeue_burst(&mut out, BURST);
+        black_box(out);
+    }
+    g.bench_function("ifq_fifo_enqueue_burst", |b| b.iter(|| ifq_bulk(&fifo)));
+    g.bench_function("ifq_priq_enqueue_burst", |b| b.iter(|| ifq_bulk(&priq)));
     g.finish();
 }
 

@@ -28,6 +28,47 @@ pub enum Enqueue<P> {
     Refused(P),
 }
 
+/// What [`Discipline::enqueue_burst`] kept of a burst, for the queue's
+/// counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// Packets queued into free room (the queue grew by this many).
+    pub queued: usize,
+    /// Packets queued by evicting another (the queue did not grow for them).
+    pub evicting: usize,
+    /// The bytes of all the packets kept.
+    pub bytes: u64,
+    /// How many of the packets kept are multicast.
+    pub mcasts: u64,
+}
+
+impl Accepted {
+    /// `packets`, all just queued into free room, plus `evicting` packets
+    /// already counted elsewhere (none, usually).
+    pub fn count<'a, P: Packet + 'a>(
+        packets: impl Iterator<Item = &'a P>,
+        evicting: usize,
+    ) -> Self {
+        // Internal iteration (`fold`): over a `VecDeque` range it becomes
+        // one tight loop per slice with the sums in registers, where a `for`
+        // over the chained halves kept them on the stack.
+        let (queued, bytes, mcasts) = packets.fold((0, 0, 0), |(n, b, m), p| {
+            (
+                n + 1,
+                b + p.byte_len() as u64,
+                m + u64::from(p.is_multicast()),
+            )
+        });
+        Self {
+            queued,
+            evicting,
+            bytes,
+            mcasts,
+        }
+    }
+}
+
 /// A queueing discipline for a send queue (OpenBSD `ifq_ops`).
 ///
 /// Every method runs under the queue lock, so a discipline is plain
@@ -85,6 +126,42 @@ pub trait Discipline {
             n += 1;
         }
         n
+    }
+
+    /// Offers every packet `packets` yields, in order, to a queue that holds
+    /// `len` packets and should hold at most `maxlen`: exactly what that many
+    /// [`enqueue`](Discipline::enqueue) calls would do, with `len` advancing
+    /// past each queued packet. Passes each outcome other than
+    /// [`Enqueue::Queued`] to `dropped`, in order, and returns what it kept.
+    ///
+    /// The default is that loop of `enqueue` calls; [`Fifo`] and [`Priq`]
+    /// compute the room once and move that many packets in bulk.
+    #[inline]
+    fn enqueue_burst(
+        &mut self,
+        packets: impl Iterator<Item = Self::Packet>,
+        len: usize,
+        maxlen: usize,
+        mut dropped: impl FnMut(Enqueue<Self::Packet>),
+    ) -> Accepted {
+        let mut kept = Accepted::default();
+        for packet in packets {
+            let (bytes, mcast) = (packet.byte_len(), packet.is_multicast());
+            match self.enqueue(packet, len + kept.queued, maxlen) {
+                Enqueue::Queued => kept.queued += 1,
+                evicted @ Enqueue::Evicted(_) => {
+                    kept.evicting += 1;
+                    dropped(evicted);
+                }
+                refused @ Enqueue::Refused(_) => {
+                    dropped(refused);
+                    continue;
+                }
+            }
+            kept.bytes += bytes as u64;
+            kept.mcasts += u64::from(mcast);
+        }
+        kept
     }
 
     /// Removes every packet, returning them in the order they would have left.
@@ -155,6 +232,28 @@ impl<P: Packet> Discipline for Fifo<P> {
         }
         self.packets.push_back(packet);
         Enqueue::Queued
+    }
+
+    #[inline]
+    fn enqueue_burst(
+        &mut self,
+        mut packets: impl Iterator<Item = P>,
+        len: usize,
+        maxlen: usize,
+        mut dropped: impl FnMut(Enqueue<P>),
+    ) -> Accepted {
+        // One room computation: the first `room` packets fit, every later one
+        // meets a full queue and is refused (tail drop), as one by one. The
+        // bulk `extend` keeps the caller's iterator as it is (one of exact
+        // length is copied in two slices); the new packets are counted after.
+        let room = maxlen.saturating_sub(len);
+        let before = self.packets.len();
+        self.packets.extend(packets.by_ref().take(room));
+        let kept = Accepted::count(self.packets.range(before..), 0);
+        for packet in packets {
+            dropped(Enqueue::Refused(packet));
+        }
+        kept
     }
 
     #[inline]
@@ -286,6 +385,45 @@ impl<P: Packet> Discipline for Priq<P> {
         }
         self.push_level(level, packet);
         Enqueue::Queued
+    }
+
+    #[inline]
+    fn enqueue_burst(
+        &mut self,
+        mut packets: impl Iterator<Item = P>,
+        len: usize,
+        maxlen: usize,
+        mut dropped: impl FnMut(Enqueue<P>),
+    ) -> Accepted {
+        // The first `room` packets fit; once full the queue stays full (an
+        // eviction keeps the length), so every later packet takes the
+        // evict-or-refuse path, as one by one.
+        let room = maxlen.saturating_sub(len);
+        let (mut queued, mut bytes, mut mcasts) = (0, 0, 0);
+        for packet in packets.by_ref().take(room) {
+            bytes += packet.byte_len() as u64;
+            mcasts += u64::from(packet.is_multicast());
+            self.push_level(packet.priority().index(), packet);
+            queued += 1;
+        }
+        let mut kept = Accepted {
+            queued,
+            evicting: 0,
+            bytes,
+            mcasts,
+        };
+        for packet in packets {
+            let (bytes, mcast) = (packet.byte_len() as u64, packet.is_multicast());
+            let level = packet.priority().index();
+            let outcome = self.enqueue_full(packet, level);
+            if let Enqueue::Evicted(_) = outcome {
+                kept.evicting += 1;
+                kept.bytes += bytes;
+                kept.mcasts += u64::from(mcast);
+            }
+            dropped(outcome);
+        }
+        kept
     }
 
     #[inline]

@@ -114,7 +114,7 @@ mod packet;
 mod queue;
 mod sync;
 
-pub use discipline::{Discipline, Enqueue};
+pub use discipline::{Accepted, Discipline, Enqueue};
 #[cfg(feature = "alloc")]
 pub use discipline::{Fifo, Priq, PriqPurged};
 pub use ifq::{BigLocked, Config, IfQueue, Start, Started};

@@ -194,6 +194,41 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
         self.lock().enqueue(packet)
     }
 
+    /// Offers every packet of `packets` under one lock acquisition: what that
+    /// many [`enqueue`](SendQueue::enqueue) calls would do, with the room
+    /// computed once and the counters updated once. Whatever is dropped
+    /// (refused, or evicted by a newer packet) is appended to `dropped` in
+    /// the order the one-by-one calls would have returned it, to be freed
+    /// after this returns. Returns how many packets were accepted (queued,
+    /// possibly evicting another).
+    ///
+    /// `packets` is iterated with the lock held: give it packets already
+    /// built, not work. If `dropped` can fill up (an `ArrayVec`), give it
+    /// room for as many packets as you offer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mpsafe_ifqueue::{Dropped, Fifo, SendQueue};
+    ///
+    /// let q = SendQueue::new(Fifo::new(), 3)?;
+    /// let mut dropped = Vec::new();
+    /// let burst = (0..5u8).map(|i| vec![i; 60]);
+    /// assert_eq!(q.enqueue_burst(burst, &mut dropped), 3);
+    /// // Tail drop: the last two were refused, in order.
+    /// assert_eq!(dropped, [Dropped::Refused(vec![3; 60]), Dropped::Refused(vec![4; 60])]);
+    /// assert_eq!((q.len(), q.counters().packets, q.counters().qdrops), (3, 3, 2));
+    /// # Ok::<(), mpsafe_ifqueue::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn enqueue_burst<I, E>(&self, packets: I, dropped: &mut E) -> usize
+    where
+        I: IntoIterator<Item = D::Packet>,
+        E: Extend<Dropped<D::Packet>>,
+    {
+        self.lock().enqueue_burst(packets, dropped)
+    }
+
     /// Removes and returns the next packet (OpenBSD `ifq_dequeue`).
     #[inline]
     pub fn dequeue(&self) -> Option<D::Packet> {
@@ -379,6 +414,50 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         c.qdrops += u64::from(result.is_err());
         debug_assert_eq!(self.guard.len, self.guard.discipline.len());
         result
+    }
+
+    /// [`SendQueue::enqueue_burst`] under the held lock.
+    #[inline]
+    pub fn enqueue_burst<I, E>(&mut self, packets: I, dropped: &mut E) -> usize
+    where
+        I: IntoIterator<Item = D::Packet>,
+        E: Extend<Dropped<D::Packet>>,
+    {
+        let (mut refused, mut evicted) = (0usize, 0usize);
+        let inner = &mut *self.guard;
+        let kept = inner.discipline.enqueue_burst(
+            packets.into_iter(),
+            inner.len,
+            inner.maxlen,
+            |outcome| {
+                let d = match outcome {
+                    Enqueue::Refused(p) => {
+                        refused += 1;
+                        Dropped::Refused(p)
+                    }
+                    Enqueue::Evicted(p) => {
+                        evicted += 1;
+                        Dropped::Evicted(p)
+                    }
+                    Enqueue::Queued => unreachable!("a discipline reports only drops"),
+                };
+                dropped.extend(core::iter::once(d));
+            },
+        );
+        debug_assert_eq!(kept.evicting, evicted);
+        // The counters once for the whole burst.
+        let accepted = kept.queued + kept.evicting;
+        let c = &mut inner.counters;
+        c.packets += accepted as u64;
+        c.bytes += kept.bytes;
+        c.mcasts += kept.mcasts;
+        c.qdrops += (refused + evicted) as u64;
+        if kept.queued > 0 {
+            let len = inner.len + kept.queued;
+            self.set_len(len);
+        }
+        debug_assert_eq!(self.guard.len, self.guard.discipline.len());
+        accepted
     }
 
     /// [`SendQueue::dequeue`] under the held lock.

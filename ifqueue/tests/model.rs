@@ -1,4 +1,4 @@
-//! Property test: random enqueue / deq_begin+commit / deq_begin+rollback /
+//! Property test: random enqueue / enqueue_burst / deq_begin+commit / deq_begin+rollback /
 //! burst / purge sequences against a reference model (a `Vec` per priority),
 //! comparing contents and counters after every step. Seeded and
 //! deterministic; a failure prints the seed and the step.
@@ -110,16 +110,38 @@ where
     let mut next_id = 0;
     for step in 0..steps {
         let ctx = format!("seed {seed:#x} step {step} priq {priq} maxlen {maxlen}");
+        let mut packet = |rng: &mut Rng| {
+            next_id += 1;
+            Pkt {
+                id: next_id,
+                prio: rng.below(8) as u8,
+                len: rng.below(1500) as u16 + 1,
+                mcast: rng.below(4) == 0,
+            }
+        };
         match rng.below(100) {
-            0..=49 => {
-                let p = Pkt {
-                    id: next_id,
-                    prio: rng.below(8) as u8,
-                    len: rng.below(1500) as u16 + 1,
-                    mcast: rng.below(4) == 0,
-                };
-                next_id += 1;
+            0..=39 => {
+                let p = packet(&mut rng);
                 assert_eq!(q.enqueue(p.clone()), m.enqueue(p), "{ctx}: enqueue");
+            }
+            40..=49 => {
+                // A burst: the same outcome as one by one, drops in order.
+                let burst: Vec<Pkt> = (0..rng.below(12)).map(|_| packet(&mut rng)).collect();
+                let mut dropped = Vec::new();
+                let accepted = q.enqueue_burst(burst.clone(), &mut dropped);
+                let mut want = Vec::new();
+                let mut want_accepted = 0;
+                for p in burst {
+                    match m.enqueue(p) {
+                        Ok(()) => want_accepted += 1,
+                        Err(d) => {
+                            want_accepted += usize::from(d.offered_was_queued());
+                            want.push(d);
+                        }
+                    }
+                }
+                assert_eq!(dropped, want, "{ctx}: burst drops");
+                assert_eq!(accepted, want_accepted, "{ctx}: burst accepted");
             }
             50..=69 => {
                 let got = q.deq_begin().map(|g| g.commit());
