@@ -77,6 +77,9 @@ pub mod driver;
 pub mod harness;
 pub mod pool;
 pub mod regs;
+#[cfg(all(feature = "uio", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "uio", target_os = "linux"))))]
+pub mod uio;
 
 pub use biglock::{KernelGuard, KernelLock, LockCounts, Path};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStats, IntrHandler, WireRate};
