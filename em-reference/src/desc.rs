@@ -17,6 +17,9 @@
 //! release, and the driver reads the status with acquire before it trusts the
 //! length. The "buffer address" is an index into the [`Pool`](crate::Pool).
 
+use std::any::Any;
+use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Receive status: descriptor done (the device wrote it back).
@@ -129,24 +132,74 @@ impl Desc {
     }
 }
 
-/// A descriptor ring in "DMA memory": allocated once, shared by driver and
-/// device through an `Arc`, addressed by the device through a bus address.
-#[derive(Debug)]
+/// A descriptor ring in DMA memory: allocated once, shared by driver and
+/// device, addressed by the device through a bus address.
+///
+/// The simulation's rings live on the heap ([`DescRing::new`]); a real
+/// device's in memory it can reach ([`DescRing::from_dma`]).
 pub struct DescRing {
-    descs: Box<[Desc]>,
+    descs: NonNull<Desc>,
+    n: usize,
+    /// Keeps the memory alive: the heap allocation, or the DMA memory's owner.
+    _owner: Box<dyn Any + Send + Sync>,
+}
+
+// SAFETY: the descriptors are atomics, shared by design; the ring only owns
+// (through `_owner`) the memory they live in.
+unsafe impl Send for DescRing {}
+// SAFETY: as above.
+unsafe impl Sync for DescRing {}
+
+impl fmt::Debug for DescRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DescRing")
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DescRing {
-    /// A zeroed ring of `n` descriptors.
+    /// A zeroed ring of `n` descriptors on the heap.
     pub fn new(n: usize) -> Self {
+        let mut descs: Box<[Desc]> = (0..n).map(|_| Desc::default()).collect();
+        let ptr = NonNull::new(descs.as_mut_ptr()).expect("a box is never null");
         Self {
-            descs: (0..n).map(|_| Desc::default()).collect(),
+            descs: ptr,
+            n,
+            // Moving the box does not move its heap allocation.
+            _owner: Box::new(descs),
+        }
+    }
+
+    /// A ring of `n` descriptors at `virt`, in memory a device reaches.
+    /// The descriptors are zeroed.
+    ///
+    /// # Safety
+    ///
+    /// `virt` must be aligned to 16 bytes and valid for reads and writes of
+    /// `n * DESC_SIZE` bytes for as long as `owner` lives, and nothing but
+    /// this ring and the device may access that memory meanwhile.
+    pub unsafe fn from_dma(virt: NonNull<u8>, n: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
+        assert!(
+            virt.as_ptr().align_offset(DESC_SIZE) == 0,
+            "descriptor memory not 16-byte aligned"
+        );
+        let descs = virt.cast::<Desc>();
+        for i in 0..n {
+            // SAFETY: in bounds and aligned per the contract; `Desc` is two
+            // atomics for which all-zero bytes are a valid value.
+            unsafe { descs.add(i).write(Desc::default()) };
+        }
+        Self {
+            descs,
+            n,
+            _owner: owner,
         }
     }
 
     /// Number of descriptors the memory holds.
     pub fn capacity(&self) -> usize {
-        self.descs.len()
+        self.n
     }
 
     /// Descriptor `i`.
@@ -155,7 +208,9 @@ impl DescRing {
     ///
     /// If `i` is beyond the ring's memory (a broken driver or device).
     pub fn get(&self, i: usize) -> &Desc {
-        &self.descs[i]
+        assert!(i < self.n, "descriptor {i} beyond a ring of {}", self.n);
+        // SAFETY: in bounds; the memory lives as long as `self` (`_owner`).
+        unsafe { self.descs.add(i).as_ref() }
     }
 }
 
@@ -172,6 +227,23 @@ mod tests {
         d.rx_complete(60, 0);
         let wb = d.rx_writeback();
         assert_eq!((wb.addr, wb.len, wb.status, wb.errors), (7, 60, 3, 0));
+    }
+
+    #[test]
+    fn a_ring_in_foreign_memory() {
+        let mut mem = [0xffu8; 8 * DESC_SIZE + DESC_SIZE];
+        let off = mem.as_ptr().align_offset(DESC_SIZE);
+        let virt = NonNull::new(mem[off..].as_mut_ptr()).unwrap();
+        // SAFETY: 16-byte aligned, 8 descriptors inside `mem`, which
+        // outlives the ring.
+        let ring = unsafe { DescRing::from_dma(virt, 8, Box::new(())) };
+        assert_eq!(ring.capacity(), 8);
+        assert_eq!(ring.get(7).tx_done(), None, "zeroed by from_dma");
+        ring.get(3).post_tx(0x1234_5000, 60, TXD_CMD_EOP);
+        assert_eq!(
+            &mem[off + 3 * DESC_SIZE..off + 3 * DESC_SIZE + 3],
+            &[0x00, 0x50, 0x34]
+        );
     }
 
     #[test]

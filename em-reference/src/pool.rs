@@ -11,8 +11,19 @@
 //! [`Mbuf::free`] (or [`Pool::free_all`]); dropping one without freeing it is
 //! a leak, as forgetting `m_freem` is in a kernel: the pool counts it and
 //! never hands that buffer out again.
+//!
+//! # Buffer addresses
+//!
+//! A pool from [`Pool::new`] (the simulation) has no buffer memory: a
+//! buffer's "bus address" is its index and its contents are a length and a
+//! tag. A pool from [`Pool::with_dma`] (a real device) has every buffer in
+//! DMA memory: the address a descriptor carries is the buffer's bus address,
+//! [`Pool::reclaim`] maps it back, and [`Mbuf::data`]/[`Mbuf::data_mut`]
+//! reach the bytes. The driver code is the same for both.
 
+use std::any::Any;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -61,6 +72,70 @@ struct Inner {
     buf_size: usize,
     alloc_failures: AtomicU64,
     dma_errors: AtomicU64,
+    dma: Option<DmaMap>,
+}
+
+/// A contiguous piece of DMA memory handed to [`Pool::with_dma`].
+#[derive(Clone, Copy, Debug)]
+pub struct DmaRegion {
+    /// Where the CPU sees it.
+    pub virt: NonNull<u8>,
+    /// Where the device sees it (the bus address).
+    pub bus: u64,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// The buffers of a DMA-backed pool: runs of consecutive buffers, each run
+/// inside one region, with the memory's owner kept alive.
+struct DmaMap {
+    /// `(bus address of the run, CPU address of the run, first index, count)`,
+    /// sorted by bus address.
+    runs: Vec<(u64, NonNull<u8>, u32, u32)>,
+    _owner: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: the map only names memory; accesses go through the buffer
+// ownership states (one owner at a time), as for the slots.
+unsafe impl Send for DmaMap {}
+// SAFETY: as above.
+unsafe impl Sync for DmaMap {}
+
+impl fmt::Debug for DmaMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaMap")
+            .field("runs", &self.runs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DmaMap {
+    fn run_of(&self, idx: u32) -> &(u64, NonNull<u8>, u32, u32) {
+        self.runs
+            .iter()
+            .find(|r| (r.2..r.2 + r.3).contains(&idx))
+            .expect("every index is in a run")
+    }
+
+    fn bus(&self, idx: u32, size: usize) -> u64 {
+        let r = self.run_of(idx);
+        r.0 + u64::from(idx - r.2) * size as u64
+    }
+
+    fn virt(&self, idx: u32, size: usize) -> NonNull<u8> {
+        let r = self.run_of(idx);
+        // SAFETY: idx is in this run, so the offset is inside its region.
+        unsafe { r.1.add((idx - r.2) as usize * size) }
+    }
+
+    /// The buffer whose first byte is at `bus`, if any.
+    fn index(&self, bus: u64, size: usize) -> Option<u32> {
+        let i = self.runs.partition_point(|r| r.0 <= bus).checked_sub(1)?;
+        let r = &self.runs[i];
+        let off = bus - r.0;
+        let n = off / size as u64;
+        (off % size as u64 == 0 && n < u64::from(r.3)).then(|| r.2 + n as u32)
+    }
 }
 
 /// A pool of packet buffers shared by the driver, the device (its "DMA") and
@@ -117,7 +192,72 @@ impl Pool {
                 buf_size,
                 alloc_failures: AtomicU64::new(0),
                 dma_errors: AtomicU64::new(0),
+                dma: None,
             }),
+        }
+    }
+
+    /// A pool whose buffers of `buf_size` bytes are carved from `regions`
+    /// of DMA memory (as many as fit whole in each), for a real device:
+    /// descriptors carry each buffer's bus address.
+    ///
+    /// # Safety
+    ///
+    /// Each region must be memory readable and writable through `virt` for
+    /// `len` bytes, reachable by the device at `bus`, not overlapping another
+    /// region, and kept valid by `owner` (held by the pool until its last
+    /// clone is dropped). Nothing else may access it meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// If `buf_size` is zero, or the buffers number more than `u32::MAX`.
+    pub unsafe fn with_dma(
+        buf_size: usize,
+        regions: &[DmaRegion],
+        owner: Arc<dyn Any + Send + Sync>,
+    ) -> Self {
+        assert!(buf_size > 0, "zero-sized buffers");
+        let mut runs = Vec::new();
+        let mut count = 0u32;
+        for r in regions {
+            let n = u32::try_from(r.len / buf_size).expect("more than 2^32 buffers");
+            if n > 0 {
+                runs.push((r.bus, r.virt, count, n));
+                count = count.checked_add(n).expect("more than 2^32 buffers");
+            }
+        }
+        runs.sort_by_key(|r| r.0);
+        let mut pool = Self::new(count as usize, buf_size);
+        Arc::get_mut(&mut pool.inner)
+            .expect("a new pool is not shared")
+            .dma = Some(DmaMap {
+            runs,
+            _owner: owner,
+        });
+        pool
+    }
+
+    /// Whether the buffers are in DMA memory ([`Pool::with_dma`]).
+    pub fn is_dma(&self) -> bool {
+        self.inner.dma.is_some()
+    }
+
+    /// The address a descriptor carries for buffer `idx`: its bus address,
+    /// or the index itself in a pool without DMA memory.
+    fn addr_of(&self, idx: u32) -> u64 {
+        match &self.inner.dma {
+            Some(d) => d.bus(idx, self.inner.buf_size),
+            None => u64::from(idx),
+        }
+    }
+
+    /// The buffer index a descriptor address names, if any.
+    fn index_of(&self, addr: u64) -> Option<u32> {
+        match &self.inner.dma {
+            Some(d) => d.index(addr, self.inner.buf_size),
+            None => u32::try_from(addr)
+                .ok()
+                .filter(|&i| (i as usize) < self.inner.slots.len()),
         }
     }
 
@@ -176,7 +316,9 @@ impl Pool {
     /// If buffer `addr` is not in state `on` (the driver reclaimed a slot it
     /// never posted, or twice): a broken driver invariant.
     pub fn reclaim(&self, addr: u64, on: BufState) -> Mbuf {
-        let idx = u32::try_from(addr).expect("buffer address out of range");
+        let idx = self
+            .index_of(addr)
+            .unwrap_or_else(|| panic!("buffer address {addr:#x} names no buffer"));
         self.transition(idx, on, BufState::Held);
         Mbuf {
             pool: Some(self.clone()),
@@ -220,9 +362,8 @@ impl Pool {
     }
 
     fn slot(&self, addr: u64) -> Option<&Slot> {
-        usize::try_from(addr)
-            .ok()
-            .and_then(|i| self.inner.slots.get(i))
+        self.index_of(addr)
+            .and_then(|i| self.inner.slots.get(i as usize))
     }
 
     fn transition(&self, idx: u32, from: BufState, to: BufState) {
@@ -275,9 +416,44 @@ impl Mbuf {
         &self.pool.as_ref().expect("live mbuf").inner.slots[self.idx as usize]
     }
 
-    /// The buffer's index in its pool (its "bus address").
+    /// The buffer's index in its pool (its "bus address" in a pool without
+    /// DMA memory).
     pub fn index(&self) -> u32 {
         self.idx
+    }
+
+    /// Sets the frame length (what a real device reports in the receive
+    /// descriptor; the simulated one also stores it with [`Pool::dma_write`]).
+    pub fn set_len(&mut self, len: u16) {
+        self.slot().len.store(u32::from(len), Ordering::Relaxed);
+    }
+
+    /// The frame's bytes (`len()` of them), in a DMA-backed pool; `None` in
+    /// a pool without buffer memory.
+    ///
+    /// # Panics
+    ///
+    /// If the length exceeds the buffer size.
+    pub fn data(&self) -> Option<&[u8]> {
+        let pool = self.pool.as_ref().expect("live mbuf");
+        let dma = pool.inner.dma.as_ref()?;
+        let len = self.len();
+        assert!(len <= pool.inner.buf_size, "frame longer than its buffer");
+        let p = dma.virt(self.idx, pool.inner.buf_size);
+        // SAFETY: the buffer's memory (valid per `with_dma`'s contract) is
+        // ours while the Mbuf is Held: no ring holds it, so the device does
+        // not write it; `&self` forbids a concurrent `data_mut`.
+        Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), len) })
+    }
+
+    /// The whole buffer (`buf_size` bytes) to write a frame into, in a
+    /// DMA-backed pool; follow with [`set_len`](Mbuf::set_len).
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        let pool = self.pool.as_ref().expect("live mbuf");
+        let dma = pool.inner.dma.as_ref()?;
+        let p = dma.virt(self.idx, pool.inner.buf_size);
+        // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
+        Some(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), pool.inner.buf_size) })
     }
 
     /// Frame length in bytes.
@@ -318,7 +494,7 @@ impl Mbuf {
         assert!(matches!(on, BufState::OnRxRing | BufState::OnTxRing));
         let pool = self.pool.take().expect("live mbuf");
         pool.transition(self.idx, BufState::Held, on);
-        u64::from(self.idx)
+        pool.addr_of(self.idx)
     }
 }
 
@@ -404,6 +580,58 @@ mod tests {
         assert!(!pool.dma_write(99, 60, 0));
         assert!(pool.dma_read(1).is_none());
         assert_eq!(pool.stats().dma_errors, 3);
+    }
+
+    #[test]
+    fn dma_pool_addresses_are_bus_addresses() {
+        // Two regions out of bus order, the second not a multiple of the
+        // buffer size: 2 + 1 buffers of 64 bytes.
+        let mut mem = vec![0u8; 64 * 3 + 32];
+        let base = NonNull::new(mem.as_mut_ptr()).unwrap();
+        // SAFETY: 128 bytes into the 224-byte vector.
+        let second = unsafe { base.add(128) };
+        let regions = [
+            DmaRegion {
+                virt: base,
+                bus: 0x10_000,
+                len: 128,
+            },
+            DmaRegion {
+                virt: second,
+                bus: 0x4000,
+                len: 96,
+            },
+        ];
+        // SAFETY: the regions are disjoint parts of `mem`, which outlives
+        // the pool (dropped below before `mem`).
+        let pool = unsafe { Pool::with_dma(64, &regions, Arc::new(())) };
+        assert_eq!(pool.total(), 3);
+        assert!(pool.is_dma());
+        let mut bufs: Vec<Mbuf> = (0..3).map(|_| pool.alloc().unwrap()).collect();
+        let mut addrs = Vec::new();
+        for (i, m) in bufs.iter_mut().enumerate() {
+            m.data_mut().unwrap()[..3].copy_from_slice(&[i as u8; 3]);
+            m.set_len(3);
+            assert_eq!(m.data().unwrap(), &[i as u8; 3]);
+        }
+        for m in bufs.drain(..) {
+            addrs.push(m.into_ring(BufState::OnTxRing));
+        }
+        addrs.sort_unstable();
+        assert_eq!(addrs, [0x4000, 0x10_000, 0x10_040]);
+        // Not a buffer's first byte, or outside every region: no buffer.
+        assert!(pool.index_of(0x10_020).is_none());
+        assert!(pool.index_of(0x4040).is_none());
+        assert!(pool.index_of(0).is_none());
+        for a in addrs {
+            let m = pool.reclaim(a, BufState::OnTxRing);
+            assert_eq!(m.len(), 3);
+            bufs.push(m);
+        }
+        pool.free_all(bufs);
+        assert_eq!(pool.stats().free, 3);
+        drop(pool);
+        drop(mem);
     }
 
     #[test]

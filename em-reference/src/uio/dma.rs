@@ -13,6 +13,8 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::UioError;
+use crate::desc::{DESC_SIZE, DescRing};
+use crate::pool::{DmaRegion, Pool};
 
 /// Size of one hugepage.
 pub const HUGEPAGE: usize = 2 << 20;
@@ -183,5 +185,48 @@ impl DmaAllocator {
             .unwrap_or_else(PoisonError::into_inner)
             .pages
             .len()
+    }
+}
+
+impl DmaAllocator {
+    /// A descriptor ring of `n` descriptors in DMA memory (128-byte aligned,
+    /// as `RDBAL`/`TDBAL` with `RDLEN`/`TDLEN` in 128-byte units want it),
+    /// and its bus address.
+    ///
+    /// # Errors
+    ///
+    /// As [`alloc`](DmaAllocator::alloc).
+    pub fn ring(&self, n: usize) -> Result<(u64, DescRing), UioError> {
+        let c = self.alloc(n * DESC_SIZE, 128)?;
+        // SAFETY: the chunk is 128-byte aligned, n descriptors long, handed
+        // out once, and its hugepage stays mapped while the allocator (the
+        // owner given here) lives.
+        let ring = unsafe { DescRing::from_dma(c.virt, n, Box::new(self.clone())) };
+        Ok((c.bus, ring))
+    }
+
+    /// A packet buffer pool of `count` buffers of `buf_size` bytes in DMA
+    /// memory (whole hugepages, buffers aligned to their size).
+    ///
+    /// # Errors
+    ///
+    /// As [`alloc`](DmaAllocator::alloc).
+    pub fn pool(&self, count: usize, buf_size: usize) -> Result<Pool, UioError> {
+        let per_page = HUGEPAGE / buf_size.max(1);
+        let mut regions = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(per_page);
+            let c = self.alloc(n * buf_size, buf_size.next_power_of_two().min(HUGEPAGE))?;
+            regions.push(DmaRegion {
+                virt: c.virt,
+                bus: c.bus,
+                len: c.len,
+            });
+            left -= n;
+        }
+        // SAFETY: disjoint chunks handed out once each, valid while the
+        // allocator (the owner) lives.
+        Ok(unsafe { Pool::with_dma(buf_size, &regions, Arc::new(self.clone())) })
     }
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mpsafe_em::desc::{Desc, RXD_STAT_DD, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS};
+use mpsafe_em::BufState;
+use mpsafe_em::desc::{RXD_STAT_DD, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS};
 use mpsafe_em::device::IntrHandler;
 use mpsafe_em::regs::{ICR_RXT0, RCTL_EN, Reg, Regs, TCTL_EN};
-use mpsafe_em::uio::{DmaAllocator, DmaChunk, UioDevice};
+use mpsafe_em::uio::{DmaAllocator, UioDevice};
 
 /// `RCTL.SECRC`: strip the Ethernet CRC from received frames.
 const RCTL_SECRC: u32 = 1 << 26;
@@ -35,17 +36,6 @@ impl IntrHandler for Causes {
         self.seen.fetch_or(icr, Ordering::Relaxed);
         icr != 0
     }
-}
-
-fn ring(dma: &DmaAllocator) -> Result<(DmaChunk, &'static [Desc]), String> {
-    let c = dma
-        .alloc(NDESC * size_of::<Desc>(), 128)
-        .map_err(|e| e.to_string())?;
-    // SAFETY: the chunk is zeroed DMA memory of NDESC descriptors, 128-byte
-    // aligned (more than Desc's 16), kept mapped by the allocator, which the
-    // caller keeps alive (leaked for the program's life below).
-    let descs = unsafe { std::slice::from_raw_parts(c.virt.as_ptr().cast::<Desc>(), NDESC) };
-    Ok((c, descs))
 }
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
@@ -91,15 +81,15 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     em1.establish(Arc::downgrade(&(Arc::clone(&h) as Arc<dyn IntrHandler>)));
 
     // em1 receives: an 8-descriptor ring, 7 buffers posted.
-    let (rxc, rx) = ring(&dma)?;
-    let mut bufs = Vec::new();
-    for d in rx.iter().take(NDESC - 1) {
-        let b = dma.alloc(2048, 2048).map_err(|e| e.to_string())?;
-        d.post_rx(b.bus);
-        bufs.push(b);
+    let err = |e: mpsafe_em::uio::UioError| e.to_string();
+    let pool = dma.pool(16, 2048).map_err(err)?;
+    let (rx_bus, rx) = dma.ring(NDESC).map_err(err)?;
+    for i in 0..NDESC - 1 {
+        let m = pool.alloc().ok_or("pool empty")?;
+        rx.get(i).post_rx(m.into_ring(BufState::OnRxRing));
     }
-    em1.write(Reg::rdbal(0), rxc.bus as u32);
-    em1.write(Reg::rdbah(0), (rxc.bus >> 32) as u32);
+    em1.write(Reg::rdbal(0), rx_bus as u32);
+    em1.write(Reg::rdbah(0), (rx_bus >> 32) as u32);
     em1.write(Reg::rdlen(0), (NDESC * 16) as u32);
     em1.write(Reg::rdh(0), 0);
     em1.write(Reg::rdt(0), 0);
@@ -108,35 +98,42 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     em1.write(Reg::rdt(0), (NDESC - 1) as u32);
 
     // em0 transmits one 60-byte frame.
-    let (txc, tx) = ring(&dma)?;
-    let tb = dma.alloc(2048, 2048).map_err(|e| e.to_string())?;
+    let (tx_bus, tx) = dma.ring(NDESC).map_err(err)?;
     let f = frame(m1, m0, 1, 60);
-    // SAFETY: the buffer is 2048 bytes of DMA memory the device does not
-    // own yet (no descriptor points at it).
-    unsafe { std::ptr::copy_nonoverlapping(f.as_ptr(), tb.virt.as_ptr(), f.len()) };
-    em0.write(Reg::tdbal(0), txc.bus as u32);
-    em0.write(Reg::tdbah(0), (txc.bus >> 32) as u32);
+    let mut m = pool.alloc().ok_or("pool empty")?;
+    m.data_mut().ok_or("not a DMA pool")?[..f.len()].copy_from_slice(&f);
+    m.set_len(f.len() as u16);
+    em0.write(Reg::tdbal(0), tx_bus as u32);
+    em0.write(Reg::tdbah(0), (tx_bus >> 32) as u32);
     em0.write(Reg::tdlen(0), (NDESC * 16) as u32);
     em0.write(Reg::tdh(0), 0);
     em0.write(Reg::tdt(0), 0);
     em0.write(Reg::TCTL, TCTL_EN | TCTL_PSP);
-    tx[0].post_tx(tb.bus, 60, TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS);
+    tx.get(0).post_tx(
+        m.into_ring(BufState::OnTxRing),
+        60,
+        TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS,
+    );
     let t0 = Instant::now();
     em0.write(Reg::tdt(0), 1);
 
     let rx_at = wait_until(Duration::from_secs(2), || {
-        rx[0].rx_writeback().status & RXD_STAT_DD != 0
+        rx.get(0).rx_writeback().status & RXD_STAT_DD != 0
     })
     .ok_or("em1: frame never arrived (no DD within 2 s)")?;
-    let tx_done = tx[0].tx_done().is_some();
-    let wb = rx[0].rx_writeback();
-    // SAFETY: DD is set: the device finished writing the buffer, and the
-    // acquire in rx_writeback orders this read after it.
-    let got = unsafe { std::slice::from_raw_parts(bufs[0].virt.as_ptr(), usize::from(wb.len)) };
+    let tx_done = tx.get(0).tx_done();
+    let wb = rx.get(0).rx_writeback();
+    let mut got = pool.reclaim(wb.addr, BufState::OnRxRing);
+    got.set_len(wb.len);
+    let got_bytes = got.data().ok_or("not a DMA pool")?.to_vec();
+    let sent = pool.reclaim(tx_done.ok_or("TX DD not written back")?, BufState::OnTxRing);
+    pool.free_all([got, sent]);
+    let got = &got_bytes[..];
     println!(
-        "smoke: rx DD after {:?} (TDH {} TX DD {tx_done}), len {} status {:#x} errors {:#x}, payload {}",
+        "smoke: rx DD after {:?} (TDH {} TX DD {}), len {} status {:#x} errors {:#x}, payload {}",
         rx_at,
         em0.read(Reg::tdh(0)),
+        tx_done.is_some(),
         wb.len,
         wb.status,
         wb.errors,
@@ -164,15 +161,20 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     }
 
     // What happens when the receive ring is empty: RDT = RDH, then send.
-    let rdh = em1.read(Reg::rdh(0));
-    em1.write(Reg::rdt(0), rdh);
+    let rdh = em1.read(Reg::rdh(0)) as usize;
+    em1.write(Reg::rdt(0), rdh as u32);
     let (_, _) = (em1.read(RNBC), em1.read(MPC));
     let f2 = frame(m1, m0, 2, 60);
-    // SAFETY: the device is done with the buffer (TX DD seen or TDH moved).
-    unsafe { std::ptr::copy_nonoverlapping(f2.as_ptr(), tb.virt.as_ptr(), f2.len()) };
-    tx[1].post_tx(tb.bus, 60, TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS);
+    let mut m = pool.alloc().ok_or("pool empty")?;
+    m.data_mut().ok_or("not a DMA pool")?[..f2.len()].copy_from_slice(&f2);
+    m.set_len(60);
+    tx.get(1).post_tx(
+        m.into_ring(BufState::OnTxRing),
+        60,
+        TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS,
+    );
     em0.write(Reg::tdt(0), 2);
-    let sent = wait_until(Duration::from_secs(1), || tx[1].tx_done().is_some());
+    let sent = wait_until(Duration::from_secs(1), || tx.get(1).tx_done().is_some());
     std::thread::sleep(Duration::from_millis(50));
     let (rnbc, mpc) = (em1.read(RNBC), em1.read(MPC));
     println!(
@@ -182,14 +184,25 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
         em1.read(Reg::rdh(0))
     );
     // Post one more buffer: is a held frame delivered then?
-    let before = rx[rdh as usize].rx_writeback().status;
-    em1.write(Reg::rdt(0), (rdh + 1) % NDESC as u32);
+    let before = rx.get(rdh).rx_writeback().status;
+    em1.write(Reg::rdt(0), ((rdh + 1) % NDESC) as u32);
     let late = wait_until(Duration::from_millis(500), || {
-        rx[rdh as usize].rx_writeback().status & RXD_STAT_DD != 0
+        rx.get(rdh).rx_writeback().status & RXD_STAT_DD != 0
     });
     println!(
         "smoke: after posting a buffer: slot {rdh} status {before:#x} -> {:#x} ({late:?})",
-        rx[rdh as usize].rx_writeback().status
+        rx.get(rdh).rx_writeback().status
+    );
+    // What CTRL.RST resets: on the 8254x, everything (rings, RCTL, TCTL).
+    em1.write(Reg::CTRL, mpsafe_em::regs::CTRL_RST);
+    println!(
+        "smoke: after CTRL.RST: CTRL {:#x} RCTL {:#x} RDLEN {} RDH {} RDT {} IMS {:#x}",
+        em1.read(Reg::CTRL),
+        em1.read(Reg::RCTL),
+        em1.read(Reg::rdlen(0)),
+        em1.read(Reg::rdh(0)),
+        em1.read(Reg::rdt(0)),
+        em1.read(Reg::IMS)
     );
     em1.write(Reg::RCTL, 0);
     em0.write(Reg::TCTL, 0);
@@ -197,8 +210,21 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     em1.intr_barrier();
     em0.reset().map_err(|e| e.to_string())?;
     em1.reset().map_err(|e| e.to_string())?;
-    // DMA memory goes away only after both devices were reset.
-    drop(dma);
+    // Every buffer back: the devices are stopped, so reclaim what the rings
+    // still hold (the second frame's tx buffer, the posted rx buffers).
+    let mut back = Vec::new();
+    if let Some(a) = tx.get(1).tx_done() {
+        back.push(pool.reclaim(a, BufState::OnTxRing));
+    }
+    for i in 1..NDESC - 1 {
+        back.push(pool.reclaim(rx.get(i).rx_writeback().addr, BufState::OnRxRing));
+    }
+    pool.free_all(back);
+    let st = pool.stats();
+    println!("smoke: {st}");
+    if st.in_use() != 0 || st.leaked != 0 {
+        return Err(format!("buffers not all back: {st}"));
+    }
     println!("smoke: ok");
     Ok(())
 }
