@@ -10,7 +10,7 @@
 //!
 //! | placeholder | renders |
 //! | --- | --- |
-//! | `{{table:GROUP}}` | the group's peer line and table, copied verbatim |
+//! | `{{table:GROUP}}` | the group's name, then its peer line and table copied verbatim |
 //! | `{{median:GROUP:BENCH}}` | the `median` cell of that row |
 //! | `{{per:GROUP:BENCH}}` | the `per element` cell |
 //! | `{{ratio:GROUP:BENCH}}` | the `speed vs peer` cell |
@@ -217,6 +217,15 @@ pub(crate) fn render(chapter: &str, results: &Results) -> (String, Vec<Unresolve
     (out, bad)
 }
 
+/// A group's table, introduced by its name.
+fn table(g: &Group) -> String {
+    if g.body.starts_with('|') {
+        format!("Group `{}`:\n\n{}", g.name, g.body)
+    } else {
+        format!("Group `{}`. {}", g.name, g.body)
+    }
+}
+
 fn resolve(p: &str, r: &Results, named: &BTreeSet<&str>) -> Option<String> {
     if p == "preamble" {
         return Some(r.preamble.clone());
@@ -224,13 +233,14 @@ fn resolve(p: &str, r: &Results, named: &BTreeSet<&str>) -> Option<String> {
     if p == "other-tables" {
         let mut s = String::new();
         for g in r.groups.iter().filter(|g| !named.contains(g.name.as_str())) {
-            s.push_str(&format!("#### `{}`\n\n{}\n", g.name, g.body));
+            s.push_str(&table(g));
+            s.push('\n');
         }
         return Some(s);
     }
     let (kind, rest) = p.split_once(':')?;
     match kind {
-        "table" => r.group(rest).map(|g| g.body.clone()),
+        "table" => r.group(rest).map(table),
         "peer" => r.group(rest)?.peer.as_ref().map(|p| format!("`{p}`")),
         "written-for" => {
             let want = u64::from_str_radix(rest.trim(), 16).ok()?;

@@ -316,9 +316,13 @@ fn rendering_copies_the_figures_of_results_md() {
     assert!(out.ends_with("{{ \"not ours\" }}"));
     let (table, bad) = render::render("{{table:g/x}}{{other-tables}}", &results);
     assert!(bad.is_empty());
-    assert!(table.starts_with("Peer: `p`.\n\n| benchmark |"));
     assert!(
-        !table.contains("#### `g/x`"),
+        table.starts_with("Group `g/x`. Peer: `p`.\n\n| benchmark |"),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("Group `g/x`").count(),
+        1,
         "a named group is not repeated"
     );
     let (note, _) = render::render("{{written-for:0}}", &results);
