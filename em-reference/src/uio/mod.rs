@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use mpsafe_barrier::Gate;
 
+use crate::desc::DescRing;
 use crate::device::IntrHandler;
+use crate::pool::Pool;
 use crate::regs::{CTRL_RST, CTRL_SLU, Reg, Regs, STATUS_LU};
 
 /// Intel's PCI vendor id.
@@ -118,6 +120,26 @@ pub struct UioStats {
     pub unclaimed: u64,
 }
 
+/// How a [`UioDevice`] is opened.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct UioConfig {
+    /// Packet buffers in the device's pool (DMA memory).
+    pub buffers: usize,
+    /// Size of each buffer: 2048 matches `RCTL.BSIZE` 0, the reset value.
+    pub buf_size: usize,
+}
+
+impl Default for UioConfig {
+    /// 4096 buffers of 2048 bytes (4 hugepages).
+    fn default() -> Self {
+        Self {
+            buffers: 4096,
+            buf_size: 2048,
+        }
+    }
+}
+
 struct Shared {
     pci: PciFunction,
     mmio: Mmio,
@@ -132,6 +154,8 @@ struct Shared {
 /// An 8254x bound to `uio_pci_generic`: registers, interrupt, bus mastering.
 pub struct UioDevice {
     shared: Arc<Shared>,
+    dma: DmaAllocator,
+    pool: Pool,
     /// Write end of the pipe that tells the interrupt thread to leave.
     stop: Mutex<Option<OwnedFd>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -165,8 +189,10 @@ impl UioDevice {
     ///
     /// [`UioError`] if the function is not bound to uio, a file cannot be
     /// opened or mapped, or the reset does not complete.
-    pub fn open(bdf: &str) -> Result<Arc<Self>, UioError> {
+    pub fn open(bdf: &str, cfg: &UioConfig) -> Result<Arc<Self>, UioError> {
         let pci = PciFunction::open(bdf)?;
+        let dma = DmaAllocator::new();
+        let pool = dma.pool(cfg.buffers, cfg.buf_size)?;
         let uio_path = pci.uio_dev()?;
         let uio = File::open(&uio_path).map_err(|e| UioError::io(&uio_path, e))?;
         let mmio = pci.map_bar0()?;
@@ -183,6 +209,8 @@ impl UioDevice {
         });
         let dev = Self {
             shared: Arc::clone(&shared),
+            dma,
+            pool,
             stop: Mutex::new(None),
             thread: Mutex::new(None),
         };
@@ -205,6 +233,34 @@ impl UioDevice {
         &self.shared.pci
     }
 
+    /// The raw registers: BAR 0 without the reset sequence the [`Regs`]
+    /// implementation of `UioDevice` adds to `CTRL.RST`.
+    pub fn mmio(&self) -> &Mmio {
+        &self.shared.mmio
+    }
+
+    /// The packet buffers, in DMA memory.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The DMA memory allocator (hugepages).
+    pub fn dma(&self) -> &DmaAllocator {
+        &self.dma
+    }
+
+    /// Allocates a descriptor ring of `ndesc` descriptors in DMA memory;
+    /// returns its bus address (for `RDBAL`/`TDBAL`) and the ring, as the
+    /// simulated device's `dma_alloc` does.
+    ///
+    /// # Errors
+    ///
+    /// [`UioError::Dma`] if no DMA memory can be had.
+    pub fn dma_alloc(&self, ndesc: usize) -> Result<(u64, Arc<DescRing>), UioError> {
+        let (bus, ring) = self.dma.ring(ndesc)?;
+        Ok((bus, Arc::new(ring)))
+    }
+
     /// Global reset (`CTRL.RST`), then every cause masked and the pending
     /// ones cleared. Returns once `RST` has self-cleared.
     ///
@@ -212,17 +268,8 @@ impl UioDevice {
     ///
     /// [`UioError::Device`] if `RST` is still set after 100 ms.
     pub fn reset(&self) -> Result<(), UioError> {
+        self.shared.reset()?;
         let r = &self.shared.mmio;
-        r.write(Reg::IMC, !0);
-        r.write(Reg::CTRL, CTRL_RST);
-        let t = Instant::now();
-        while r.read(Reg::CTRL) & CTRL_RST != 0 {
-            if t.elapsed() > Duration::from_millis(100) {
-                return Err(UioError::Device("CTRL.RST did not self-clear".into()));
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        r.write(Reg::IMC, !0);
         let _ = r.read(Reg::ICR);
         r.write(Reg::CTRL, r.read(Reg::CTRL) | CTRL_SLU);
         Ok(())
@@ -300,13 +347,30 @@ impl UioDevice {
     }
 }
 
+/// The device's registers as the driver sees them: the MMIO of BAR 0, with
+/// one exception. A write with `CTRL.RST` set runs the whole reset sequence
+/// of `em_reset_hw` (mask every cause, disable the receive and transmit
+/// units, reset, wait for `RST` to self-clear), so that when the write
+/// returns the device no longer touches the rings, as the driver's stop
+/// order requires. QEMU's e1000 needs it: its `CTRL.RST` resets nothing
+/// (rings, `RCTL`, `TCTL` and `IMS` keep their values, see the guide's
+/// QEMU chapter), so only clearing `RCTL.EN` and `TCTL.EN` stops its DMA.
 impl Regs for UioDevice {
     fn read(&self, reg: Reg) -> u32 {
         self.shared.mmio.read(reg)
     }
 
     fn write(&self, reg: Reg, value: u32) {
-        self.shared.mmio.write(reg, value);
+        if reg == Reg::CTRL && value & CTRL_RST != 0 {
+            if let Err(e) = self.shared.reset() {
+                // A device that does not come out of reset cannot be driven;
+                // the driver's stop cannot fail, so say it loudly.
+                panic!("{}: {e}", self.shared.pci.bdf());
+            }
+            self.shared.mmio.write(Reg::CTRL, value & !CTRL_RST);
+        } else {
+            self.shared.mmio.write(reg, value);
+        }
     }
 }
 
@@ -322,6 +386,27 @@ impl Drop for UioDevice {
 }
 
 impl Shared {
+    /// `em_reset_hw`: every cause masked, receive and transmit units off
+    /// (on QEMU this is what stops DMA: register writes are handled under
+    /// QEMU's global lock, so no receive is in progress once `RCTL` is
+    /// written), then `CTRL.RST`, polled until it self-clears.
+    fn reset(&self) -> Result<(), UioError> {
+        let r = &self.mmio;
+        r.write(Reg::IMC, !0);
+        r.write(Reg::RCTL, 0);
+        r.write(Reg::TCTL, 0);
+        r.write(Reg::CTRL, CTRL_RST);
+        let t = Instant::now();
+        while r.read(Reg::CTRL) & CTRL_RST != 0 {
+            if t.elapsed() > Duration::from_millis(100) {
+                return Err(UioError::Device("CTRL.RST did not self-clear".into()));
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        r.write(Reg::IMC, !0);
+        Ok(())
+    }
+
     /// Blocks until `/dev/uioN` reports an interrupt (`Some`) or the stop
     /// pipe closes (`None`). No timeout: no polling loop.
     fn wait(&self, stop: &OwnedFd) -> Option<u32> {

@@ -13,7 +13,7 @@ mod smoke;
 
 use std::process::ExitCode;
 
-use mpsafe_em::uio::{DEVICE_82540EM, UioDevice, VENDOR_INTEL, find};
+use mpsafe_em::uio::{DEVICE_82540EM, UioConfig, UioDevice, VENDOR_INTEL, find};
 
 fn main() -> ExitCode {
     let what: Vec<String> = std::env::args().skip(1).collect();
@@ -38,8 +38,9 @@ fn run(what: &[String]) -> Result<(), String> {
             "need two 8086:100e functions wired together, found {bdfs:?}"
         ));
     }
-    let em0 = UioDevice::open(&bdfs[0]).map_err(|e| format!("em0 {}: {e}", bdfs[0]))?;
-    let em1 = UioDevice::open(&bdfs[1]).map_err(|e| format!("em1 {}: {e}", bdfs[1]))?;
+    let cfg = UioConfig::default();
+    let em0 = UioDevice::open(&bdfs[0], &cfg).map_err(|e| format!("em0 {}: {e}", bdfs[0]))?;
+    let em1 = UioDevice::open(&bdfs[1], &cfg).map_err(|e| format!("em1 {}: {e}", bdfs[1]))?;
     for w in what {
         match w.as_str() {
             "smoke" => smoke::run(&em0, &em1)?,

@@ -194,7 +194,7 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
         rx.get(rdh).rx_writeback().status
     );
     // What CTRL.RST resets: on the 8254x, everything (rings, RCTL, TCTL).
-    em1.write(Reg::CTRL, mpsafe_em::regs::CTRL_RST);
+    em1.mmio().write(Reg::CTRL, mpsafe_em::regs::CTRL_RST);
     println!(
         "smoke: after CTRL.RST: CTRL {:#x} RCTL {:#x} RDLEN {} RDH {} RDT {} IMS {:#x}",
         em1.read(Reg::CTRL),
