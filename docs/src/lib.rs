@@ -74,3 +74,6 @@ pub mod porting {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/08-benchmarks.md"))]
 pub mod benchmarks {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/11-kernel.md"))]
+pub mod kernel {}
