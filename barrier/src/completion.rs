@@ -52,21 +52,13 @@ pub struct Completion<W: Wait = DefaultWait> {
 }
 
 impl<W: Wait> Completion<W> {
-    /// A completion that has not been signalled.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicU32::new(0),
-            _wait: PhantomData,
-        }
-    }
-
-    /// A completion that has not been signalled.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: AtomicU32::new(0),
-            _wait: PhantomData,
+    crate::sync::const_fn! {
+        /// A completion that has not been signalled.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicU32::new(0),
+                _wait: PhantomData,
+            }
         }
     }
 
@@ -99,7 +91,8 @@ impl<W: Wait> Completion<W> {
             if state & SIGNALLED != 0 {
                 return;
             }
-            if backoff.snooze() {
+            if !backoff.is_completed() {
+                backoff.snooze();
                 continue;
             }
             if state & WAITERS == 0 {
@@ -152,7 +145,7 @@ impl<W: Wait> fmt::Debug for Completion<W> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use core::sync::atomic::AtomicU64;

@@ -44,14 +44,10 @@ use core::marker::PhantomData;
 use crossbeam_utils::CachePadded;
 use mpsafe_serializer::{DefaultWait, Wait};
 
-use crate::sync::{AtomicU32, Backoff, Ordering};
+use crate::sync::{AtomicU32, Backoff, GATE_SLOTS, Ordering, slot_hint};
 
 /// How many slots a gate spreads its invocations over (a power of two).
-#[cfg(not(loom))]
-const SLOTS: usize = 8;
-/// Two slots are enough for the models to exercise cross-slot draining.
-#[cfg(loom)]
-const SLOTS: usize = 2;
+const SLOTS: usize = GATE_SLOTS;
 
 const FIELD_BITS: u32 = 15;
 const FIELD_MAX: u32 = (1 << FIELD_BITS) - 1;
@@ -148,31 +144,18 @@ struct Control {
 }
 
 impl<W: Wait> Gate<W> {
-    /// An enabled gate with nothing in flight.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            slots: [const { CachePadded::new(AtomicU32::new(0)) }; SLOTS],
-            control: CachePadded::new(Control {
-                disabled: AtomicU32::new(0),
-                lock: AtomicU32::new(UNLOCKED),
-                wake: AtomicU32::new(0),
-            }),
-            _wait: PhantomData,
-        }
-    }
-
-    /// An enabled gate with nothing in flight.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            slots: core::array::from_fn(|_| CachePadded::new(AtomicU32::new(0))),
-            control: CachePadded::new(Control {
-                disabled: AtomicU32::new(0),
-                lock: AtomicU32::new(UNLOCKED),
-                wake: AtomicU32::new(0),
-            }),
-            _wait: PhantomData,
+    crate::sync::const_fn! {
+        /// An enabled gate with nothing in flight.
+        pub fn new() -> Self {
+            Self {
+                slots: crate::sync::slot_array!(CachePadded::new(AtomicU32::new(0))),
+                control: CachePadded::new(Control {
+                    disabled: AtomicU32::new(0),
+                    lock: AtomicU32::new(UNLOCKED),
+                    wake: AtomicU32::new(0),
+                }),
+                _wait: PhantomData,
+            }
         }
     }
 
@@ -308,10 +291,12 @@ impl<W: Wait> Gate<W> {
             if drained {
                 break;
             }
-            if !backoff.snooze() {
+            if backoff.is_completed() {
                 // Sleeps only if no invocation left a retired counter since we
                 // read `seq`.
                 W::wait(&self.control.wake, seq);
+            } else {
+                backoff.snooze();
             }
         }
         self.unlock_barrier();
@@ -443,51 +428,7 @@ impl<W: Wait> fmt::Debug for GateGuard<'_, W> {
     }
 }
 
-/// The calling thread's slot: assigned round-robin on a thread's first
-/// invocation, so concurrent handler threads land on distinct cache lines.
-#[cfg(all(feature = "std", not(loom)))]
-#[inline]
-fn slot_hint() -> usize {
-    use core::cell::Cell;
-    use core::sync::atomic::AtomicUsize;
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local!(static SLOT: Cell<usize> = const { Cell::new(usize::MAX) });
-
-    SLOT.try_with(|slot| {
-        let mut index = slot.get();
-        if index == usize::MAX {
-            // Relaxed: only spreads threads; any value is correct.
-            index = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed) % SLOTS;
-            slot.set(index);
-        }
-        index
-    })
-    .unwrap_or(0)
-}
-
-/// Without thread-locals, spread by stack address: distinct threads (or the
-/// per-CPU interrupt stacks of a kernel) run on stacks at least 16 KiB apart,
-/// so they usually hash to distinct slots. Use [`Gate::enter_on`] with the CPU
-/// number for a guaranteed spread.
-#[cfg(all(not(feature = "std"), not(loom)))]
-#[inline]
-fn slot_hint() -> usize {
-    let marker = 0u8;
-    let stack = core::ptr::from_ref(&marker).addr() >> 14;
-    // Fibonacci hashing: the top bits of the product mix all the low ones.
-    const GOLDEN: usize = 0x9E37_79B9_7F4A_7C15_u64 as usize;
-    stack.wrapping_mul(GOLDEN) >> (usize::BITS - SLOTS.trailing_zeros())
-}
-
-/// Under loom, [`Gate::enter_on`] chooses the slot explicitly.
-#[cfg(loom)]
-#[inline]
-fn slot_hint() -> usize {
-    0
-}
-
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use core::sync::atomic::{AtomicBool, AtomicUsize};

@@ -175,7 +175,9 @@
 //! # Model checking
 //!
 //! Every algorithm takes its atomics from one internal shim that switches to
-//! [loom](https://docs.rs/loom)'s under `RUSTFLAGS="--cfg loom"`; the models,
+//! [loom](https://docs.rs/loom)'s under `RUSTFLAGS="--cfg mpsafe_loom"` with
+//! `--features loom` (an optional dependency, so it never reaches a user's
+//! lockfile); the public API is the same under both. The models,
 //! in `tests/loom_*.rs`, run against a modelled futex so a lost wake-up shows
 //! up as a deadlock, and note which weakened ordering each one catches.
 

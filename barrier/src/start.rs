@@ -131,23 +131,14 @@ pub struct StartBarrier<W: Wait = DefaultWait> {
 }
 
 impl<W: Wait> StartBarrier<W> {
-    /// A barrier with nothing requested.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            requested: AtomicU32::new(0),
-            completed: AtomicU32::new(0),
-            _wait: PhantomData,
-        }
-    }
-
-    /// A barrier with nothing requested.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            requested: AtomicU32::new(0),
-            completed: AtomicU32::new(0),
-            _wait: PhantomData,
+    crate::sync::const_fn! {
+        /// A barrier with nothing requested.
+        pub fn new() -> Self {
+            Self {
+                requested: AtomicU32::new(0),
+                completed: AtomicU32::new(0),
+                _wait: PhantomData,
+            }
         }
     }
 
@@ -219,7 +210,8 @@ impl<W: Wait> StartBarrier<W> {
             if covers(completed, ticket) {
                 return Ok(());
             }
-            if backoff.snooze() {
+            if !backoff.is_completed() {
+                backoff.snooze();
                 continue;
             }
             if completed & SLEEPERS == 0 {
@@ -259,7 +251,7 @@ impl<W: Wait> fmt::Debug for StartBarrier<W> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use core::cell::Cell;

@@ -1,47 +1,99 @@
-//! The one place this crate takes its atomics from.
+//! The one place this crate switches on its model-checking cfg.
 //!
-//! Normally `core::sync::atomic`; under `--cfg loom` the loom model checker's
-//! instrumented atomics, so every algorithm in the crate can be model-checked
-//! without a line of it changing. [`Wait`](mpsafe_serializer::Wait) takes the
-//! same `AtomicU32` type (the serializer crate switches on the same cfg).
+//! The atomics and the back-off come from `mpsafe-serializer`'s shim, so they
+//! are the very type its [`Wait`](mpsafe_serializer::Wait) takes, and they
+//! switch with it: `core::sync::atomic` and `crossbeam_utils::Backoff`
+//! normally; loom's atomics (with a `const fn new`) and a back-off that never
+//! spins, only yields to the model's scheduler, under
+//! `RUSTFLAGS="--cfg mpsafe_loom"` with `--features loom`. The rest of the
+//! crate never mentions the cfg. The public API is the same under both,
+//! except that constructors (declared once, with `const_fn!`) are not `const`
+//! under the models: loom objects cannot be made at compile time.
 
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use mpsafe_serializer::__shim::{AtomicU32, Backoff, Ordering};
 
-/// Spin a little, then block: `snooze` while the event is probably a few
-/// hundred cycles away (a handler finishing on another CPU), then sleep with
-/// the caller's [`Wait`](mpsafe_serializer::Wait) strategy.
-///
-/// Under loom there is no spinning phase: every wait goes straight to the
-/// strategy,
-/// which the models implement as a real (modelled) futex so a lost wake-up
-/// shows up as a deadlock.
-pub(crate) struct Backoff {
-    #[cfg(not(loom))]
-    inner: crossbeam_utils::Backoff,
+/// Declares a constructor once: a `const fn` normally, a plain `fn` under the
+/// models (a loom object must be created inside a model run, by the thread
+/// that builds it).
+#[cfg(not(mpsafe_loom))]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis const fn $($rest)*
+    };
+}
+#[cfg(mpsafe_loom)]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis fn $($rest)*
+    };
+}
+pub(crate) use const_fn;
+
+/// `[$slot; GATE_SLOTS]` for a non-`Copy` slot: an inline `const` normally,
+/// built at run time under the models.
+#[cfg(not(mpsafe_loom))]
+macro_rules! slot_array {
+    ($slot:expr) => {
+        [const { $slot }; crate::sync::GATE_SLOTS]
+    };
+}
+#[cfg(mpsafe_loom)]
+macro_rules! slot_array {
+    ($slot:expr) => {
+        core::array::from_fn(|_| $slot)
+    };
+}
+pub(crate) use slot_array;
+
+/// How many slots a gate spreads its invocations over (a power of two).
+#[cfg(not(mpsafe_loom))]
+pub(crate) const GATE_SLOTS: usize = 8;
+/// Two slots are enough for the models to exercise cross-slot draining.
+#[cfg(mpsafe_loom)]
+pub(crate) const GATE_SLOTS: usize = 2;
+
+/// The calling thread's gate slot: assigned round-robin on a thread's first
+/// invocation, so concurrent handler threads land on distinct cache lines.
+#[cfg(all(feature = "std", not(mpsafe_loom)))]
+#[inline]
+pub(crate) fn slot_hint() -> usize {
+    use core::cell::Cell;
+    use core::sync::atomic::AtomicUsize;
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local!(static SLOT: Cell<usize> = const { Cell::new(usize::MAX) });
+
+    SLOT.try_with(|slot| {
+        let mut index = slot.get();
+        if index == usize::MAX {
+            // Relaxed: only spreads threads; any value is correct.
+            index = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed) % GATE_SLOTS;
+            slot.set(index);
+        }
+        index
+    })
+    .unwrap_or(0)
 }
 
-impl Backoff {
-    #[inline]
-    pub(crate) fn new() -> Self {
-        Self {
-            #[cfg(not(loom))]
-            inner: crossbeam_utils::Backoff::new(),
-        }
-    }
+/// Without thread-locals, spread by stack address: distinct threads (or the
+/// per-CPU interrupt stacks of a kernel) run on stacks at least 16 KiB apart,
+/// so they usually hash to distinct slots. Use `Gate::enter_on` with the CPU
+/// number for a guaranteed spread.
+#[cfg(all(not(feature = "std"), not(mpsafe_loom)))]
+#[inline]
+pub(crate) fn slot_hint() -> usize {
+    let marker = 0u8;
+    let stack = core::ptr::from_ref(&marker).addr() >> 14;
+    // Fibonacci hashing: the top bits of the product mix all the low ones.
+    const GOLDEN: usize = 0x9E37_79B9_7F4A_7C15_u64 as usize;
+    stack.wrapping_mul(GOLDEN) >> (usize::BITS - GATE_SLOTS.trailing_zeros())
+}
 
-    /// One back-off step while spinning is still worth it (`true`), or
-    /// `false` once the caller should block with its [`Wait`] strategy.
-    /// Always `false` under loom.
-    #[inline]
-    pub(crate) fn snooze(&self) -> bool {
-        #[cfg(not(loom))]
-        if !self.inner.is_completed() {
-            self.inner.snooze();
-            return true;
-        }
-        false
-    }
+/// Under the models, `Gate::enter_on` chooses the slot explicitly, and the
+/// default is one fixed slot (a run-dependent choice would make loom's replay
+/// non-deterministic).
+#[cfg(mpsafe_loom)]
+#[inline]
+pub(crate) fn slot_hint() -> usize {
+    0
 }

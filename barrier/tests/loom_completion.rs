@@ -1,7 +1,7 @@
 //! Loom models of `Completion`: no lost wake-up, and the signaller's writes are
 //! visible to every waiter that returns.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p mpsafe-barrier --test loom_completion`
+//! Run: `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-barrier --test loom_completion`
 //!
 //! Checked by weakening: with the `swap` in `Completion::signal` made
 //! `Relaxed` instead of `Release`, `signal_publishes_to_the_waiter` fails
@@ -9,7 +9,7 @@
 //! signaller's write is not ordered before). With `signal` not waking
 //! (`W::wake_all` skipped), every model deadlocks: the modelled futex really
 //! sleeps, so a missing wake-up is caught.
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 mod common;
 

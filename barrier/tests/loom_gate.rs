@@ -4,7 +4,7 @@
 //! take turns without a lost wake-up. Under loom a gate has two slots, and the
 //! models place handlers on both.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p mpsafe-barrier --test loom_gate`
+//! Run: `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-barrier --test loom_gate`
 //!
 //! Checked by weakening (each change made alone, model failed, change reverted):
 //! - the entry CAS in `Gate::try_enter_on` `Acquire` → `Relaxed`:
@@ -29,7 +29,7 @@
 //! flips are RMWs of the same words, so two barriers' flips stay ordered by
 //! modification order in these small models; the Acquire is kept because the
 //! argument in `gate.rs` needs the previous drain to happen-before).
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! the free, and any later start sees `running == false`), the inline path on
 //! an idle serializer, and concurrent waiters folding without a lost wake-up.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p mpsafe-barrier --test loom_start_barrier`
+//! Run: `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-barrier --test loom_start_barrier`
 //!
 //! Checked by weakening (each change made alone, model failed, reverted):
 //! - the `swap` in `StartBarrier::run_locked` `Release` → `Relaxed`:
@@ -25,7 +25,7 @@
 //!
 //! `barrier_observes_every_earlier_start` and the three-thread model need
 //! three preemptions; they set that bound themselves.
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 mod common;
 

@@ -14,7 +14,7 @@
 //!
 //! Bounded: `ROUNDS` teardowns or 2 seconds, whichever comes first, scaled by
 //! `MPSAFE_STRESS_SCALE` (percent, default 100) and tiny under Miri.
-#![cfg(not(loom))]
+#![cfg(not(mpsafe_loom))]
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::ptr;

@@ -519,7 +519,7 @@ impl<P> Iterator for PriqPurged<P> {
 #[cfg(feature = "alloc")]
 impl<P> ExactSizeIterator for PriqPurged<P> {}
 
-#[cfg(all(test, not(loom), feature = "alloc"))]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use alloc::vec::Vec;

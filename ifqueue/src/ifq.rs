@@ -461,7 +461,7 @@ impl<D: Discipline, S, R: RawMutex, W: Wait> fmt::Debug for IfQueue<D, S, R, W> 
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std"))]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use crate::discipline::Fifo;

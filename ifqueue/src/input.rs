@@ -274,7 +274,7 @@ impl<P, R: RawMutex> fmt::Debug for IfInputQueue<P, R> {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std"))]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use alloc::vec;

@@ -91,8 +91,10 @@
 //!
 //! # Model checking
 //!
-//! Under `RUSTFLAGS="--cfg loom"` the atomics and the queue lock come from
-//! [loom](https://docs.rs/loom), and `tests/loom_start.rs` checks the
+//! Under `RUSTFLAGS="--cfg mpsafe_loom"` with `--features loom` (an optional
+//! dependency, so it never reaches a user's lockfile) the atomics and the
+//! queue lock come from [loom](https://docs.rs/loom); the public API is the
+//! same under both. `tests/loom_start.rs` checks the
 //! serialized start, the barrier and the `oactive` restart handshake.
 
 #![no_std]
@@ -132,13 +134,9 @@ pub use mpsafe_serializer::TaskOwner;
 
 /// The queue lock used when none is named: the serializer crate's
 /// `RawSerializer`, which sleeps on a futex with `std` and spins without.
-#[cfg(not(loom))]
 pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::DefaultWait>;
-/// Under loom: a marker; the queue lock is `loom::sync::Mutex`.
-#[cfg(loom)]
-pub type DefaultLock = sync::LoomLock;
 
-#[cfg(all(test, not(loom), feature = "std"))]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use alloc::vec::Vec;

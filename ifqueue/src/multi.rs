@@ -157,7 +157,7 @@ impl<D: Discipline, S, const N: usize, R: RawMutex, W: Wait> fmt::Debug
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std"))]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
     use crate::discipline::Fifo;

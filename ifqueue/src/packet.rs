@@ -188,7 +188,7 @@ impl Packet for alloc::vec::Vec<u8> {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "alloc"))]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use alloc::boxed::Box;

@@ -618,7 +618,7 @@ where
     }
 }
 
-#[cfg(all(test, not(loom), feature = "alloc"))]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use crate::discipline::{Fifo, Priq};

@@ -1,18 +1,22 @@
-//! The one place this crate takes its atomics and its queue lock from.
+//! The one place this crate switches on its model-checking cfg.
 //!
-//! Normally `core::sync::atomic` and a [`lock_api::Mutex`] over the caller's
-//! raw mutex; under `--cfg loom` the model checker's atomics and
-//! `loom::sync::Mutex`, so the serialized start is model-checked with the real
-//! queue code. (`lock_api::RawMutex` needs a `const INIT`, which loom's
-//! atomics cannot provide, so under loom the raw mutex type parameter is kept
-//! only as a marker.)
+//! The atomics come from `mpsafe-serializer`'s shim (`core::sync::atomic`
+//! normally, loom's under `RUSTFLAGS="--cfg mpsafe_loom"` with `--features
+//! loom`). The queue lock is a [`lock_api::Mutex`] over the caller's raw mutex
+//! normally; under the models it is `loom::sync::Mutex`, so the serialized
+//! start is model-checked with the real queue code and the lock costs the
+//! exploration one modelled lock, not the raw mutex's own atomics. There the
+//! raw mutex type parameter is only a marker. The rest of the crate never
+//! mentions the cfg. The public API is the same under both, except that
+//! constructors (declared once, with `const_fn!`) are not `const` under the
+//! models: loom objects cannot be made at compile time.
 
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+pub(crate) use mpsafe_serializer::__shim::{AtomicBool, AtomicUsize, Ordering, fence};
 
-#[cfg(not(loom))]
+#[cfg(all(mpsafe_loom, not(feature = "loom")))]
+compile_error!("`--cfg mpsafe_loom` needs the `loom` feature (`--features loom`)");
+
+#[cfg(not(mpsafe_loom))]
 mod lock {
     use lock_api::RawMutex;
 
@@ -23,7 +27,7 @@ mod lock {
     pub(crate) type Guard<'a, R, T> = lock_api::MutexGuard<'a, R, T>;
 
     impl<R: RawMutex, T> Lock<R, T> {
-        pub(crate) fn new(value: T) -> Self {
+        pub(crate) const fn new(value: T) -> Self {
             Self(lock_api::Mutex::new(value))
         }
 
@@ -34,13 +38,13 @@ mod lock {
     }
 }
 
-#[cfg(loom)]
+#[cfg(mpsafe_loom)]
 mod lock {
     use core::marker::PhantomData;
 
     use lock_api::RawMutex;
 
-    /// Under loom: loom's mutex; `R` is only a marker.
+    /// Under the models: loom's mutex; `R` is only a marker.
     pub(crate) struct Lock<R: RawMutex, T>(loom::sync::Mutex<T>, PhantomData<fn() -> R>);
 
     /// The guard of a [`Lock`].
@@ -75,30 +79,22 @@ mod lock {
 
 pub(crate) use lock::{Guard, Lock};
 
-/// Under loom, the default queue lock type: a marker that is never locked,
-/// because the lock shim above replaces every queue lock with loom's mutex.
-/// (`RawSerializer` cannot be a `lock_api::RawMutex` under loom: no `const
-/// INIT` with loom atomics.)
-#[cfg(loom)]
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct LoomLock;
-
-// SAFETY: never used as a lock: under `cfg(loom)` `Lock` wraps
-// `loom::sync::Mutex` and keeps `R` only as a marker, so none of these methods
-// is ever called; each panics if it were.
-#[cfg(loom)]
-unsafe impl lock_api::RawMutex for LoomLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = LoomLock;
-    type GuardMarker = lock_api::GuardNoSend;
-    fn lock(&self) {
-        unreachable!("loom replaces the queue lock")
-    }
-    fn try_lock(&self) -> bool {
-        unreachable!("loom replaces the queue lock")
-    }
-    unsafe fn unlock(&self) {
-        unreachable!("loom replaces the queue lock")
-    }
+/// Declares a constructor once: a `const fn` normally, a plain `fn` under the
+/// models (a loom object must be created inside a model run, by the thread
+/// that builds it).
+#[cfg(not(mpsafe_loom))]
+#[allow(unused_macros)]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis const fn $($rest)*
+    };
 }
+#[cfg(mpsafe_loom)]
+#[allow(unused_macros)]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis fn $($rest)*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use const_fn;

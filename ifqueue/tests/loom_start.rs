@@ -1,7 +1,7 @@
 //! loom models of the serialized start (seed 002).
 //!
 //! Run with
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p mpsafe-ifqueue --test loom_start`.
+//! `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-ifqueue --test loom_start`.
 //!
 //! Under `cfg(loom)` the crate takes its atomics from loom and swaps its queue
 //! lock for `loom::sync::Mutex` (see `src/sync.rs`), so these models run the
@@ -21,7 +21,7 @@
 //!   accesses to `UnsafeCell`"); with `IfQueue::barrier` returning without
 //!   waiting, `barrier_after_clearing_running_waits_for_a_running_start`
 //!   fails the same way.
-#![cfg(all(loom, feature = "alloc"))]
+#![cfg(all(mpsafe_loom, feature = "alloc"))]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;

@@ -2,7 +2,7 @@
 //! burst / purge sequences against a reference model (a `Vec` per priority),
 //! comparing contents and counters after every step. Seeded and
 //! deterministic; a failure prints the seed and the step.
-#![cfg(all(not(loom), feature = "alloc"))]
+#![cfg(all(not(mpsafe_loom), feature = "alloc"))]
 
 use arrayvec::ArrayVec;
 use mpsafe_ifqueue::{Counters, Discipline, Dropped, Fifo, Packet, Priority, Priq, SendQueue};

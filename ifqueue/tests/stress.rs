@@ -8,7 +8,7 @@
 //! Bounded in iterations (scaled by `MPSAFE_STRESS_SCALE`, percent, default
 //! 100; much smaller under Miri) and in time (a stall, such as a lost restart,
 //! fails after a deadline instead of hanging). The thread count never shrinks.
-#![cfg(all(not(loom), feature = "std"))]
+#![cfg(all(not(mpsafe_loom), feature = "std"))]
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::collections::VecDeque;

@@ -8,7 +8,7 @@
 //! Bounded in iterations (no timing); shrunk under Miri and by
 //! `MPSAFE_STRESS_SCALE` (a divisor, e.g. `MPSAFE_STRESS_SCALE=10` for TSan).
 
-#![cfg(not(loom))]
+#![cfg(not(mpsafe_loom))]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::thread;

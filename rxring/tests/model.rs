@@ -11,7 +11,7 @@
 //! operation set is small, and a failing seed is already a short, exact
 //! reproduction; shrinking would add a dependency and little insight.
 
-#![cfg(not(loom))]
+#![cfg(not(mpsafe_loom))]
 
 use mpsafe_rxring::{RxRing, RxRingError};
 

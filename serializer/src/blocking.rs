@@ -31,7 +31,7 @@ use core::mem::ManuallyDrop;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Backoff, Ordering};
 use crate::wait::{DefaultWait, Wait};
 
 /// Set while some thread is inside the serializer.
@@ -73,7 +73,7 @@ pub struct RawSerializer<W: Wait = DefaultWait> {
     /// Identity of the holding thread (0 when none), so that entering twice
     /// from one thread panics instead of hanging. Debug builds with `std` only;
     /// written and compared only by the holding thread itself.
-    #[cfg(all(feature = "std", debug_assertions, not(loom)))]
+    #[cfg(all(feature = "std", debug_assertions))]
     owner_thread: core::sync::atomic::AtomicUsize,
     /// `fn() -> W`: the strategy is a type, never stored, and never affects
     /// `Send`/`Sync`.
@@ -81,23 +81,15 @@ pub struct RawSerializer<W: Wait = DefaultWait> {
 }
 
 impl<W: Wait> RawSerializer<W> {
-    /// An unheld lock word, handlers enabled, no waiters.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            state: CachePadded::new(AtomicU32::new(0)),
-            #[cfg(all(feature = "std", debug_assertions))]
-            owner_thread: core::sync::atomic::AtomicUsize::new(0),
-            _wait: PhantomData,
-        }
-    }
-
-    /// An unheld lock word, handlers enabled, no waiters.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: CachePadded::new(AtomicU32::new(0)),
-            _wait: PhantomData,
+    crate::sync::const_fn! {
+        /// An unheld lock word, handlers enabled, no waiters.
+        pub fn new() -> Self {
+            Self {
+                state: CachePadded::new(AtomicU32::new(0)),
+                #[cfg(all(feature = "std", debug_assertions))]
+                owner_thread: core::sync::atomic::AtomicUsize::new(0),
+                _wait: PhantomData,
+            }
         }
     }
 
@@ -145,17 +137,15 @@ impl<W: Wait> RawSerializer<W> {
         // about to leave; a few microseconds of spinning saves two system
         // calls. Bounded, because on a machine with fewer CPUs than runnable
         // threads the owner may be preempted and spinning only delays it.
-        // (Skipped under loom: it only repeats `try_acquire`, which the models
-        // cover, and would multiply the explored interleavings.)
-        #[cfg(not(loom))]
-        {
-            let backoff = crossbeam_utils::Backoff::new();
-            while !backoff.is_completed() {
-                if self.state.load(Ordering::Relaxed) & HELD == 0 && self.try_acquire() {
-                    return;
-                }
-                backoff.snooze();
+        // (Empty under the loom models, whose back-off never spins: it only
+        // repeats `try_acquire`, which the models cover, and would multiply
+        // the explored interleavings.)
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if self.state.load(Ordering::Relaxed) & HELD == 0 && self.try_acquire() {
+                return;
             }
+            backoff.snooze();
         }
 
         // Register as a waiter. Relaxed is enough: the exit that must see this
@@ -215,14 +205,14 @@ impl<W: Wait> RawSerializer<W> {
 
     #[inline]
     fn set_owner_thread(&self, _owned: bool) {
-        #[cfg(all(feature = "std", debug_assertions, not(loom)))]
+        #[cfg(all(feature = "std", debug_assertions))]
         {
             // Relaxed: only the holding thread writes its own identity, and
             // clears it before it lets go; a thread always reads its own
             // latest write, and a stale value never equals another thread's
             // identity.
             let id = if _owned {
-                crate::task::thread_identity()
+                crate::sync::thread_identity()
             } else {
                 0
             };
@@ -233,25 +223,17 @@ impl<W: Wait> RawSerializer<W> {
 
     #[inline]
     fn assert_not_owner(&self) {
-        #[cfg(all(feature = "std", debug_assertions, not(loom)))]
+        #[cfg(all(feature = "std", debug_assertions))]
         assert!(
             self.owner_thread
                 .load(core::sync::atomic::Ordering::Relaxed)
-                != crate::task::thread_identity(),
+                != crate::sync::thread_identity(),
             "this thread already holds the serializer it is entering: a \
              serializer is not recursive, entering it again would deadlock"
         );
     }
 }
 
-#[cfg(not(loom))]
-impl<W: Wait> Default for RawSerializer<W> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(loom)]
 impl<W: Wait> Default for RawSerializer<W> {
     fn default() -> Self {
         Self::new()
@@ -277,10 +259,9 @@ impl<W: Wait> fmt::Debug for RawSerializer<W> {
 // contract (the caller holds the lock) is what `release` requires. The lock is
 // not tied to a thread's identity except for the debug-only recursion check, but
 // guards stay `!Send` (`GuardNoSend`) so a kernel may later record an owner.
-#[cfg(not(loom))]
 unsafe impl<W: Wait> lock_api::RawMutex for RawSerializer<W> {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
+    const INIT: Self = crate::sync::const_init!(Self::new());
 
     type GuardMarker = lock_api::GuardNoSend;
 
@@ -324,11 +305,9 @@ unsafe impl<W: Wait> lock_api::RawMutex for RawSerializer<W> {
 /// });
 /// assert_eq!(*counters.lock(), [0, 2]);
 /// ```
-#[cfg(not(loom))]
 pub type SerializerMutex<T, W = DefaultWait> = lock_api::Mutex<RawSerializer<W>, T>;
 
 /// The guard of a [`SerializerMutex`].
-#[cfg(not(loom))]
 pub type SerializerMutexGuard<'a, T, W = DefaultWait> =
     lock_api::MutexGuard<'a, RawSerializer<W>, T>;
 
@@ -402,19 +381,12 @@ pub struct Serializer<W: Wait = DefaultWait> {
 }
 
 impl<W: Wait> Serializer<W> {
-    /// An idle serializer with handlers enabled.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            raw: RawSerializer::new(),
-        }
-    }
-
-    /// An idle serializer with handlers enabled.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            raw: RawSerializer::new(),
+    crate::sync::const_fn! {
+        /// An idle serializer with handlers enabled.
+        pub fn new() -> Self {
+            Self {
+                raw: RawSerializer::new(),
+            }
         }
     }
 
@@ -553,14 +525,6 @@ impl<W: Wait> RawSerializer<W> {
     }
 }
 
-#[cfg(not(loom))]
-impl<W: Wait> Default for Serializer<W> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(loom)]
 impl<W: Wait> Default for Serializer<W> {
     fn default() -> Self {
         Self::new()
@@ -785,7 +749,7 @@ impl<W: Wait> fmt::Debug for SerializedAll<'_, W> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::wait::Spin;

@@ -55,19 +55,12 @@ pub struct Combiner {
 }
 
 impl Combiner {
-    /// An idle combiner.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            requests: CachePadded::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// An idle combiner.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            requests: CachePadded::new(AtomicUsize::new(0)),
+    crate::sync::const_fn! {
+        /// An idle combiner.
+        pub fn new() -> Self {
+            Self {
+                requests: CachePadded::new(AtomicUsize::new(0)),
+            }
         }
     }
 
@@ -115,7 +108,7 @@ impl Combiner {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use core::cell::Cell;

@@ -121,9 +121,11 @@
 //!
 //! # Model checking
 //!
-//! Every algorithm takes its atomics from one internal shim that switches to
-//! [loom](https://docs.rs/loom)'s under `RUSTFLAGS="--cfg loom"`; the models are
-//! in `tests/loom_*.rs`.
+//! Every algorithm takes its atomics, back-off and futex from one internal
+//! shim that switches to [loom](https://docs.rs/loom)'s under
+//! `RUSTFLAGS="--cfg mpsafe_loom"` with `--features loom` (an optional
+//! dependency, so it never reaches a user's lockfile); the public API is the
+//! same under both. The models are in `tests/loom_*.rs`.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -136,13 +138,15 @@ extern crate std;
 mod blocking;
 mod combiner;
 mod sync;
+
+#[doc(hidden)]
+pub use sync::shared as __shim;
 mod task;
 mod wait;
 
 pub use blocking::{
     RawSerializer, Serialized, SerializedAll, Serializer, enter_all, try_enter_all,
 };
-#[cfg(not(loom))]
 pub use blocking::{SerializerMutex, SerializerMutexGuard};
 pub use combiner::Combiner;
 pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};

@@ -1,19 +1,138 @@
-//! The one place this crate takes its atomics from.
+//! The one place this crate switches on its model-checking cfg.
 //!
-//! Normally `core::sync::atomic`; under `--cfg loom` the loom model checker's
-//! instrumented atomics, so every algorithm in the crate can be model-checked
-//! without a line of it changing.
+//! Normally: `core::sync::atomic`, `crossbeam_utils::Backoff`, the
+//! `atomic-wait` futex and a thread-local for thread identity. Under
+//! `RUSTFLAGS="--cfg mpsafe_loom"` (with the `loom` feature, which brings in
+//! the optional dependency): the [loom](https://docs.rs/loom) model checker's
+//! atomics, a back-off that yields to the model's scheduler and never spins,
+//! a futex that is a legal spurious return, and loom's thread-locals. The
+//! rest of the crate never mentions the cfg. The public API is the same under
+//! both, except that constructors (declared once, with [`const_fn!`]) are not
+//! `const` under the models: loom objects cannot be made at compile time.
 
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+#[cfg(all(mpsafe_loom, not(feature = "loom")))]
+compile_error!("`--cfg mpsafe_loom` needs the `loom` feature (`--features loom`)");
 
-/// Busy-waiting under loom: a spin must yield so the model checker schedules
-/// the thread we are waiting for; otherwise the exploration never ends.
-/// (Outside loom the spinning code uses `crossbeam_utils::Backoff`.)
-#[cfg(loom)]
-#[inline]
-pub(crate) fn spin_hint() {
-    loom::thread::yield_now();
+pub(crate) use shared::{AtomicU32, AtomicUsize, Backoff, Ordering};
+
+/// What the sibling mpsafe crates take from this shim, so that their atomics
+/// are the very type [`Wait`](crate::Wait) takes and their back-off has the
+/// same shape under the models. Re-exported as `__shim`; not part of the
+/// supported API.
+pub mod shared {
+    #[cfg(not(mpsafe_loom))]
+    pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+    #[cfg(not(mpsafe_loom))]
+    pub use crossbeam_utils::Backoff;
+
+    #[cfg(mpsafe_loom)]
+    pub use super::model::{AtomicBool, AtomicU32, AtomicUsize, Backoff, Ordering, fence};
+}
+
+/// The model's atomics and back-off.
+#[cfg(mpsafe_loom)]
+mod model {
+    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+
+    /// `crossbeam_utils::Backoff`'s shape for the models: no spinning phase
+    /// (`is_completed` is always true, so callers go straight to their
+    /// blocking step), and a step yields to the model's scheduler so the
+    /// thread waited for gets to run and the exploration ends.
+    #[derive(Debug, Default)]
+    pub struct Backoff;
+
+    impl Backoff {
+        /// A fresh back-off.
+        #[inline]
+        pub fn new() -> Self {
+            Self
+        }
+        /// One step after a lost compare-exchange: a yield.
+        #[inline]
+        pub fn spin(&self) {
+            loom::thread::yield_now();
+        }
+        /// One step while waiting for another thread: a yield.
+        #[inline]
+        pub fn snooze(&self) {
+            loom::thread::yield_now();
+        }
+        /// Always true: the models never spin before blocking.
+        #[inline]
+        pub fn is_completed(&self) -> bool {
+            true
+        }
+    }
+}
+
+/// Declares a constructor once: a `const fn` normally, a plain `fn` under the
+/// models, because a loom object must be created inside a model run, by the
+/// thread that builds it (loom checks every access against its creation).
+#[cfg(not(mpsafe_loom))]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis const fn $($rest)*
+    };
+}
+#[cfg(mpsafe_loom)]
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$attr])* $vis fn $($rest)*
+    };
+}
+pub(crate) use const_fn;
+
+/// The value of `lock_api::RawMutex::INIT`: the constructor normally; under
+/// the models there is no compile-time lock, and using `INIT` (as
+/// `lock_api::Mutex::new` does) fails to compile, while
+/// `lock_api::Mutex::from_raw(RawSerializer::new(), value)` works.
+#[cfg(not(mpsafe_loom))]
+macro_rules! const_init {
+    ($e:expr) => {
+        $e
+    };
+}
+#[cfg(mpsafe_loom)]
+macro_rules! const_init {
+    ($e:expr) => {
+        panic!("no compile-time lock under loom: use lock_api::Mutex::from_raw(RawSerializer::new(), value)")
+    };
+}
+pub(crate) use const_init;
+
+/// The futex calls behind [`Futex`](crate::Futex).
+#[cfg(all(feature = "std", not(mpsafe_loom)))]
+pub(crate) mod futex {
+    pub(crate) use atomic_wait::{wait, wake_all, wake_one};
+}
+
+/// Under the models, loom cannot see a futex: a wait is a yield (a legal
+/// spurious return) and the wakes are no-ops, which the re-read loops
+/// tolerate.
+#[cfg(all(feature = "std", mpsafe_loom))]
+pub(crate) mod futex {
+    use super::{AtomicU32, Ordering};
+
+    pub(crate) fn wait(word: &AtomicU32, expected: u32) {
+        if word.load(Ordering::Relaxed) == expected {
+            loom::thread::yield_now();
+        }
+    }
+    pub(crate) fn wake_one(_word: &AtomicU32) {}
+    pub(crate) fn wake_all(_word: &AtomicU32) {}
+}
+
+/// A non-zero number unique to the calling thread while it lives: the address
+/// of one of its thread-locals.
+#[cfg(all(feature = "std", not(mpsafe_loom)))]
+pub(crate) fn thread_identity() -> usize {
+    std::thread_local!(static MARK: u8 = const { 0 });
+    MARK.with(|mark| core::ptr::from_ref(mark).addr())
+}
+
+/// A non-zero number unique to the calling model thread while it lives.
+#[cfg(all(feature = "std", mpsafe_loom))]
+pub(crate) fn thread_identity() -> usize {
+    loom::thread_local!(static MARK: u8 = 0);
+    MARK.with(|mark| core::ptr::from_ref(mark).addr())
 }

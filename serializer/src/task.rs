@@ -173,26 +173,19 @@ pub struct TaskSerializer {
     /// Identity of the thread running tasks (0 when none), so a caller that
     /// would wait for the serializer from inside it can be told instead of
     /// hanging. Written and compared only by the owning thread itself.
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(feature = "std")]
     owner_thread: core::sync::atomic::AtomicUsize,
 }
 
 impl TaskSerializer {
-    /// A serializer with no task pending and nobody running.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            state: CachePadded::new(AtomicU32::new(0)),
-            #[cfg(feature = "std")]
-            owner_thread: core::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    /// A serializer with no task pending and nobody running.
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: CachePadded::new(AtomicU32::new(0)),
+    crate::sync::const_fn! {
+        /// A serializer with no task pending and nobody running.
+        pub fn new() -> Self {
+            Self {
+                state: CachePadded::new(AtomicU32::new(0)),
+                #[cfg(feature = "std")]
+                owner_thread: core::sync::atomic::AtomicUsize::new(0),
+            }
         }
     }
 
@@ -269,27 +262,26 @@ impl TaskSerializer {
     ///
     /// Lets a blocking operation that waits for the serializer (a start
     /// barrier) report a deadlock instead of hanging when called from inside a
-    /// task. Always `false` under loom.
+    /// task.
     #[cfg(feature = "std")]
     #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn is_owned_by_current_thread(&self) -> bool {
-        #[cfg(not(loom))]
-        {
-            self.owner_thread
-                .load(core::sync::atomic::Ordering::Relaxed)
-                == thread_identity()
-        }
-        #[cfg(loom)]
-        false
+        self.owner_thread
+            .load(core::sync::atomic::Ordering::Relaxed)
+            == crate::sync::thread_identity()
     }
 
     #[inline]
     fn set_owner_thread(&self, _owned: bool) {
-        #[cfg(all(feature = "std", not(loom)))]
+        #[cfg(feature = "std")]
         {
             // Relaxed: only the owning thread ever compares against its own
             // identity, and a thread always reads its own latest write.
-            let id = if _owned { thread_identity() } else { 0 };
+            let id = if _owned {
+                crate::sync::thread_identity()
+            } else {
+                0
+            };
             self.owner_thread
                 .store(id, core::sync::atomic::Ordering::Relaxed);
         }
@@ -306,15 +298,7 @@ impl fmt::Debug for TaskSerializer {
     }
 }
 
-/// A non-zero number unique to the calling thread while it lives: the address
-/// of one of its thread-locals.
-#[cfg(all(feature = "std", not(loom)))]
-pub(crate) fn thread_identity() -> usize {
-    std::thread_local!(static MARK: u8 = const { 0 });
-    MARK.with(|mark| core::ptr::from_ref(mark).addr())
-}
-
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use core::cell::{Cell, RefCell};

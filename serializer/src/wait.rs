@@ -1,7 +1,7 @@
 //! How a thread waits for a 32-bit word to change: a futex under `std`, a
 //! back-off spin otherwise, or whatever the embedding kernel provides.
 
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Backoff, Ordering};
 
 /// A strategy for sleeping until a 32-bit word changes, and for waking sleepers.
 ///
@@ -50,16 +50,9 @@ pub struct Spin;
 
 impl Wait for Spin {
     fn wait(word: &AtomicU32, expected: u32) {
-        #[cfg(not(loom))]
-        {
-            let backoff = crossbeam_utils::Backoff::new();
-            while word.load(Ordering::Relaxed) == expected {
-                backoff.snooze();
-            }
-        }
-        #[cfg(loom)]
+        let backoff = Backoff::new();
         while word.load(Ordering::Relaxed) == expected {
-            crate::sync::spin_hint();
+            backoff.snooze();
         }
     }
 
@@ -77,31 +70,15 @@ pub struct Futex;
 
 #[cfg(feature = "std")]
 impl Wait for Futex {
-    #[cfg(not(loom))]
     fn wait(word: &AtomicU32, expected: u32) {
-        atomic_wait::wait(word, expected);
+        crate::sync::futex::wait(word, expected);
     }
-    #[cfg(not(loom))]
     fn wake_one(word: &AtomicU32) {
-        atomic_wait::wake_one(word);
+        crate::sync::futex::wake_one(word);
     }
-    #[cfg(not(loom))]
     fn wake_all(word: &AtomicU32) {
-        atomic_wait::wake_all(word);
+        crate::sync::futex::wake_all(word);
     }
-
-    // loom cannot see a futex: model the wait as a yield (a legal spurious
-    // return) and the wakes as no-ops, which the re-read loops tolerate.
-    #[cfg(loom)]
-    fn wait(word: &AtomicU32, expected: u32) {
-        if word.load(Ordering::Relaxed) == expected {
-            crate::sync::spin_hint();
-        }
-    }
-    #[cfg(loom)]
-    fn wake_one(_word: &AtomicU32) {}
-    #[cfg(loom)]
-    fn wake_all(_word: &AtomicU32) {}
 }
 
 /// The strategy used when none is named: [`Futex`] with `std`, [`Spin`] without.

@@ -1,6 +1,6 @@
 //! loom models of the blocking serializer.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release
+//! Run with `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom
 //! -p mpsafe-serializer --test loom_blocking`.
 //!
 //! Under loom the crate's `Futex` wait is a yield (a legal spurious return),
@@ -26,12 +26,13 @@
 //!
 //! (All with `LOOM_MAX_PREEMPTIONS=3`. The enter path's bounded spin is
 //! compiled out under loom: it only repeats `try_enter`'s step.)
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use loom::sync::atomic::Ordering::Relaxed;
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
+use mpsafe_serializer::__shim::AtomicU32;
 use mpsafe_serializer::{Serializer, Wait, enter_all};
 
 loom::lazy_static! {

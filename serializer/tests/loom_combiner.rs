@@ -1,6 +1,6 @@
 //! loom model of the combining serializer.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release
+//! Run with `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom
 //! -p mpsafe-serializer --test loom_combiner`.
 //!
 //! The work is a "drain what is there" pass over per-caller request slots,
@@ -15,7 +15,7 @@
 //! - the swing-to-zero `compare_exchange` success Release -> Relaxed: the next
 //!   owner does not see the previous owner's pass, loom reports a causality
 //!   violation on `served`.
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;

@@ -1,6 +1,6 @@
 //! loom model of the task serializer.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release
+//! Run with `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom
 //! -p mpsafe-serializer --test loom_task`.
 //!
 //! Each caller sets a Relaxed request slot and then adds the task that serves
@@ -14,7 +14,7 @@
 //!   lost").
 //! - the final `compare_exchange(RUNNING, 0)` Release -> Relaxed: loom reports
 //!   a causality violation on the shared `UnsafeCell`.
-#![cfg(loom)]
+#![cfg(mpsafe_loom)]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;

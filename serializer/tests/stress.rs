@@ -6,7 +6,7 @@
 //! are bounded and scale with `MPSAFE_STRESS_SCALE` (percent, default 100;
 //! CI sets it small under TSan) and shrink under Miri; the thread count never
 //! does.
-#![cfg(all(not(loom), feature = "std"))]
+#![cfg(all(not(mpsafe_loom), feature = "std"))]
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -8,8 +8,9 @@
 //! so a waiter that misses its wake-up sleeps forever and loom reports the
 //! deadlock.
 
-use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::sync::atomic::Ordering;
 use loom::sync::{Condvar, Mutex};
+use mpsafe_serializer::__shim::AtomicU32;
 use mpsafe_serializer::Wait;
 
 struct Table {
