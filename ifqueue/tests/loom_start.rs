@@ -3,7 +3,7 @@
 //! Run with
 //! `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-ifqueue --test loom_start`.
 //!
-//! Under `cfg(loom)` the crate takes its atomics from loom and swaps its queue
+//! Under `cfg(mpsafe_loom)` the crate takes its atomics from loom and swaps its queue
 //! lock for `loom::sync::Mutex` (see `src/sync.rs`), so these models run the
 //! real `IfQueue` code: the queue, the task serializer, the start barrier.
 //! The "tx ring" the start routine fills is a `loom::cell::UnsafeCell`, so two
