@@ -3,7 +3,8 @@
 //!
 //! - `serializer/uncontended`: one thread enters and leaves, doing a trivial
 //!   increment inside (Combiner::run, TaskSerializer::add, Serializer
-//!   enter/drop, SerializerMutex lock, vs Mutex and SpinLock lock+unlock).
+//!   enter/drop, SerializerMutex lock, vs Mutex and SpinLock lock+unlock;
+//!   the spin-only `SpinMutex` beside the `spin` crate's `spin::Mutex`).
 //! - `serializer/2-threads`: a helper thread keeps requesting the same work
 //!   (enqueue one packet, then `start()`); the measured thread does the same,
 //!   so the figure is the cost of one `start()` call under contention. With
@@ -29,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mpsafe_benches::SpinLock;
-use mpsafe_serializer::{Combiner, Serializer, SerializerMutex, Spin, Task, TaskSerializer};
+use mpsafe_serializer::{
+    Combiner, Serializer, SerializerMutex, Spin, SpinMutex, Task, TaskSerializer,
+};
 
 const START: Task = Task::new(0);
 
@@ -80,6 +83,18 @@ fn uncontended(c: &mut Criterion) {
     let spin_mutex: SerializerMutex<u64, Spin> = SerializerMutex::new(0);
     g.bench_function("SerializerMutex<Spin> lock", |b| {
         b.iter(|| *black_box(&spin_mutex).lock() += 1)
+    });
+
+    // The spin-only lock word (exit is a plain Release store) beside the
+    // `spin` crate's mutex, the usual no_std pick.
+    let spin_crate = spin::Mutex::new(0u64);
+    g.bench_function("spin::Mutex lock", |b| {
+        b.iter(|| *black_box(&spin_crate).lock() += 1)
+    });
+
+    let raw_spin: SpinMutex<u64> = SpinMutex::new(0);
+    g.bench_function("SpinMutex lock", |b| {
+        b.iter(|| *black_box(&raw_spin).lock() += 1)
     });
 
     g.finish();

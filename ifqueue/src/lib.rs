@@ -84,8 +84,8 @@
 //! # Locking
 //!
 //! The queue lock is any [`lock_api::RawMutex`]; the default [`DefaultLock`]
-//! is the serializer crate's `RawSerializer` (a futex mutex with `std`, a spin
-//! mutex without). Operations take it once each; [`SendQueue::lock`] returns
+//! is the serializer crate's `RawSerializer` (a futex mutex) with `std` and
+//! its spin-only `RawSpinMutex` without. Operations take it once each; [`SendQueue::lock`] returns
 //! the guard whose methods are the lock-held entrypoints. The start routine
 //! gets a [`TaskOwner`] token proving it runs inside the queue's serializer.
 //!
@@ -132,9 +132,14 @@ pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, Se
 /// serializer (re-exported from `mpsafe-serializer`).
 pub use mpsafe_serializer::TaskOwner;
 
-/// The queue lock used when none is named: the serializer crate's
-/// `RawSerializer`, which sleeps on a futex with `std` and spins without.
-pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::DefaultWait>;
+/// The queue lock used when none is named: with `std`, the serializer
+/// crate's `RawSerializer`, which sleeps on a futex when contended.
+#[cfg(feature = "std")]
+pub type DefaultLock = mpsafe_serializer::RawSerializer<mpsafe_serializer::Futex>;
+/// The queue lock used when none is named: without `std`, the serializer
+/// crate's spin-only `RawSpinMutex` (exit is one Release store).
+#[cfg(not(feature = "std"))]
+pub type DefaultLock = mpsafe_serializer::RawSpinMutex;
 
 #[cfg(all(test, feature = "std"))]
 mod tests {

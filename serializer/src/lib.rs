@@ -16,7 +16,8 @@
 //! against a running handler ([`Serializer::handler_disable`]). Its lock word
 //! is a [`lock_api::RawMutex`] ([`RawSerializer`]), so [`SerializerMutex`] is a
 //! mutex that owns its data; with [`Spin`] waits it needs nothing from the
-//! platform. [`enter_all`] enters an array of serializers in order (a
+//! platform. Where nothing ever sleeps, [`RawSpinMutex`] ([`SpinMutex`]) is
+//! the cheaper spin lock: its exit is one Release store. [`enter_all`] enters an array of serializers in order (a
 //! multi-queue driver's "serialize all").
 //!
 //! All of them are `no_std`. The `std` feature (on by default) adds futex
@@ -137,6 +138,7 @@ extern crate std;
 
 mod blocking;
 mod combiner;
+mod spin;
 mod sync;
 
 #[doc(hidden)]
@@ -149,10 +151,16 @@ pub use blocking::{
 };
 pub use blocking::{SerializerMutex, SerializerMutexGuard};
 pub use combiner::Combiner;
+pub use spin::{RawSpinMutex, SpinMutex, SpinMutexGuard};
 pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};
 #[cfg(feature = "std")]
 pub use wait::Futex;
 pub use wait::{DefaultWait, Spin, Wait};
+
+/// The `lock_api` crate this one implements [`lock_api::RawMutex`] from, so a
+/// user needs no direct dependency to name `lock_api::Mutex` or write a raw
+/// mutex of their own.
+pub use lock_api;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
