@@ -35,6 +35,8 @@
 //!    `lwkt_serialize_*` to this workspace.
 //! 10. [Reading the benchmarks](benchmarks): how to run them, every result
 //!     and what it means.
+//! 11. [Using the crates from a kernel](kernel): the dependency line, the
+//!     lock, the wait, the discipline and the ticks of a `no_std` kernel.
 //!
 //! Code blocks in the chapters are Rust doctests (`cargo test -p
 //! mpsafe-guide --doc` runs them all); blocks that are not Rust are marked
