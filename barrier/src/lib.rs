@@ -191,9 +191,11 @@ extern crate std;
 
 mod completion;
 mod gate;
+mod order;
 mod start;
 mod sync;
 
 pub use completion::Completion;
 pub use gate::{Gate, GateGuard};
+pub use order::OrderedGate;
 pub use start::{BarrierError, StartBarrier};

@@ -112,6 +112,7 @@ mod ifq;
 #[cfg(feature = "alloc")]
 mod input;
 mod multi;
+mod order;
 mod packet;
 mod queue;
 mod sync;
@@ -125,6 +126,7 @@ pub use input::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pres
 /// Why [`IfQueue::barrier`] could not wait (re-exported from `mpsafe-barrier`).
 pub use mpsafe_barrier::BarrierError;
 pub use multi::IfQueues;
+pub use order::{OrderedIfQueue, OrderedStart};
 pub use packet::{Packet, Priority, PriorityError};
 pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, SendQueue};
 

@@ -182,6 +182,15 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
         }
     }
 
+    /// Takes the queue lock if it is free; never waits.
+    #[inline]
+    pub fn try_lock(&self) -> Option<Locked<'_, D, R>> {
+        Some(Locked {
+            guard: self.inner.try_lock()?,
+            len_hint: &self.len_hint,
+        })
+    }
+
     /// Offers `packet` to the discipline (OpenBSD `ifq_enqueue`).
     ///
     /// # Errors

@@ -35,6 +35,11 @@ mod lock {
         pub(crate) fn lock(&self) -> Guard<'_, R, T> {
             self.0.lock()
         }
+
+        #[inline]
+        pub(crate) fn try_lock(&self) -> Option<Guard<'_, R, T>> {
+            self.0.try_lock()
+        }
     }
 }
 
@@ -73,6 +78,10 @@ mod lock {
 
         pub(crate) fn lock(&self) -> Guard<'_, R, T> {
             GuardInner(self.0.lock().unwrap(), PhantomData)
+        }
+
+        pub(crate) fn try_lock(&self) -> Option<Guard<'_, R, T>> {
+            self.0.try_lock().ok().map(|g| GuardInner(g, PhantomData))
         }
     }
 }

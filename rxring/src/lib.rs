@@ -182,6 +182,7 @@
 mod error;
 mod info;
 mod locked;
+mod order;
 mod ring;
 
 pub use error::RxRingError;

@@ -138,6 +138,7 @@ extern crate std;
 
 mod blocking;
 mod combiner;
+mod order;
 mod spin;
 mod sync;
 
@@ -151,6 +152,7 @@ pub use blocking::{
 };
 pub use blocking::{SerializerMutex, SerializerMutexGuard};
 pub use combiner::Combiner;
+pub use order::{OrderedSerializer, OrderedSerializers};
 pub use spin::{RawSpinMutex, SpinMutex, SpinMutexGuard};
 pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};
 #[cfg(feature = "std")]

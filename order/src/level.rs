@@ -1,0 +1,103 @@
+//! Levels and the relation between them.
+
+/// A level in a lock order: an uninhabited type (zero-sized, never built)
+/// that names where a lock sits in the hierarchy.
+///
+/// Declare levels with [`lock_order!`](crate::lock_order), which also
+/// implements [`LockAfter`] for every pair in the declared order and fills in
+/// these constants; implement it by hand only for a level outside any chain.
+pub trait Level: 'static {
+    /// The name the [witness](crate::witness) prints.
+    const NAME: &'static str;
+    /// Which declaration the level belongs to (its module and line): the
+    /// witness compares [`RANK`](Level::RANK)s only within one chain.
+    const CHAIN: &'static str;
+    /// Position in the chain, from 1 ([`Unlocked`] is 0): a lock may be taken
+    /// only while every held lock of the same chain has a smaller rank.
+    const RANK: u32;
+}
+
+/// The level of a context that holds no ordered lock: the root of every
+/// order. [`Ctx::new`](crate::Ctx::new) starts here.
+#[derive(Debug)]
+pub enum Unlocked {}
+
+impl Level for Unlocked {
+    const NAME: &'static str = "Unlocked";
+    const CHAIN: &'static str = "";
+    const RANK: u32 = 0;
+}
+
+/// `B: LockAfter<A>`: a lock at level `B` may be taken while one at level
+/// `A` is held. Implemented by [`lock_order!`](crate::lock_order) for every
+/// ordered pair; write bounds with [`LockBefore`] instead.
+pub trait LockAfter<A> {}
+
+/// `A: LockBefore<B>`: while holding a lock at level `A`, a lock at level `B`
+/// may be taken. Blanket-implemented from [`LockAfter`], as `Into` is from
+/// `From`; the bound every checked acquisition carries.
+pub trait LockBefore<B> {}
+
+impl<A, B: LockAfter<A>> LockBefore<B> for A {}
+
+/// Declares lock levels and their order, once: each level may be taken
+/// while any level listed before it (and [`Unlocked`]) is held, and no other
+/// way round.
+///
+/// Each entry declares an uninhabited `enum` (doc comments and `pub`
+/// carried over) implementing [`Level`], and the macro implements
+/// [`LockAfter`] for every pair `(earlier, later)`, so the relation is
+/// transitive by construction and has no cycle.
+///
+/// ```
+/// mpsafe_order::lock_order! {
+///     /// The kernel's giant lock.
+///     pub BigLock,
+///     /// The interface serializer.
+///     pub Ifnet,
+///     /// The send queue's mutex.
+///     pub IfqMutex,
+/// }
+/// use mpsafe_order::{Level, LockBefore, Unlocked};
+///
+/// fn ordered<A: LockBefore<B>, B>() {}
+/// ordered::<Unlocked, BigLock>();
+/// ordered::<BigLock, IfqMutex>(); // transitive
+/// assert_eq!(IfqMutex::RANK, 3);
+/// assert_eq!(Ifnet::NAME, "Ifnet");
+/// ```
+///
+/// The reverse does not compile:
+///
+/// ```compile_fail,E0277
+/// mpsafe_order::lock_order! { pub BigLock, pub Ifnet }
+/// fn ordered<A: mpsafe_order::LockBefore<B>, B>() {}
+/// ordered::<Ifnet, BigLock>();
+/// ```
+#[macro_export]
+macro_rules! lock_order {
+    ($($(#[$meta:meta])* $vis:vis $level:ident),+ $(,)?) => {
+        $(
+            $(#[$meta])*
+            #[derive(Debug)]
+            $vis enum $level {}
+        )+
+        $crate::lock_order!(@rank 1u32; $($level),+);
+        $crate::lock_order!(@pairs [$crate::Unlocked] $($level)+);
+    };
+    (@rank $rank:expr; $level:ident $(, $rest:ident)*) => {
+        impl $crate::Level for $level {
+            const NAME: &'static str = ::core::stringify!($level);
+            const CHAIN: &'static str =
+                ::core::concat!(::core::module_path!(), ":", ::core::line!());
+            const RANK: u32 = $rank;
+        }
+        $crate::lock_order!(@rank $rank + 1; $($rest),*);
+    };
+    (@rank $rank:expr;) => {};
+    (@pairs [$($before:path),*] $level:ident $($rest:ident)*) => {
+        $(impl $crate::LockAfter<$before> for $level {})*
+        $crate::lock_order!(@pairs [$($before,)* $level] $($rest)*);
+    };
+    (@pairs [$($before:path),*]) => {};
+}

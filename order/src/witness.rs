@@ -1,0 +1,634 @@
+//! The runtime witness: what the types cannot see, checked in debug builds.
+//!
+//! Levels order locks of *different* levels at compile time. They cannot see
+//! a lock picked by index among locks of one level, a barrier on one queue
+//! waited for from another queue's start routine, or a lock taken through a
+//! callback that made a fresh [`Ctx`](crate::Ctx) under its caller's locks.
+//! For those, every acquisition and wait made through a [`Ctx`](crate::Ctx)
+//! (and every routine run through [`Ordered::run_inside`](crate::Ordered::run_inside))
+//! is recorded, as FreeBSD's and OpenBSD's WITNESS and Linux's lockdep do:
+//!
+//! - each thread's stack of held locks, with where each was taken
+//!   (`#[track_caller]` [`Location`]s);
+//! - a global order graph over lock *instances* (address and level): an edge
+//!   `A → B` once `B` was taken while `A` was held;
+//! - before each blocking acquisition or wait, three checks, and on the
+//!   first failure a panic that names both locks and where each was taken:
+//!   1. the lock is already held by this thread (recursion, or a barrier
+//!      waited for from inside its own routine);
+//!   2. a held lock of the same declared chain has a rank not below the new
+//!      one (the declared order, as WITNESS's static order list), unless both
+//!      were taken together by [`Ctx::lock_all_with`](crate::Ctx::lock_all_with);
+//!   3. the graph already has a path from the new lock to a held one (the
+//!      two were taken the other way round before, maybe on another thread:
+//!      a lock order reversal).
+//!
+//! Blocking waits are acquisitions of the barrier's node that end at once,
+//! and a routine run inside a barrier holds its node while it runs, so a
+//! wait that the routine's locks or another routine's wait would close into
+//! a cycle is reported the same way.
+//!
+//! The witness exists only with `debug_assertions` (tests, debug builds):
+//! in release builds every record is a zero-sized value and every check
+//! compiles to nothing. With the `std` feature each thread's stack is a
+//! thread-local; without it, a kernel names the current CPU (or thread)
+//! through [`set_thread_hook`], and until it does the witness records
+//! nothing. The graph holds up to 256 locks and 1024 edges at once (a
+//! dropped [`Ordered`](crate::Ordered) forgets its locks); past that, new
+//! locks go unrecorded rather than reported.
+
+#[cfg(doc)]
+use core::panic::Location;
+
+/// Whether the witness is compiled in (`debug_assertions`).
+pub const ENABLED: bool = cfg!(debug_assertions);
+
+/// Per-CPU stacks a kernel without `std` gets through [`set_thread_hook`].
+pub const MAX_THREADS: usize = 64;
+
+/// Names the current CPU (or thread) for the witness, in `0..MAX_THREADS`,
+/// where there is no `std` thread-local to keep each thread's held locks in;
+/// with a hook set, the witness uses it even with `std`. An id out of range
+/// is not recorded. Does nothing in release builds.
+///
+/// ```
+/// fn cpu_id() -> usize {
+///     0 // the kernel's curcpu()
+/// }
+/// mpsafe_order::witness::set_thread_hook(cpu_id);
+/// # mpsafe_order::witness::clear_thread_hook();
+/// ```
+pub fn set_thread_hook(hook: fn() -> usize) {
+    #[cfg(debug_assertions)]
+    imp::with_state(|s| s.hook = Some(hook));
+    #[cfg(not(debug_assertions))]
+    let _ = hook;
+}
+
+/// Removes the hook set by [`set_thread_hook`]; the stacks it kept are
+/// emptied.
+pub fn clear_thread_hook() {
+    #[cfg(debug_assertions)]
+    imp::with_state(|s| {
+        s.hook = None;
+        s.stacks = [imp::Stack::EMPTY; MAX_THREADS];
+    });
+}
+
+/// One lock as the witness names it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LockRef {
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    addr: usize,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    name: &'static str,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    chain: &'static str,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    rank: u32,
+}
+
+impl LockRef {
+    #[inline(always)]
+    pub(crate) fn of<L: crate::Level>(addr: usize) -> Self {
+        Self {
+            addr,
+            name: L::NAME,
+            chain: L::CHAIN,
+            rank: L::RANK,
+        }
+    }
+}
+
+/// What a held guard remembers to release from its thread's stack; nothing
+/// in release builds.
+#[derive(Debug)]
+pub(crate) struct Record {
+    #[cfg(debug_assertions)]
+    lock: LockRef,
+    #[cfg(debug_assertions)]
+    n: usize,
+    #[cfg(debug_assertions)]
+    stride: usize,
+}
+
+#[cfg(not(debug_assertions))]
+impl Record {
+    #[inline(always)]
+    pub(crate) fn acquire(
+        _lock: LockRef,
+        _at: &'static core::panic::Location<'static>,
+        _try: bool,
+    ) -> Self {
+        Self {}
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquire_all(
+        _first: LockRef,
+        _n: usize,
+        _stride: usize,
+        _at: &'static core::panic::Location<'static>,
+    ) -> Self {
+        Self {}
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub(crate) fn forget(_addr: usize, _len: usize) {}
+
+#[cfg(debug_assertions)]
+pub(crate) use imp::forget;
+
+#[cfg(debug_assertions)]
+mod imp {
+    use core::cell::UnsafeCell;
+    use core::fmt;
+    use core::panic::Location;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use super::{LockRef, MAX_THREADS, Record};
+
+    type Site = &'static Location<'static>;
+
+    const MAX_NODES: usize = 256;
+    const WORDS: usize = MAX_NODES / 64;
+    const MAX_EDGES: usize = 1024;
+    const MAX_HELD: usize = 16;
+    const MAX_PATH: usize = 8;
+
+    #[derive(Clone, Copy)]
+    struct Entry {
+        lock: LockRef,
+        at: Site,
+        /// Taken by one `lock_all_with` call: siblings skip the rank check.
+        batch: usize,
+    }
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Stack {
+        len: usize,
+        entries: [Option<Entry>; MAX_HELD],
+    }
+
+    impl Stack {
+        pub(super) const EMPTY: Self = Self {
+            len: 0,
+            entries: [None; MAX_HELD],
+        };
+
+        fn held(&self) -> impl Iterator<Item = &Entry> {
+            self.entries[..self.len].iter().flatten()
+        }
+
+        fn push(&mut self, e: Entry) {
+            if self.len < MAX_HELD {
+                self.entries[self.len] = Some(e);
+                self.len += 1;
+            }
+        }
+
+        fn remove(&mut self, addr: usize, name: &str) {
+            let found = self.entries[..self.len]
+                .iter()
+                .rposition(|e| e.is_some_and(|e| e.lock.addr == addr && e.lock.name == name));
+            if let Some(i) = found {
+                self.entries.copy_within(i + 1..self.len, i);
+                self.len -= 1;
+                self.entries[self.len] = None;
+            }
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Node {
+        addr: usize,
+        name: &'static str,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Edge {
+        from: u16,
+        to: u16,
+        from_at: Site,
+        to_at: Site,
+    }
+
+    pub(super) struct State {
+        pub(super) hook: Option<fn() -> usize>,
+        pub(super) stacks: [Stack; MAX_THREADS],
+        nodes: [Option<Node>; MAX_NODES],
+        adj: [[u64; WORDS]; MAX_NODES],
+        edges: [Option<Edge>; MAX_EDGES],
+        next_batch: usize,
+    }
+
+    struct Global {
+        busy: AtomicBool,
+        state: UnsafeCell<State>,
+    }
+
+    // SAFETY: `state` is only reached through `with_state`, which holds the
+    // `busy` flag (taken with Acquire, released with Release) for the whole
+    // access, so no two threads touch it at once.
+    unsafe impl Sync for Global {}
+
+    static GLOBAL: Global = Global {
+        busy: AtomicBool::new(false),
+        state: UnsafeCell::new(State {
+            hook: None,
+            stacks: [Stack::EMPTY; MAX_THREADS],
+            nodes: [None; MAX_NODES],
+            adj: [[0; WORDS]; MAX_NODES],
+            edges: [None; MAX_EDGES],
+            next_batch: 1,
+        }),
+    };
+
+    /// Runs `f` on the witness state under its spin lock. `f` must not
+    /// panic or re-enter: reports are built inside and raised after.
+    pub(super) fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+        while GLOBAL
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the flag is ours until the store below (see `Global`).
+        let r = f(unsafe { &mut *GLOBAL.state.get() });
+        GLOBAL.busy.store(false, Ordering::Release);
+        r
+    }
+
+    #[cfg(feature = "std")]
+    std::thread_local! {
+        static STACK: core::cell::RefCell<Stack> = const { core::cell::RefCell::new(Stack::EMPTY) };
+    }
+
+    /// Runs `f` on this thread's stack and the state; `None` if this thread
+    /// has no stack (no `std` and no hook, or an id out of range).
+    fn with_thread<R>(f: impl FnOnce(&mut State, &mut Stack) -> R) -> Option<R> {
+        with_state(|s| {
+            let Some(hook) = s.hook else {
+                #[cfg(feature = "std")]
+                return STACK.try_with(|st| f(s, &mut st.borrow_mut())).ok();
+                #[cfg(not(feature = "std"))]
+                return None;
+            };
+            let id = hook();
+            let mut stack = *s.stacks.get(id)?;
+            let r = f(s, &mut stack);
+            s.stacks[id] = stack;
+            Some(r)
+        })
+    }
+
+    impl State {
+        fn node(&mut self, lock: &LockRef) -> Option<usize> {
+            let mut free = None;
+            for (i, n) in self.nodes.iter().enumerate() {
+                match n {
+                    Some(n) if n.addr == lock.addr && n.name == lock.name => return Some(i),
+                    None if free.is_none() => free = Some(i),
+                    _ => {}
+                }
+            }
+            let i = free?;
+            self.nodes[i] = Some(Node {
+                addr: lock.addr,
+                name: lock.name,
+            });
+            Some(i)
+        }
+
+        fn find(&self, lock: &LockRef) -> Option<usize> {
+            self.nodes
+                .iter()
+                .position(|n| n.is_some_and(|n| n.addr == lock.addr && n.name == lock.name))
+        }
+
+        fn has_edge(&self, from: usize, to: usize) -> bool {
+            self.adj[from][to / 64] & (1 << (to % 64)) != 0
+        }
+
+        fn add_edge(&mut self, from: usize, to: usize, from_at: Site, to_at: Site) {
+            let Some(slot) = self.edges.iter().position(Option::is_none) else {
+                return; // full: unrecorded rather than reported
+            };
+            self.adj[from][to / 64] |= 1 << (to % 64);
+            #[allow(clippy::cast_possible_truncation)] // MAX_NODES fits u16
+            {
+                self.edges[slot] = Some(Edge {
+                    from: from as u16,
+                    to: to as u16,
+                    from_at,
+                    to_at,
+                });
+            }
+        }
+
+        fn edge(&self, from: usize, to: usize) -> Option<Edge> {
+            self.edges
+                .iter()
+                .flatten()
+                .find(|e| usize::from(e.from) == from && usize::from(e.to) == to)
+                .copied()
+        }
+
+        /// A path `from →* to` in the graph, by breadth-first search.
+        fn path(&self, from: usize, to: usize) -> Option<Path> {
+            let mut parent = [u16::MAX; MAX_NODES];
+            let mut queue = [0u16; MAX_NODES];
+            let (mut head, mut tail) = (0, 1);
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                queue[0] = from as u16;
+                parent[from] = from as u16;
+            }
+            while head < tail {
+                let n = usize::from(queue[head]);
+                head += 1;
+                for m in 0..MAX_NODES {
+                    if parent[m] == u16::MAX && self.has_edge(n, m) {
+                        #[allow(clippy::cast_possible_truncation)]
+                        {
+                            parent[m] = n as u16;
+                            queue[tail] = m as u16;
+                        }
+                        tail += 1;
+                        if m == to {
+                            return Some(self.unwind(&parent, from, to));
+                        }
+                    }
+                }
+            }
+            None
+        }
+
+        fn unwind(&self, parent: &[u16; MAX_NODES], from: usize, to: usize) -> Path {
+            // Collect to → from, then reverse.
+            let mut rev = [0usize; MAX_NODES];
+            let mut len = 0;
+            let mut n = to;
+            while n != from {
+                rev[len] = n;
+                len += 1;
+                n = usize::from(parent[n]);
+            }
+            let mut path = Path {
+                hops: [None; MAX_PATH],
+                len,
+            };
+            let mut prev = from;
+            for (k, &next) in rev[..len].iter().rev().enumerate().take(MAX_PATH) {
+                path.hops[k] = self.edge(prev, next).map(|e| Hop {
+                    from: self.nodes[prev].map_or("?", |n| n.name),
+                    to: self.nodes[next].map_or("?", |n| n.name),
+                    from_at: e.from_at,
+                    to_at: e.to_at,
+                });
+                prev = next;
+            }
+            path
+        }
+
+        fn forget(&mut self, addr: usize, len: usize) {
+            for i in 0..MAX_NODES {
+                if self.nodes[i].is_some_and(|n| n.addr >= addr && n.addr < addr + len) {
+                    self.nodes[i] = None;
+                    self.adj[i] = [0; WORDS];
+                    for row in &mut self.adj {
+                        row[i / 64] &= !(1 << (i % 64));
+                    }
+                    for e in &mut self.edges {
+                        if e.is_some_and(|e| usize::from(e.from) == i || usize::from(e.to) == i) {
+                            *e = None;
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Checks taking `lock` (at `at`) against `stack`, records the
+        /// order, and pushes it; a report instead if it inverts an order.
+        fn acquire(
+            &mut self,
+            stack: &mut Stack,
+            lock: LockRef,
+            at: Site,
+            check: bool,
+            batch: usize,
+        ) -> Option<Report> {
+            if check {
+                let new = self.node(&lock);
+                for held in stack.held() {
+                    if held.lock.addr == lock.addr && held.lock.name == lock.name {
+                        return Some(Report::Recursive {
+                            lock,
+                            at,
+                            held: *held,
+                        });
+                    }
+                    let sibling = batch != 0 && held.batch == batch;
+                    if !sibling
+                        && !held.lock.chain.is_empty()
+                        && held.lock.chain == lock.chain
+                        && held.lock.rank >= lock.rank
+                    {
+                        return Some(Report::Declared {
+                            lock,
+                            at,
+                            held: *held,
+                        });
+                    }
+                    let (Some(new), Some(old)) = (new, self.find(&held.lock)) else {
+                        continue;
+                    };
+                    if self.has_edge(old, new) {
+                        continue;
+                    }
+                    if let Some(path) = self.path(new, old) {
+                        return Some(Report::Reversal {
+                            lock,
+                            at,
+                            held: *held,
+                            path,
+                        });
+                    }
+                    self.add_edge(old, new, held.at, at);
+                }
+            }
+            stack.push(Entry { lock, at, batch });
+            None
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Hop {
+        from: &'static str,
+        to: &'static str,
+        from_at: Site,
+        to_at: Site,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Path {
+        hops: [Option<Hop>; MAX_PATH],
+        len: usize,
+    }
+
+    /// Why the witness panics, built under its lock and raised after.
+    #[allow(clippy::large_enum_variant)] // built once, to panic
+    enum Report {
+        Recursive {
+            lock: LockRef,
+            at: Site,
+            held: Entry,
+        },
+        Declared {
+            lock: LockRef,
+            at: Site,
+            held: Entry,
+        },
+        Reversal {
+            lock: LockRef,
+            at: Site,
+            held: Entry,
+            path: Path,
+        },
+    }
+
+    struct Named<'a>(&'a LockRef);
+
+    impl fmt::Display for Named<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "`{}` ({:#x})", self.0.name, self.0.addr)
+        }
+    }
+
+    impl fmt::Display for Report {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Report::Recursive { lock, at, held } => write!(
+                    f,
+                    "witness: {} taken at {at} is already held by this thread, \
+                     taken at {} (recursion, or a barrier waited for from \
+                     inside its own routine)",
+                    Named(lock),
+                    held.at,
+                ),
+                Report::Declared { lock, at, held } => {
+                    write!(
+                        f,
+                        "witness: lock order violation: {} taken at {at} while \
+                         holding {} taken at {}; ",
+                        Named(lock),
+                        Named(&held.lock),
+                        held.at,
+                    )?;
+                    if lock.rank == held.lock.rank {
+                        write!(
+                            f,
+                            "two locks of level `{}` are held at once only when \
+                             taken together, in index order",
+                            lock.name
+                        )
+                    } else {
+                        write!(
+                            f,
+                            "the declared order puts `{}` (rank {}) before `{}` (rank {})",
+                            lock.name, lock.rank, held.lock.name, held.lock.rank,
+                        )
+                    }
+                }
+                Report::Reversal {
+                    lock,
+                    at,
+                    held,
+                    path,
+                } => {
+                    write!(
+                        f,
+                        "witness: lock order reversal: {} taken at {at} while \
+                         holding {} taken at {}; established order:",
+                        Named(lock),
+                        Named(&held.lock),
+                        held.at,
+                    )?;
+                    for hop in path.hops.iter().flatten() {
+                        write!(
+                            f,
+                            " `{}` (taken at {}) before `{}` (taken at {});",
+                            hop.from, hop.from_at, hop.to, hop.to_at
+                        )?;
+                    }
+                    if path.len > MAX_PATH {
+                        write!(f, " ({} more)", path.len - MAX_PATH)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn raise(report: Option<Option<Report>>) {
+        if let Some(Some(report)) = report {
+            panic!("{report}");
+        }
+    }
+
+    impl Record {
+        #[track_caller]
+        pub(crate) fn acquire(lock: LockRef, at: Site, trylock: bool) -> Self {
+            raise(with_thread(|s, st| s.acquire(st, lock, at, !trylock, 0)));
+            Self {
+                lock,
+                n: 1,
+                stride: 0,
+            }
+        }
+
+        pub(crate) fn acquire_all(first: LockRef, n: usize, stride: usize, at: Site) -> Self {
+            raise(with_thread(|s, st| {
+                let batch = s.next_batch;
+                s.next_batch = s.next_batch.wrapping_add(1).max(1);
+                for i in 0..n {
+                    let lock = LockRef {
+                        addr: first.addr + i * stride,
+                        ..first
+                    };
+                    if let Some(r) = s.acquire(st, lock, at, true, batch) {
+                        // Unwind what this batch pushed: the guard is never made.
+                        for j in 0..i {
+                            st.remove(first.addr + j * stride, first.name);
+                        }
+                        return Some(r);
+                    }
+                }
+                None
+            }));
+            Self {
+                lock: first,
+                n,
+                stride,
+            }
+        }
+    }
+
+    impl Drop for Record {
+        fn drop(&mut self) {
+            let (lock, n, stride) = (self.lock, self.n, self.stride);
+            with_thread(|_, st| {
+                for i in (0..n).rev() {
+                    st.remove(lock.addr + i * stride, lock.name);
+                }
+            });
+        }
+    }
+
+    pub(crate) fn forget(addr: usize, len: usize) {
+        with_state(|s| s.forget(addr, len));
+    }
+}
