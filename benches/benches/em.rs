@@ -23,7 +23,7 @@ struct Pipeline {
     pool: Pool,
     dev: Arc<Device>,
     sink: Arc<Sink>,
-    em: Em,
+    em: Em<Device>,
 }
 
 fn pipeline(mode: Mode) -> Pipeline {

@@ -183,6 +183,12 @@ impl KernelLock {
 }
 
 impl KernelGuard<'_> {
+    /// Whether this guard holds `lock` (and not some other big lock): how a
+    /// `*_locked` entry point checks that its proof names its own lock.
+    pub fn is_of(&self, lock: &KernelLock) -> bool {
+        core::ptr::eq(self.lock, lock)
+    }
+
     /// Runs `f` with the big lock fully released (every nesting level), then
     /// takes it back: `tsleep` dropping the kernel lock.
     pub fn sleep<R>(&self, f: impl FnOnce() -> R) -> R {

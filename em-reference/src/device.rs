@@ -27,11 +27,12 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::desc::{DESC_SIZE, DescRing, TXD_CMD_RS};
+use crate::hw::{Hardware, IntrLine};
 use crate::pool::Pool;
 use crate::regs::{
     CTRL_RST, CTRL_SLU, ICR_RXO, ICR_RXT0, ICR_TXDW, RCTL_EN, Reg, Regs, STATUS_LU, TCTL_EN,
 };
-use mpsafe_barrier::Gate;
+use std::convert::Infallible;
 
 /// Most queue pairs the simulated device has (an 82571/82574 has two).
 pub const MAX_QUEUES: usize = 2;
@@ -112,12 +113,7 @@ impl fmt::Display for DeviceError {
 
 impl std::error::Error for DeviceError {}
 
-/// A driver's interrupt handler, as `pci_intr_establish` takes it.
-pub trait IntrHandler: Send + Sync {
-    /// Services the device; returns whether it claimed the interrupt (some
-    /// cause was pending).
-    fn intr(&self) -> bool;
-}
+pub use crate::hw::IntrHandler;
 
 /// Totals the device counted since it was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -214,8 +210,7 @@ struct Shared {
     shutdown: AtomicBool,
     device_thread: OnceLock<Thread>,
     intr_thread: OnceLock<Thread>,
-    handler: Mutex<Option<Weak<dyn IntrHandler>>>,
-    gate: Gate,
+    line: IntrLine,
 }
 
 /// A simulated Intel 8254x network controller.
@@ -263,8 +258,7 @@ impl Device {
             shutdown: AtomicBool::new(false),
             device_thread: OnceLock::new(),
             intr_thread: OnceLock::new(),
-            handler: Mutex::new(None),
-            gate: Gate::new(),
+            line: IntrLine::new(),
         });
         shared.regs.status.store(STATUS_LU, Ordering::Relaxed);
         let dev = {
@@ -315,15 +309,22 @@ impl Device {
     }
 
     /// Hooks the driver's interrupt handler to the interrupt line
-    /// (`pci_intr_establish`). The device keeps only a weak reference.
+    /// (`pci_intr_establish`). The device keeps only a weak reference,
+    /// upgraded inside the interrupt gate.
     pub fn establish(&self, handler: Weak<dyn IntrHandler>) {
-        *lock(&self.shared.handler) = Some(handler);
+        self.shared.line.establish(handler);
+    }
+
+    /// Unhooks the handler and waits for a call in flight
+    /// (`pci_intr_disestablish`).
+    pub fn disestablish(&self) {
+        self.shared.line.disestablish();
     }
 
     /// Returns once every handler invocation that started before the call has
     /// finished (`intr_barrier`).
     pub fn intr_barrier(&self) {
-        self.shared.gate.barrier();
+        self.shared.line.barrier();
     }
 
     /// The device's counters.
@@ -368,6 +369,34 @@ impl fmt::Debug for Device {
             .field("config", &self.shared.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+impl Hardware for Device {
+    type Error = Infallible;
+
+    fn queues(&self) -> usize {
+        self.shared.config.queues
+    }
+
+    fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    fn dma_alloc(&self, ndesc: usize) -> Result<(u64, Arc<DescRing>), Infallible> {
+        Ok(Device::dma_alloc(self, ndesc))
+    }
+
+    fn intr_establish(&self, handler: Weak<dyn IntrHandler>) {
+        self.establish(handler);
+    }
+
+    fn intr_disestablish(&self) {
+        self.disestablish();
+    }
+
+    fn intr_barrier(&self) {
+        Device::intr_barrier(self);
     }
 }
 
@@ -767,10 +796,9 @@ impl Shared {
                 continue;
             }
             last = Some(Instant::now());
-            let handler = lock(&self.handler).as_ref().and_then(Weak::upgrade);
-            if let Some(h) = handler {
+            if let Some(claimed) = self.line.deliver() {
                 self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
-                if self.gate.enter(|| h.intr()) == Some(false) {
+                if !claimed {
                     self.counters.stray.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -179,7 +179,7 @@ struct Producer {
     stop: AtomicBool,
 }
 
-fn produce(em: &Em, pool: &Pool, p: &Producer, q: usize, pps: u64, frame: u16) {
+fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame: u16) {
     let begin = Instant::now();
     let mut sent = 0u64;
     let mut seq = 0u64;

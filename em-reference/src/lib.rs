@@ -75,6 +75,7 @@ pub mod desc;
 pub mod device;
 pub mod driver;
 pub mod harness;
+pub mod hw;
 pub mod pool;
 pub mod regs;
 #[cfg(all(feature = "uio", target_os = "linux"))]
@@ -82,8 +83,9 @@ pub mod regs;
 pub mod uio;
 
 pub use biglock::{KernelGuard, KernelLock, LockCounts, Path};
-pub use device::{Device, DeviceConfig, DeviceError, DeviceStats, IntrHandler, WireRate};
-pub use driver::{Em, EmConfig, EmError, EmStats, Mode, Sink, Stack, TxError};
+pub use device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
+pub use driver::{Em, EmConfig, EmError, EmStats, Entry, Mode, Sink, Stack, TxError};
+pub use hw::{Hardware, IntrHandler, IntrLine};
 pub use pool::{BufState, Mbuf, Pool, PoolStats};
 pub use regs::{Reg, Regs};
 

@@ -9,7 +9,7 @@ use mpsafe_em::{
     Device, DeviceConfig, Em, EmConfig, EmError, KernelLock, Mode, Pool, Sink, TxError, WireRate,
 };
 
-fn setup(mode: Mode) -> (Pool, Arc<Device>, Em) {
+fn setup(mode: Mode) -> (Pool, Arc<Device>, Em<Device>) {
     let pool = Pool::new(4096 * 2 + 1024, 2048);
     let dev = Device::new(
         DeviceConfig {
@@ -117,8 +117,7 @@ fn ring_sizes_out_of_limits_are_refused_and_change_nothing() {
 #[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
 fn start_locked_needs_the_big_lock_mode() {
     let (_pool, dev, em) = setup(Mode::Mpsafe);
-    let k = KernelLock::new();
-    let g = k.lock(mpsafe_em::Path::Start);
+    let g = em.big_lock().lock(mpsafe_em::Path::Start);
     assert_eq!(
         em.start_locked(0, &g),
         Err(EmError::WrongMode(Mode::Mpsafe))

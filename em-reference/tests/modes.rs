@@ -28,7 +28,7 @@ fn bounded(mode: Mode, wire: WireRate, loopback: bool) {
     assert!(r.after_down.tx_completed > 0, "{mode}: nothing transmitted");
     assert_eq!(r.cycles, 3);
     match mode {
-        Mode::Mpsafe => assert_eq!(r.big_lock.total(), 0, "{}", r.big_lock),
+        Mode::Mpsafe | Mode::Serialized => assert_eq!(r.big_lock.total(), 0, "{}", r.big_lock),
         Mode::RxUnlocked => {
             assert_eq!(r.big_lock.get(Path::Rx), 0);
             assert_eq!(r.big_lock.get(Path::Interrupt), 0);
@@ -54,6 +54,18 @@ fn rx_unlocked_conserves() {
 #[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn mpsafe_conserves() {
     bounded(Mode::Mpsafe, WireRate::Pps(300_000), false);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
+fn serialized_conserves() {
+    bounded(Mode::Serialized, WireRate::Pps(300_000), false);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
+fn serialized_unlimited_with_loopback_conserves() {
+    bounded(Mode::Serialized, WireRate::Unlimited, true);
 }
 
 #[test]

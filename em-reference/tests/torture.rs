@@ -130,7 +130,7 @@ fn torture(mode: Mode) {
     assert_eq!(st.pool.leaked, 0);
     assert_eq!(st.pool.dma_errors, 0);
     assert_eq!(st.pool.free, st.pool.total);
-    if mode == Mode::Mpsafe {
+    if matches!(mode, Mode::Mpsafe | Mode::Serialized) {
         assert_eq!(st.big_lock.total(), 0);
     }
     drop(em);
@@ -153,4 +153,10 @@ fn torture_rx_unlocked() {
 #[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn torture_mpsafe() {
     torture(Mode::Mpsafe);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
+fn torture_serialized() {
+    torture(Mode::Serialized);
 }

@@ -1,0 +1,101 @@
+//! The state every path consults before it runs: the mode, the one RUNNING
+//! flag, and the locks the policy hands out (the big lock, the ifnet
+//! serializer). Shared by the softc and each queue's start routine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use mpsafe_serializer::{Serialized, Serializer};
+
+use super::mode::{Entry, Mode, Proof};
+use crate::biglock::{KernelGuard, KernelLock, Path};
+
+pub(crate) struct Core {
+    mode: AtomicU8,
+    /// IFF_RUNNING: the interface's one running flag.
+    running: AtomicBool,
+    pub(crate) big: Arc<KernelLock>,
+    /// The ifnet serializer (DragonFly's `ifp->if_serializer`): init, stop
+    /// and ioctl in every mode; also the interrupt and start in
+    /// [`Mode::Serialized`].
+    pub(crate) ifnet: Serializer,
+}
+
+impl Core {
+    pub(crate) fn new(mode: Mode, big: Arc<KernelLock>) -> Self {
+        Self {
+            mode: AtomicU8::new(mode.to_u8()),
+            running: AtomicBool::new(false),
+            big,
+            ifnet: Serializer::new(),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        // Relaxed: the mode changes only with every path quiesced (the
+        // switch's barriers order it); a path reads it once at its top.
+        Mode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        // Acquire: pairs with the Release in `set_running(true)`: a path
+        // that sees RUNNING sees the rings init set up.
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_running(&self, _s: &Serialized<'_>, on: bool) {
+        self.running.store(on, Ordering::Release);
+    }
+
+    /// The policy applied: enters what `path` needs in the current mode.
+    /// `outer` is the ifnet guard of a caller inside the serializer (the
+    /// interrupt in [`Mode::Serialized`], every ioctl).
+    ///
+    /// # Panics
+    ///
+    /// If the policy asks for the serializer and the caller is not inside
+    /// it (a path entered the wrong way: a driver bug).
+    pub(crate) fn enter<'a>(&'a self, path: Path, outer: Option<&'a Serialized<'a>>) -> Proof<'a> {
+        match self.mode().entry(path) {
+            Entry::Unlocked => Proof::Unlocked,
+            Entry::BigLock => Proof::Big(self.big.lock(path)),
+            Entry::Serializer => {
+                let s = outer.expect("path entered outside the ifnet serializer");
+                self.check_ifnet(s);
+                Proof::Ifnet(s)
+            }
+        }
+    }
+
+    /// Panics unless `s` is a guard of this interface's ifnet serializer.
+    pub(crate) fn check_ifnet(&self, s: &Serialized<'_>) {
+        assert!(
+            std::ptr::eq(s.serializer(), &self.ifnet),
+            "proof from another interface's ifnet serializer"
+        );
+    }
+
+    /// Panics unless `k` is a guard of this driver's big lock.
+    pub(crate) fn check_big(&self, k: &KernelGuard<'_>) {
+        assert!(
+            k.is_of(&self.big),
+            "proof from a big lock this driver does not use"
+        );
+    }
+
+    /// Checks that `proof` is one of this interface's.
+    pub(crate) fn check(&self, proof: &Proof<'_>) {
+        match proof {
+            Proof::Unlocked => {}
+            // The ifq serializer's token: its serializer is running tasks
+            // on this very thread.
+            Proof::Task(o) => assert!(
+                o.serializer().is_owned_by_current_thread(),
+                "start routine token of a serializer this thread does not run"
+            ),
+            Proof::Big(k) => self.check_big(k),
+            Proof::BigHeld(k) => self.check_big(k),
+            Proof::Ifnet(s) => self.check_ifnet(s),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What the driver refuses, as typed errors.
+
+use std::fmt;
+
+use super::config::{MAX_DESC, MIN_DESC};
+use super::mode::Mode;
+use crate::pool::Mbuf;
+
+/// An `attach`, `init` or `ioctl` request the driver refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmError {
+    /// A ring size outside `MIN_DESC..=MAX_DESC` or not a multiple of 8
+    /// (`RDLEN`/`TDLEN` must be a multiple of 128 bytes).
+    RingSize {
+        /// `"rx"` or `"tx"`.
+        ring: &'static str,
+        /// The size asked for.
+        size: u32,
+    },
+    /// A configuration field out of its range.
+    Field {
+        /// The [`EmConfig`](super::EmConfig) field.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// What the field accepts.
+        accepts: &'static str,
+    },
+    /// The device refused to enable a ring (it did not accept the ring's
+    /// base and length registers).
+    DeviceRefused,
+    /// The device had no DMA memory for the rings.
+    Dma(String),
+    /// A lock-held entry point for the big lock called in a mode whose
+    /// start routine the big lock does not serialize.
+    WrongMode(Mode),
+    /// Queue index out of range.
+    NoQueue(usize),
+    /// A configuration the send queue refused.
+    Config(String),
+}
+
+impl fmt::Display for EmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RingSize { ring, size } => write!(
+                f,
+                "{ring} ring of {size} descriptors: must be a multiple of 8 in {MIN_DESC}..={MAX_DESC}"
+            ),
+            Self::Field {
+                field,
+                value,
+                accepts,
+            } => write!(f, "{field} = {value}: expected {accepts}"),
+            Self::DeviceRefused => f.write_str("the device refused the ring setup"),
+            Self::Dma(e) => write!(f, "no DMA memory for the rings: {e}"),
+            Self::WrongMode(m) => write!(f, "lock-held big-lock entry point called in {m} mode"),
+            Self::NoQueue(q) => write!(f, "no queue {q}"),
+            Self::Config(e) => write!(f, "send queue configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmError {}
+
+/// A packet [`Em::transmit`](super::Em::transmit) did not queue; it comes
+/// back to be freed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TxError {
+    /// The interface is not running.
+    Down(Mbuf),
+    /// Zero-length frame.
+    Empty(Mbuf),
+    /// Frame longer than `mtu + 14`.
+    Oversize {
+        /// The frame.
+        packet: Mbuf,
+        /// Largest frame accepted.
+        max: usize,
+    },
+    /// The send queue was full (a counted `qdrop`): the packet dropped.
+    QueueFull(Mbuf),
+    /// No such queue.
+    NoQueue(Mbuf),
+}
+
+impl TxError {
+    /// The packet, to free or retry.
+    pub fn into_packet(self) -> Mbuf {
+        match self {
+            Self::Down(m)
+            | Self::Empty(m)
+            | Self::QueueFull(m)
+            | Self::NoQueue(m)
+            | Self::Oversize { packet: m, .. } => m,
+        }
+    }
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Down(_) => f.write_str("interface is down"),
+            Self::Empty(_) => f.write_str("zero-length frame"),
+            Self::Oversize { packet, max } => {
+                write!(
+                    f,
+                    "frame of {} bytes exceeds the {max}-byte maximum",
+                    packet.len()
+                )
+            }
+            Self::QueueFull(_) => f.write_str("send queue full: packet dropped"),
+            Self::NoQueue(_) => f.write_str("no such transmit queue"),
+        }
+    }
+}
+
+impl std::error::Error for TxError {}

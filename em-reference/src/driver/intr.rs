@@ -1,0 +1,78 @@
+//! The interrupt handler (`em_intr`), entered as the policy says: the big
+//! lock, nothing, or the ifnet serializer through its handler gating.
+
+use mpsafe_serializer::Serialized;
+
+use super::Softc;
+use super::mode::{Entry, Mode, Proof};
+use crate::biglock::Path;
+use crate::hw::{Hardware, IntrHandler, Reg};
+
+impl<H: Hardware> IntrHandler for Softc<H> {
+    /// `em_intr`.
+    fn intr(&self) -> bool {
+        loop {
+            match self.core.mode().entry(Path::Interrupt) {
+                Entry::Serializer => {
+                    // DragonFly: the handler runs through the serializer's
+                    // handler gating, so `handler_disable` in stop is the
+                    // interrupt barrier.
+                    match self.core.ifnet.handler_call(|s| self.intr_serialized(s)) {
+                        // Handlers disabled: the interface is stopping.
+                        None => return false,
+                        Some(Some(claimed)) => return claimed,
+                        // The mode changed while this call waited: again.
+                        Some(None) => {}
+                    }
+                }
+                _ => {
+                    let p = self.core.enter(Path::Interrupt, None);
+                    return self.intr_locked(&p, None);
+                }
+            }
+        }
+    }
+}
+
+impl<H: Hardware> Softc<H> {
+    /// Inside the serializer: the mode is re-read, as a switch may have
+    /// changed it while the handler waited to enter.
+    fn intr_serialized(&self, s: &Serialized<'_>) -> Option<bool> {
+        (self.core.mode() == Mode::Serialized).then(|| self.intr_locked(&Proof::Ifnet(s), Some(s)))
+    }
+
+    /// The handler body under its entry's proof; `outer` is the ifnet
+    /// guard when the handler runs inside the serializer.
+    fn intr_locked(&self, proof: &Proof<'_>, outer: Option<&Serialized<'_>>) -> bool {
+        self.core.check(proof);
+        let icr = self.hw.read(Reg::ICR);
+        if icr == 0 {
+            return false;
+        }
+        // ICR_LSC (link state change): nothing to renegotiate here.
+        if !self.core.is_running() {
+            return true;
+        }
+        for q in 0..self.queues.len() {
+            self.rxeof(q, &self.core.enter(Path::Rx, outer));
+            self.txeof(q, outer);
+            let fill = self.core.enter(Path::RxFill, outer);
+            self.rxfill(q, &fill);
+            drop(fill);
+            self.kick(q, outer);
+        }
+        true
+    }
+
+    /// Tx completion for queue `q`, then a restart if the ring had filled
+    /// (seed 002: "restart from an mpsafe interrupt context"), through the
+    /// send queue unless inside the ifnet serializer.
+    fn txeof(&self, q: usize, outer: Option<&Serialized<'_>>) {
+        let ifq = &self.queues[q].ifq;
+        let p = self.core.enter(Path::TxEof, outer);
+        ifq.driver().txeof(&p);
+        if !matches!(p, Proof::Ifnet(_)) {
+            ifq.restart_if_oactive();
+        }
+    }
+}

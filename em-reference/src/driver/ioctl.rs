@@ -1,0 +1,182 @@
+//! The ioctl paths, all inside the ifnet serializer: init (`em_init`), stop
+//! (`em_stop`) in its documented order, ring sizes, purge.
+
+use std::sync::atomic::Ordering;
+
+use mpsafe_serializer::Serialized;
+
+use super::Softc;
+use super::config::check_ring;
+use super::errors::EmError;
+use super::mode::{Entry, Proof};
+use super::stats::Counters;
+use crate::biglock::Path;
+use crate::hw::{Hardware, Reg};
+use crate::pool::Mbuf;
+use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_EN, TCTL_EN};
+
+impl<H: Hardware> Softc<H> {
+    /// `em_init`: from a stopped device, program both units, refill, set
+    /// RUNNING last, unmask, start what was queued while down.
+    pub(crate) fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
+        self.core.check_ifnet(s);
+        let _k = self.core.enter(Path::Ioctl, Some(s));
+        self.stop_locked(s);
+        self.hw.write(Reg::CTRL, CTRL_SLU);
+        self.hw.write(Reg::ITR, self.cfg.itr());
+        let rx_n = self.rx_desc.load(Ordering::Relaxed);
+        let tx_n = self.tx_desc.load(Ordering::Relaxed);
+        for (q, qp) in self.queues.iter().enumerate() {
+            qp.ifq.driver().init_locked(tx_n);
+            self.rx_init_locked(q, rx_n);
+        }
+        self.hw.write(Reg::TCTL, TCTL_EN);
+        self.hw.write(Reg::RCTL, RCTL_EN);
+        let ok = |r, bit| self.hw.read(r) & bit != 0;
+        if !ok(Reg::RCTL, RCTL_EN) || !ok(Reg::TCTL, TCTL_EN) {
+            self.stop_locked(s);
+            return Err(EmError::DeviceRefused);
+        }
+        for q in 0..self.queues.len() {
+            let p = self.core.enter(Path::RxFill, Some(s));
+            self.rxfill(q, &p);
+        }
+        self.go_running(s);
+        Counters::bump(&self.ctr.inits);
+        // Packets queued while down go out now.
+        for q in 0..self.queues.len() {
+            self.kick(q, Some(s));
+        }
+        Ok(())
+    }
+
+    /// The end of init: RUNNING last (a handler or start that sees it sees
+    /// the rings), the send queues running, handlers enabled, unmasked.
+    fn go_running(&self, s: &Serialized<'_>) {
+        self.core.set_running(s, true);
+        for qp in self.queues.iter() {
+            qp.ifq.clear_oactive();
+            qp.ifq.set_running(true);
+        }
+        if !s.handlers_enabled() {
+            // Before unmasking: the first interrupt must find them on.
+            s.handler_enable();
+        }
+        self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
+    }
+
+    /// `em_stop`, in order: clear RUNNING, mask and reset the device, the
+    /// interrupt barrier, the start barrier, clear `oactive`, free the
+    /// transmit then the receive structures.
+    pub(crate) fn stop_locked(&self, s: &Serialized<'_>) {
+        self.core.check_ifnet(s);
+        let mut k = self.core.enter(Path::Ioctl, Some(s));
+        let was_running = self.core.is_running();
+        // 1. Clear RUNNING: new handler passes and starts do nothing.
+        self.core.set_running(s, false);
+        for qp in self.queues.iter() {
+            qp.ifq.set_running(false);
+        }
+        // Disable interrupts and reset the device: when the reset returns it
+        // no longer touches the rings (em_disable_intr, em_reset_hw).
+        self.hw.write(Reg::IMC, !0);
+        self.hw.write(Reg::CTRL, CTRL_RST);
+        // 2. Interrupt barrier, 3. start barrier.
+        self.quiesce(&mut k);
+        // 4. Clear oactive. 5. Free transmit, then receive structures.
+        for qp in self.queues.iter() {
+            qp.ifq.clear_oactive();
+        }
+        for qp in self.queues.iter() {
+            qp.ifq.driver().free_locked();
+        }
+        for q in 0..self.queues.len() {
+            self.rx_free_locked(q);
+        }
+        if was_running {
+            Counters::bump(&self.ctr.stops);
+        }
+    }
+
+    /// The interrupt and start barriers, as the mode's entry for ioctl
+    /// allows them:
+    ///
+    /// - inside the ifnet serializer that also serializes the interrupt and
+    ///   start ([`Entry::Serializer`]): `handler_disable` is the interrupt
+    ///   barrier (no handler runs while we are inside; one that enters
+    ///   after us is skipped) and holding the serializer is the start
+    ///   barrier (start bodies run only inside it);
+    /// - under the big lock: the interrupt gate's barrier and each queue's
+    ///   start barrier, with the big lock dropped as `tsleep` drops it (a
+    ///   handler or start waiting for the lock must get it to finish);
+    /// - otherwise the same two barriers, directly.
+    pub(crate) fn quiesce(&self, k: &mut Proof<'_>) {
+        let barriers = || {
+            self.hw.intr_barrier();
+            for qp in self.queues.iter() {
+                qp.ifq
+                    .barrier()
+                    .expect("stop is never called from inside the start routine");
+            }
+        };
+        match k {
+            Proof::Ifnet(s) => s.handler_disable(),
+            Proof::Big(k) => k.sleep(barriers),
+            _ => barriers(),
+        }
+    }
+
+    /// `SIOCSIFRXR`-like: new ring sizes, applied by re-initialising a
+    /// running interface.
+    pub(crate) fn set_ring_sizes_locked(
+        &self,
+        s: &Serialized<'_>,
+        rx: u32,
+        tx: u32,
+    ) -> Result<(), EmError> {
+        self.core.check_ifnet(s);
+        check_ring("rx", rx)?;
+        check_ring("tx", tx)?;
+        let _k = self.core.enter(Path::Ioctl, Some(s));
+        self.rx_desc.store(rx, Ordering::Relaxed);
+        self.tx_desc.store(tx, Ordering::Relaxed);
+        if self.core.is_running() {
+            self.init_locked(s)?;
+        }
+        Ok(())
+    }
+
+    /// `if_down`'s purge: whatever the send queues hold is freed and counted.
+    pub(crate) fn purge(&self) {
+        for qp in self.queues.iter() {
+            let purged: Vec<Mbuf> = qp.ifq.purge().collect();
+            self.ctr
+                .tx_purged
+                .fetch_add(purged.len() as u64, Ordering::Relaxed);
+            self.pool.free_all(purged);
+        }
+    }
+
+    /// Asks queue `q` to start after init or completion. Inside the ifnet
+    /// serializer in [`Mode::Serialized`](super::Mode::Serialized) the start
+    /// body runs right here with that serializer as its proof: going
+    /// through the send queue would enter the serializer again, which is
+    /// not recursive. Otherwise the send queue's serialized start runs it.
+    pub(crate) fn kick(&self, q: usize, outer: Option<&Serialized<'_>>) {
+        let ifq = &self.queues[q].ifq;
+        match (self.core.mode().entry(Path::Start), outer) {
+            (Entry::Serializer, Some(s)) => {
+                if ifq.is_oactive() || !ifq.is_empty() {
+                    ifq.clear_oactive();
+                    ifq.driver().start_locked(ifq.queue(), &Proof::Ifnet(s));
+                }
+            }
+            _ => {
+                ifq.restart_if_oactive();
+                if !ifq.is_empty() {
+                    ifq.start();
+                }
+            }
+        }
+    }
+}

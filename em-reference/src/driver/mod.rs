@@ -1,0 +1,406 @@
+//! The em(4) driver, in the four locking designs the seeds walk through,
+//! generic over the device it drives ([`Hardware`]).
+//!
+//! Each path asks the mode policy ([`Mode::entry`]) what to enter:
+//!
+//! | path | [`Mode::BigLock`] | [`Mode::RxUnlocked`] (seed 000) | [`Mode::Mpsafe`] (seeds 002, 001) | [`Mode::Serialized`] (seed 001) |
+//! | --- | --- | --- | --- | --- |
+//! | interrupt entry | big lock | — (device gate only) | — (device gate only) | ifnet serializer, through `handler_call` |
+//! | rx completion (`rxeof`) | big lock + rx mutex | rx mutex, frees and `if_input` after it | same as RxUnlocked | ifnet serializer (held) + rx mutex |
+//! | rx refill (`rxfill`) | big lock + rx mutex | big lock + rx mutex | rx mutex | ifnet serializer (held) + rx mutex |
+//! | tx completion (`txeof`) | big lock | big lock | combiner; `restart` if `oactive` | ifnet serializer (held); start called directly |
+//! | start | big lock (inside the ifq serializer) | big lock (inside the ifq serializer) | ifq serializer only | ifnet serializer (entered by the ifq task, or held by the interrupt and init) |
+//! | init / stop / ioctl | ifnet serializer + big lock | ifnet serializer + big lock | ifnet serializer | ifnet serializer |
+//! | interrupt barrier in stop | device gate barrier | device gate barrier | device gate barrier | `handler_disable` |
+//!
+//! Lock order: ifnet serializer → big lock → rx mutex → buffer pool. The ifq
+//! serializer never blocks, so it sits outside the order (seed 002: "because
+//! contention on the ifq_serializer causes the second context to return
+//! immediately ... all the problems are avoided"). In `Serialized` the ifq's
+//! start task *does* block, entering the ifnet serializer; nothing inside
+//! that serializer ever waits for the ifq's start barrier, and the
+//! interrupt and init paths, which hold it, run the start body directly
+//! instead of through the send queue (the serializer is not recursive).
+//!
+//! One file per concept: [`mode`](self) policy, `core` (mode, RUNNING, the
+//! locks the policy hands out), `tx`, `rx`, `ioctl`, `intr`, `stats`,
+//! `errors`, `config`, `stack`. Nothing here names a concrete device.
+
+mod config;
+mod core;
+mod errors;
+mod intr;
+mod ioctl;
+mod mode;
+mod rx;
+mod stack;
+mod stats;
+mod tx;
+
+use std::fmt;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use mpsafe_ifqueue::{Config as IfqConfig, Dropped, Fifo, IfQueue};
+use mpsafe_serializer::{Serialized, Serializer};
+
+pub use self::config::{ETHER_HDR_LEN, EmConfig, MAX_DESC, MIN_DESC};
+pub use self::errors::{EmError, TxError};
+pub use self::mode::{Entry, Mode};
+pub use self::stack::{Sink, Stack};
+pub use self::stats::EmStats;
+
+use self::core::Core;
+use self::mode::Proof;
+use self::rx::RxQueue;
+use self::stats::Counters;
+use self::tx::TxRing;
+use crate::biglock::{KernelGuard, KernelLock, Path};
+use crate::hw::{Hardware, IntrHandler};
+use crate::pool::{Mbuf, Pool};
+
+/// One queue pair: the receive ring and the send queue whose start routine
+/// feeds the transmit ring.
+struct QueuePair<H: Hardware> {
+    rxq: RxQueue,
+    ifq: IfQueue<Fifo<Mbuf>, TxRing<H>>,
+}
+
+impl<H: Hardware> QueuePair<H> {
+    fn new(q: usize, hw: &Arc<H>, core: &Arc<Core>, cfg: &EmConfig) -> Result<Self, EmError> {
+        let dma = |n| hw.dma_alloc(n).map_err(|e| EmError::Dma(e.to_string()));
+        let rxq = RxQueue::new(dma(MAX_DESC as usize)?);
+        let tx = TxRing::new(q, Arc::clone(core), Arc::clone(hw), dma(MAX_DESC as usize)?);
+        let ifq = IfQueue::new(
+            Fifo::with_capacity(cfg.ifq_maxlen),
+            IfqConfig::with_maxlen(cfg.ifq_maxlen),
+            tx,
+        )
+        .map_err(|e| EmError::Config(e.to_string()))?;
+        ifq.set_running(false);
+        Ok(Self { rxq, ifq })
+    }
+}
+
+/// The driver's state (`em_softc`), shared with the interrupt handler.
+struct Softc<H: Hardware> {
+    cfg: EmConfig,
+    hw: Arc<H>,
+    pool: Pool,
+    core: Arc<Core>,
+    /// Ring sizes for the next init (ioctl), written under `ifnet`.
+    rx_desc: AtomicU32,
+    tx_desc: AtomicU32,
+    queues: Box<[QueuePair<H>]>,
+    stack: Arc<dyn Stack>,
+    epoch: Instant,
+    ctr: Counters,
+}
+
+impl<H: Hardware> Softc<H> {
+    fn ticks(&self) -> u64 {
+        // Milliseconds since attach: the rx ring's watermark clock.
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// The em(4) driver attached to a device `H` (the simulated
+/// [`Device`](crate::Device), or a real one behind [`Hardware`]).
+///
+/// Entry points come in pairs (seed 003's `foo()` / `foo_locked()`):
+/// [`init`](Em::init) / [`init_locked`](Em::init_locked),
+/// [`stop`](Em::stop) / [`stop_locked`](Em::stop_locked) take the ifnet
+/// [`Serializer`] (and the big lock, in the modes that use it) or demand its
+/// guard; [`start`](Em::start) / [`start_locked`](Em::start_locked) run the
+/// start routine through the send queue's serializer or under the caller's
+/// big lock. A guard from another interface's serializer or another big
+/// lock is refused with a panic.
+pub struct Em<H: Hardware> {
+    sc: Arc<Softc<H>>,
+}
+
+impl<H: Hardware> fmt::Debug for Em<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Em")
+            .field("mode", &self.mode())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Hardware> Em<H> {
+    /// Attaches the driver to `hw` (`em_attach`): validates `cfg`, allocates
+    /// descriptor memory for the largest rings, builds the send queues,
+    /// establishes the interrupt. The interface starts down; call
+    /// [`init`](Em::init).
+    ///
+    /// `big` is the kernel's big lock (shared by every driver of the
+    /// simulated kernel); `stack` receives the packets.
+    ///
+    /// # Errors
+    ///
+    /// [`EmError::RingSize`] or [`EmError::Field`] for a configuration out of
+    /// range (the device is not touched), [`EmError::Config`] for a send
+    /// queue length the queue refuses, [`EmError::Dma`] without DMA memory.
+    pub fn attach(
+        hw: Arc<H>,
+        cfg: EmConfig,
+        big: Arc<KernelLock>,
+        stack: Arc<dyn Stack>,
+    ) -> Result<Self, EmError> {
+        cfg.validate()?;
+        let core = Arc::new(Core::new(cfg.mode, big));
+        let queues = (0..hw.queues())
+            .map(|q| QueuePair::new(q, &hw, &core, &cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sc = Arc::new(Softc {
+            rx_desc: AtomicU32::new(cfg.rx_desc),
+            tx_desc: AtomicU32::new(cfg.tx_desc),
+            cfg,
+            pool: hw.pool().clone(),
+            hw,
+            core,
+            queues: queues.into_boxed_slice(),
+            stack,
+            epoch: Instant::now(),
+            ctr: Counters::default(),
+        });
+        let weak: Weak<dyn IntrHandler> = Arc::downgrade(&sc) as Weak<Softc<H>>;
+        sc.hw.intr_establish(weak);
+        Ok(Self { sc })
+    }
+
+    /// The locking design running now.
+    pub fn mode(&self) -> Mode {
+        self.sc.core.mode()
+    }
+
+    /// Number of queue pairs.
+    pub fn queues(&self) -> usize {
+        self.sc.queues.len()
+    }
+
+    /// The device.
+    pub fn hardware(&self) -> &Arc<H> {
+        &self.sc.hw
+    }
+
+    /// The ifnet serializer: enter it to call the `*_locked` ioctl entry
+    /// points.
+    pub fn ifnet(&self) -> &Serializer {
+        &self.sc.core.ifnet
+    }
+
+    /// The big lock this driver uses in the modes that need it.
+    pub fn big_lock(&self) -> &KernelLock {
+        &self.sc.core.big
+    }
+
+    /// Whether the interface is running (`IFF_RUNNING`).
+    pub fn is_running(&self) -> bool {
+        self.sc.core.is_running()
+    }
+
+    /// Brings the interface up (`em_init`): takes the ifnet serializer and,
+    /// in the big-lock modes, the big lock.
+    ///
+    /// # Errors
+    ///
+    /// [`EmError::DeviceRefused`] if the device did not accept the rings.
+    pub fn init(&self) -> Result<(), EmError> {
+        let s = self.sc.core.ifnet.enter();
+        self.init_locked(&s)
+    }
+
+    /// [`init`](Em::init) for a caller inside this interface's ifnet
+    /// serializer.
+    ///
+    /// # Errors
+    ///
+    /// As [`init`](Em::init).
+    ///
+    /// # Panics
+    ///
+    /// If `s` is a guard of another serializer.
+    pub fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
+        self.sc.init_locked(s)
+    }
+
+    /// Brings the interface down (`em_stop`) in the documented order: clear
+    /// RUNNING, disable and reset the device, interrupt barrier, start
+    /// barrier, clear `oactive`, free transmit then receive structures.
+    pub fn stop(&self) {
+        let s = self.sc.core.ifnet.enter();
+        self.stop_locked(&s);
+    }
+
+    /// [`stop`](Em::stop) for a caller inside this interface's ifnet
+    /// serializer.
+    ///
+    /// # Panics
+    ///
+    /// If `s` is a guard of another serializer.
+    pub fn stop_locked(&self, s: &Serialized<'_>) {
+        self.sc.stop_locked(s);
+    }
+
+    /// `if_down`: [`stop`](Em::stop), then purge the send queues (the purged
+    /// packets are freed and counted).
+    pub fn down(&self) {
+        let s = self.sc.core.ifnet.enter();
+        self.stop_locked(&s);
+        self.sc.purge();
+    }
+
+    /// `if_up`: [`init`](Em::init).
+    ///
+    /// # Errors
+    ///
+    /// As [`init`](Em::init).
+    pub fn up(&self) -> Result<(), EmError> {
+        self.init()
+    }
+
+    /// Changes the ring sizes (an `ioctl`, like `SIOCSIFRXR`); a running
+    /// interface is re-initialised with them.
+    ///
+    /// # Errors
+    ///
+    /// [`EmError::RingSize`] (nothing changes), or as [`init`](Em::init).
+    pub fn set_ring_sizes(&self, rx: u32, tx: u32) -> Result<(), EmError> {
+        let s = self.sc.core.ifnet.enter();
+        self.set_ring_sizes_locked(&s, rx, tx)
+    }
+
+    /// [`set_ring_sizes`](Em::set_ring_sizes) inside this interface's ifnet
+    /// serializer.
+    ///
+    /// # Errors
+    ///
+    /// As [`set_ring_sizes`](Em::set_ring_sizes).
+    ///
+    /// # Panics
+    ///
+    /// If `s` is a guard of another serializer.
+    pub fn set_ring_sizes_locked(
+        &self,
+        s: &Serialized<'_>,
+        rx: u32,
+        tx: u32,
+    ) -> Result<(), EmError> {
+        self.sc.set_ring_sizes_locked(s, rx, tx)
+    }
+
+    /// Queues `packet` on send queue `queue` and starts it (`if_enqueue`).
+    ///
+    /// In [`Mode::Serialized`] the start enters the ifnet serializer: do not
+    /// call this from inside it (use [`start_serialized`](Em::start_serialized)
+    /// there).
+    ///
+    /// # Errors
+    ///
+    /// [`TxError`] with the packet: malformed, interface down, send queue
+    /// full (a counted drop). Nothing is lost: the caller frees it.
+    pub fn transmit(&self, queue: usize, packet: Mbuf) -> Result<(), TxError> {
+        let sc = &self.sc;
+        let max = sc.cfg.mtu + ETHER_HDR_LEN;
+        let Some(qp) = sc.queues.get(queue) else {
+            return Err(TxError::NoQueue(packet));
+        };
+        if packet.is_empty() || packet.len() > max {
+            Counters::bump(&sc.ctr.tx_bad);
+            return Err(if packet.is_empty() {
+                TxError::Empty(packet)
+            } else {
+                TxError::Oversize { packet, max }
+            });
+        }
+        if !self.is_running() {
+            Counters::bump(&sc.ctr.tx_down);
+            return Err(TxError::Down(packet));
+        }
+        qp.ifq.transmit(packet).or_else(|d| {
+            Counters::bump(&sc.ctr.tx_qdrops);
+            match d {
+                // A FIFO never evicts; a priority queue would, and the
+                // victim is ours to free.
+                Dropped::Evicted(m) => {
+                    m.free();
+                    Ok(())
+                }
+                d => Err(TxError::QueueFull(d.into_packet())),
+            }
+        })
+    }
+
+    /// Asks send queue `queue` to start (`if_start`): runs the start routine
+    /// through the queue's serializer. Never blocks, except in
+    /// [`Mode::Serialized`], where the start routine enters the ifnet
+    /// serializer.
+    pub fn start(&self, queue: usize) {
+        if let Some(qp) = self.sc.queues.get(queue) {
+            qp.ifq.start();
+        }
+    }
+
+    /// Runs the start routine of `queue` directly, for a caller that holds
+    /// the big lock (the pre-2015 `em_start(ifp)` call from the interrupt).
+    ///
+    /// # Errors
+    ///
+    /// [`EmError::WrongMode`] where the big lock does not serialize the start
+    /// routine; [`EmError::NoQueue`].
+    ///
+    /// # Panics
+    ///
+    /// If `k` holds another big lock than this driver's.
+    pub fn start_locked(&self, queue: usize, k: &KernelGuard<'_>) -> Result<(), EmError> {
+        self.sc.core.check_big(k);
+        if !self.mode().locks(Path::Start) {
+            return Err(EmError::WrongMode(self.mode()));
+        }
+        let qp = self.sc.queues.get(queue).ok_or(EmError::NoQueue(queue))?;
+        let ifq = &qp.ifq;
+        ifq.driver().start_locked(ifq.queue(), &Proof::BigHeld(k));
+        Ok(())
+    }
+
+    /// Runs the start routine of `queue` directly, for a caller inside this
+    /// interface's ifnet serializer in [`Mode::Serialized`] (DragonFly's
+    /// `if_devstart` under `ifp->if_serializer`).
+    ///
+    /// # Errors
+    ///
+    /// [`EmError::WrongMode`] in the other modes; [`EmError::NoQueue`].
+    ///
+    /// # Panics
+    ///
+    /// If `s` is a guard of another serializer.
+    pub fn start_serialized(&self, queue: usize, s: &Serialized<'_>) -> Result<(), EmError> {
+        self.sc.core.check_ifnet(s);
+        if self.mode() != Mode::Serialized {
+            return Err(EmError::WrongMode(self.mode()));
+        }
+        let qp = self.sc.queues.get(queue).ok_or(EmError::NoQueue(queue))?;
+        qp.ifq
+            .driver()
+            .start_locked(qp.ifq.queue(), &Proof::Ifnet(s));
+        Ok(())
+    }
+
+    /// Statistics, with the rx ring table and buffer accounting.
+    pub fn stats(&self) -> EmStats {
+        self.sc.stats()
+    }
+}
+
+impl<H: Hardware> Drop for Em<H> {
+    fn drop(&mut self) {
+        // Detach: down, so every buffer goes back to the pool; then unhook
+        // the interrupt and wait out a call in flight, so the driver state
+        // is never dropped on the interrupt thread.
+        self.down();
+        self.sc.hw.intr_disestablish();
+    }
+}

@@ -1,0 +1,196 @@
+//! Receive: completion (`em_rxeof`), refill (`em_rxfill`) and the refill
+//! retry timer, ring setup, and freeing the ring at stop.
+
+use std::sync::Arc;
+
+use mpsafe_rxring::{LockedRxRing, RxRing, RxRingGuard};
+use mpsafe_serializer::RawSerializer;
+
+use super::Softc;
+use super::mode::Proof;
+use crate::desc::{DESC_SIZE, DescRing, RXD_STAT_DD, RXD_STAT_EOP};
+use crate::hw::{Hardware, Reg};
+use crate::pool::{BufState, Mbuf, Pool};
+
+/// The driver's receive-side state that the rx mutex protects along with the
+/// [`RxRing`] accounting.
+#[derive(Debug, Default)]
+pub(crate) struct RxSoft {
+    /// Active ring size (set at init).
+    pub(crate) n: u32,
+    /// Next descriptor to check for a completed frame.
+    next: u32,
+    /// Next descriptor to fill; the value written to `RDT`.
+    tail: u32,
+    pub(crate) packets: u64,
+    pub(crate) errors: u64,
+}
+
+pub(crate) type RxLock = LockedRxRing<RawSerializer, RxSoft>;
+
+/// One receive queue: the accounting under its mutex and the descriptors.
+pub(crate) struct RxQueue {
+    pub(crate) rx: RxLock,
+    pub(crate) ring: Arc<DescRing>,
+    pub(crate) bus: u64,
+}
+
+impl RxQueue {
+    pub(crate) fn new(ring: (u64, Arc<DescRing>)) -> Self {
+        Self {
+            rx: LockedRxRing::new(RxRing::torn_down(), RxSoft::default()),
+            ring: ring.1,
+            bus: ring.0,
+        }
+    }
+}
+
+impl<H: Hardware> Softc<H> {
+    /// Receive completion (`em_rxeof`), seed 000 style: the ring under the
+    /// rx mutex, error frees deferred to a list and done after it, the stack
+    /// called with no lock held.
+    pub(crate) fn rxeof(&self, q: usize, proof: &Proof<'_>) {
+        self.core.check(proof);
+        let rxq = &self.queues[q].rxq;
+        let mut input = Vec::new();
+        let mut free = Vec::new();
+        {
+            let mut rx = rxq.rx.lock();
+            // Nothing posted (or torn down by stop): stay off the ring.
+            if rx.inuse() == 0 {
+                return;
+            }
+            rxeof_locked(&self.pool, rxq, &mut rx, &mut input, &mut free);
+        }
+        self.pool.free_all(free);
+        if !input.is_empty() && self.stack.input(q, &mut input) {
+            rxq.rx.livelocked(self.ticks());
+        }
+        // The stack takes everything; anything left is ours to free.
+        self.pool.free_all(input);
+    }
+
+    /// Receive refill (`em_rxfill`): reserve slots from the ring accounting,
+    /// post a fresh buffer in each, write `RDT`. Returns whether it posted.
+    pub(crate) fn rxfill(&self, q: usize, proof: &Proof<'_>) -> bool {
+        self.core.check(proof);
+        let rxq = &self.queues[q].rxq;
+        let now = self.ticks();
+        let mut rx = rxq.rx.lock();
+        let (rxr, soft) = rx.split();
+        let n = soft.n;
+        if n == 0 {
+            return false;
+        }
+        let mut fill = rxr.reserve(n, now);
+        let mut tail = soft.tail;
+        while !fill.is_empty() {
+            let Some(m) = self.pool.alloc() else { break };
+            let addr = m.into_ring(BufState::OnRxRing);
+            rxq.ring.get(tail as usize).post_rx(addr);
+            let took = fill.take_one();
+            debug_assert!(took);
+            tail = (tail + 1) % n;
+        }
+        let posted = fill.finish();
+        if posted > 0 {
+            soft.tail = tail;
+            // Under the rx mutex, so two refills cannot move RDT backwards.
+            self.hw.write(Reg::rdt(q), tail);
+        }
+        posted > 0
+    }
+
+    /// Receive unit setup (`em_setup_receive_structures`): the accounting
+    /// live again with its watermarks, the descriptors cleared, the ring
+    /// registers programmed.
+    pub(crate) fn rx_init_locked(&self, q: usize, n: u32) {
+        let rxq = &self.queues[q].rxq;
+        {
+            let mut rx = rxq.rx.lock();
+            let (rxr, soft) = rx.split();
+            rxr.init(self.cfg.rx_lwm.min(n - 1), n - 1, self.ticks())
+                .expect("lwm <= hwm: validated at attach");
+            soft.n = n;
+            soft.next = 0;
+            soft.tail = 0;
+        }
+        for i in 0..n as usize {
+            rxq.ring.get(i).clear();
+        }
+        self.hw.write(Reg::rdbal(q), rxq.bus as u32);
+        self.hw.write(Reg::rdbah(q), (rxq.bus >> 32) as u32);
+        self.hw.write(Reg::rdlen(q), n * DESC_SIZE as u32);
+        self.hw.write(Reg::rdh(q), 0);
+        self.hw.write(Reg::rdt(q), 0);
+    }
+
+    /// Seed 000: `if_rxr_init(0, 0)` under the rx mutex first, so rx
+    /// completion (which checks `inuse` under the mutex) stays off the ring
+    /// from here on; then free the buffers outside the mutex.
+    pub(crate) fn rx_free_locked(&self, q: usize) {
+        let rxq = &self.queues[q].rxq;
+        let (n, next, tail, inuse) = {
+            let mut rx = rxq.rx.lock();
+            let inuse = rx.teardown();
+            let soft = rx.data_mut();
+            let r = (soft.n, soft.next, soft.tail, inuse);
+            soft.next = 0;
+            soft.tail = 0;
+            r
+        };
+        let mut bufs = Vec::with_capacity(inuse as usize);
+        let mut i = next;
+        let mut flushed = 0;
+        for _ in 0..inuse {
+            let d = rxq.ring.get(i as usize);
+            let wb = d.rx_writeback();
+            if wb.status & RXD_STAT_DD != 0 {
+                flushed += 1;
+            }
+            bufs.push(self.pool.reclaim(wb.addr, BufState::OnRxRing));
+            d.clear();
+            i = (i + 1) % n;
+        }
+        debug_assert!(inuse == 0 || i == tail, "posted slots end at the tail");
+        self.ctr.add_rx_flushed(flushed);
+        self.pool.free_all(bufs);
+    }
+}
+
+fn rxeof_locked(
+    pool: &Pool,
+    rxq: &RxQueue,
+    rx: &mut RxRingGuard<'_, RawSerializer, RxSoft>,
+    input: &mut Vec<Mbuf>,
+    free: &mut Vec<Mbuf>,
+) {
+    let (rxr, soft) = rx.split();
+    let inuse = rxr.inuse();
+    let n = soft.n;
+    let mut i = soft.next;
+    let mut done = 0;
+    // Only posted slots: a reclaimed, not yet refilled slot still shows
+    // the previous lap's DD bit.
+    while done < inuse {
+        let wb = rxq.ring.get(i as usize).rx_writeback();
+        if wb.status & RXD_STAT_DD == 0 {
+            break;
+        }
+        let mut m = pool.reclaim(wb.addr, BufState::OnRxRing);
+        // The length is what the descriptor says (a real device writes
+        // only the descriptor; the simulated one stored it too).
+        m.set_len(wb.len);
+        if wb.errors != 0 || wb.status & RXD_STAT_EOP == 0 || wb.len == 0 {
+            soft.errors += 1;
+            free.push(m);
+        } else {
+            soft.packets += 1;
+            input.push(m);
+        }
+        i = (i + 1) % n;
+        done += 1;
+    }
+    soft.next = i;
+    rxr.put(done).expect("never more than in use");
+}

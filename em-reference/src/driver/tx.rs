@@ -1,0 +1,208 @@
+//! Transmit: the start routine (`em_start`), tx completion (`em_txeof`) and
+//! freeing the transmit ring at stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+use mpsafe_ifqueue::{DefaultLock, Fifo, Packet, SendQueue, Start};
+use mpsafe_serializer::{Combiner, TaskOwner};
+
+use super::core::Core;
+use super::mode::{Entry, Mode, Proof};
+use crate::biglock::Path;
+use crate::desc::{DescRing, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS};
+use crate::hw::{Hardware, Reg};
+use crate::pool::{BufState, Mbuf, Pool};
+
+impl Packet for Mbuf {
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// One transmit ring: what the send queue's start routine feeds (the ifq's
+/// `ifq_softc`). `head` is written only by the start routine (serialized),
+/// `tail` only by tx completion (combined), each on its own cache line.
+pub(crate) struct TxRing<H: Hardware> {
+    pub(crate) q: usize,
+    pub(crate) core: Arc<Core>,
+    pub(crate) hw: Arc<H>,
+    pub(crate) pool: Pool,
+    pub(crate) ring: Arc<DescRing>,
+    pub(crate) bus: u64,
+    pub(crate) n: AtomicU32,
+    pub(crate) head: CachePadded<AtomicU32>,
+    pub(crate) tail: CachePadded<AtomicU32>,
+    reap: Combiner,
+    pub(crate) posted: CachePadded<AtomicU64>,
+    pub(crate) completed: CachePadded<AtomicU64>,
+    pub(crate) flushed: AtomicU64,
+}
+
+fn used(n: u32, head: u32, tail: u32) -> u32 {
+    (head + n - tail) % n
+}
+
+impl<H: Hardware> TxRing<H> {
+    pub(crate) fn new(q: usize, core: Arc<Core>, hw: Arc<H>, ring: (u64, Arc<DescRing>)) -> Self {
+        Self {
+            q,
+            core,
+            pool: hw.pool().clone(),
+            hw,
+            ring: ring.1,
+            bus: ring.0,
+            n: AtomicU32::new(0),
+            head: CachePadded::new(AtomicU32::new(0)),
+            tail: CachePadded::new(AtomicU32::new(0)),
+            reap: Combiner::new(),
+            posted: CachePadded::new(AtomicU64::new(0)),
+            completed: CachePadded::new(AtomicU64::new(0)),
+            flushed: AtomicU64::new(0),
+        }
+    }
+
+    /// The start routine body (`em_start`): dequeue while the ring has room,
+    /// one descriptor per frame, then ring the `TDT` doorbell once. `proof`
+    /// is what serializes it: the ifq serializer's owner token, the big lock
+    /// or the ifnet serializer, as the policy said.
+    pub(crate) fn start_locked(&self, queue: &SendQueue<Fifo<Mbuf>>, proof: &Proof<'_>) {
+        self.core.check(proof);
+        if !self.core.is_running() {
+            return;
+        }
+        let n = self.n.load(Ordering::Relaxed);
+        // Relaxed: only the start routine writes `head`, and it is serialized.
+        let mut head = self.head.load(Ordering::Relaxed);
+        let mut posted = 0u64;
+        loop {
+            // Acquire: the slots tx completion released are free to reuse.
+            let tail = self.tail.load(Ordering::Acquire);
+            // One slot stays empty so head == tail means "empty".
+            if used(n, head, tail) >= n - 1 {
+                let room = || used(n, head, self.tail.load(Ordering::Acquire)) < n - 1;
+                if queue.set_oactive_unless(room) {
+                    break;
+                }
+                continue;
+            }
+            let Some(m) = queue.dequeue() else { break };
+            let len = m.len() as u16;
+            let addr = m.into_ring(BufState::OnTxRing);
+            let cmd = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS;
+            self.ring.get(head as usize).post_tx(addr, len, cmd);
+            head = (head + 1) % n;
+            posted += 1;
+        }
+        if posted > 0 {
+            // Release: tx completion, which reads `head` with acquire, sees
+            // the descriptors; the TDT write publishes them to the device.
+            self.head.store(head, Ordering::Release);
+            self.hw.write(Reg::tdt(self.q), head);
+            self.posted.fetch_add(posted, Ordering::Relaxed);
+        }
+    }
+
+    /// Tx completion (`em_txeof`): reclaims every descriptor the device
+    /// marked done. Runs through a combining serializer, so any context may
+    /// call it; a caller that finds it running leaves the work to the owner.
+    pub(crate) fn txeof(&self, proof: &Proof<'_>) {
+        self.core.check(proof);
+        self.reap.run(|| {
+            let n = self.n.load(Ordering::Relaxed);
+            // Acquire: descriptors up to `head` were filled by the start routine.
+            let head = self.head.load(Ordering::Acquire);
+            let mut tail = self.tail.load(Ordering::Relaxed);
+            let mut done = Vec::new();
+            while tail != head {
+                let Some(addr) = self.ring.get(tail as usize).tx_done() else {
+                    break;
+                };
+                done.push(self.pool.reclaim(addr, BufState::OnTxRing));
+                tail = (tail + 1) % n;
+            }
+            if !done.is_empty() {
+                self.completed
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                // Release: the start routine that sees the new tail reuses
+                // the slots only after we read them.
+                self.tail.store(tail, Ordering::Release);
+                self.pool.free_all(done);
+            }
+        });
+    }
+
+    /// Programs the transmit unit for a ring of `n` descriptors
+    /// (`em_initialize_transmit_unit`); the ring is empty.
+    pub(crate) fn init_locked(&self, n: u32) {
+        self.n.store(n, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
+        self.tail.store(0, Ordering::Relaxed);
+        for i in 0..n as usize {
+            self.ring.get(i).clear();
+        }
+        let q = self.q;
+        self.hw.write(Reg::tdbal(q), self.bus as u32);
+        self.hw.write(Reg::tdbah(q), (self.bus >> 32) as u32);
+        self.hw
+            .write(Reg::tdlen(q), n * crate::desc::DESC_SIZE as u32);
+        self.hw.write(Reg::tdh(q), 0);
+        self.hw.write(Reg::tdt(q), 0);
+    }
+
+    /// Reclaims every posted descriptor, sent or not (`em_free_transmit_structures`).
+    /// Only after the interrupt and start barriers.
+    pub(crate) fn free_locked(&self) {
+        let n = self.n.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        let mut tail = self.tail.load(Ordering::Acquire);
+        let mut bufs = Vec::new();
+        while tail != head {
+            let d = self.ring.get(tail as usize);
+            let (addr, _, _) = d.tx_fetch();
+            bufs.push(self.pool.reclaim(addr, BufState::OnTxRing));
+            d.clear();
+            tail = (tail + 1) % n;
+        }
+        self.flushed.fetch_add(bufs.len() as u64, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
+        self.tail.store(0, Ordering::Relaxed);
+        self.pool.free_all(bufs);
+    }
+
+    /// The start routine as the ifq serializer runs it, in Serialized mode:
+    /// enter the ifnet serializer (blocking: nobody inside it waits for
+    /// this queue's start barrier), then re-read the mode, which a switch
+    /// may have changed while this call waited.
+    fn start_serialized(&self, queue: &SendQueue<Fifo<Mbuf>>) -> bool {
+        let s = self.core.ifnet.enter();
+        if self.core.mode() != Mode::Serialized {
+            return false;
+        }
+        self.start_locked(queue, &Proof::Ifnet(&s));
+        true
+    }
+}
+
+impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
+    fn start(&self, queue: &SendQueue<Fifo<Mbuf>>, owner: &TaskOwner<'_>) {
+        loop {
+            match self.core.mode().entry(Path::Start) {
+                // The ifq serializer alone serializes the start routine.
+                Entry::Unlocked => return self.start_locked(queue, &Proof::Task(owner)),
+                // Not MPSAFE: the start routine runs under the big lock too
+                // (seed 002's default for unconverted drivers).
+                Entry::BigLock => {
+                    let k = self.core.big.lock(Path::Start);
+                    return self.start_locked(queue, &Proof::Big(k));
+                }
+                Entry::Serializer => {
+                    if self.start_serialized(queue) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
