@@ -489,25 +489,28 @@ impl<W: Wait> Serializer<W> {
     ///
     /// As [`enter`](Self::enter), if the calling thread is already inside. A
     /// panic in `f` propagates; the serializer is exited on the way out.
-    pub fn handler_call<R>(&self, f: impl FnOnce(&Serialized<'_, W>) -> R) -> Option<R> {
+    ///
+    /// `f` gets the guard by `&mut`, so it can use accessors that hand out
+    /// `&mut` to serializer-protected data (see the crate docs).
+    pub fn handler_call<R>(&self, f: impl FnOnce(&mut Serialized<'_, W>) -> R) -> Option<R> {
         // Cheap early out, as DragonFly does: skipping a call that raced
         // with a disable is always allowed.
         if !self.handlers_enabled() {
             return None;
         }
-        let guard = self.enter();
-        guard.handlers_enabled().then(|| f(&guard))
+        let mut guard = self.enter();
+        guard.handlers_enabled().then(|| f(&mut guard))
     }
 
     /// Runs `f` as [`handler_call`](Self::handler_call) does, but only if the
     /// serializer is free: `None` if it is busy or handlers are disabled.
     /// Never waits.
-    pub fn handler_try<R>(&self, f: impl FnOnce(&Serialized<'_, W>) -> R) -> Option<R> {
+    pub fn handler_try<R>(&self, f: impl FnOnce(&mut Serialized<'_, W>) -> R) -> Option<R> {
         if !self.handlers_enabled() {
             return None;
         }
-        let guard = self.try_enter()?;
-        guard.handlers_enabled().then(|| f(&guard))
+        let mut guard = self.try_enter()?;
+        guard.handlers_enabled().then(|| f(&mut guard))
     }
 }
 
@@ -668,7 +671,7 @@ impl<W: Wait> fmt::Debug for Serialized<'_, W> {
 /// use mpsafe_serializer::{Serializer, enter_all};
 ///
 /// let rings: [Serializer; 3] = [Serializer::new(), Serializer::new(), Serializer::new()];
-/// let all = enter_all(&rings);
+/// let mut all = enter_all(&rings);
 /// assert!(rings.iter().all(Serializer::is_held));
 /// all.with(1, |tx1| assert!(core::ptr::eq(tx1.serializer(), &rings[1])));
 /// drop(all);
@@ -724,12 +727,22 @@ impl<'a, W: Wait> SerializedAll<'a, W> {
 
     /// Calls `f` with the proof of being inside serializer number `index`,
     /// for its `*_locked` functions; `None` if `index` is out of range.
-    pub fn with<R>(&self, index: usize, f: impl FnOnce(&Serialized<'a, W>) -> R) -> Option<R> {
+    ///
+    /// Takes `&mut self` and lends the proof by `&mut`, so `f` can use
+    /// accessors that hand out `&mut` to serializer-protected data, and no
+    /// second proof of the same serializer can be lent while it runs. The
+    /// proof's lifetime is `f`'s own, so `f` cannot swap it with a guard it
+    /// owns (which would make this guard exit the wrong serializer).
+    pub fn with<R>(
+        &mut self,
+        index: usize,
+        f: impl FnOnce(&mut Serialized<'_, W>) -> R,
+    ) -> Option<R> {
         let serializer = self.serializers.get(index)?;
         // The proof is lent, not given: `f` only sees a reference, and this
         // guard (not the lent one) exits the serializer.
-        let proof = ManuallyDrop::new(Serialized::new(serializer));
-        Some(f(&proof))
+        let mut proof = ManuallyDrop::new(Serialized::new(serializer));
+        Some(f(&mut proof))
     }
 }
 
@@ -993,7 +1006,7 @@ mod tests {
     #[test]
     fn enter_all_holds_all_and_releases_all() {
         let ss: [Serializer; 3] = Default::default();
-        let all = enter_all(&ss);
+        let mut all = enter_all(&ss);
         assert!(ss.iter().all(Serializer::is_held));
         assert_eq!(all.serializers().len(), 3);
         assert_eq!(

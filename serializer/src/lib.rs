@@ -33,6 +33,16 @@
 //! section and cannot move to another thread, so a lock-held entrypoint can
 //! never be called without the lock.
 //!
+//! Data that only the serializer protects sits in an `UnsafeCell`, and the
+//! accessor that hands out `&mut` to it takes the proof **by `&mut`**:
+//! `fn ring_mut<'g>(&'g self, guard: &'g mut Serialized<'_>) -> &'g mut T`.
+//! The returned borrow keeps the guard exclusively borrowed, so a second
+//! accessor call (or a second accessor of the same data) cannot overlap it.
+//! Taking `&Serialized` instead would be unsound: two calls with one shared
+//! guard give two live `&mut T` to the same data. The guard is only lent out
+//! as `&mut` ([`Serializer::handler_call`], [`SerializedAll::with`]) where no
+//! other proof of the same serializer can exist at the same time.
+//!
 //! ```
 //! use core::cell::UnsafeCell;
 //! use mpsafe_serializer::{Serialized, Serializer};
@@ -51,22 +61,25 @@
 //! impl Driver {
 //!     /// Public entrypoint: enters the serializer itself.
 //!     fn start(&self) {
-//!         let guard = self.serializer.enter();
-//!         self.start_locked(&guard);
+//!         let mut guard = self.serializer.enter();
+//!         self.start_locked(&mut guard);
 //!     }
 //!
 //!     /// Lock-held entrypoint (from `init_locked`, the interrupt handler...):
 //!     /// cannot be called without the proof.
-//!     fn start_locked(&self, guard: &Serialized<'_>) {
+//!     fn start_locked(&self, guard: &mut Serialized<'_>) {
 //!         let ring = self.ring_mut(guard);
 //!         ring.extend(self.queue.lock().unwrap().drain(..));
 //!     }
 //!
-//!     #[allow(clippy::mut_from_ref)]
-//!     fn ring_mut<'g>(&'g self, guard: &'g Serialized<'_>) -> &'g mut Vec<u32> {
+//!     /// The ring, for as long as the caller lends its proof exclusively:
+//!     /// the borrow of `guard` is what stops a second `&mut` to the ring.
+//!     fn ring_mut<'g>(&'g self, guard: &'g mut Serialized<'_>) -> &'g mut Vec<u32> {
 //!         assert!(core::ptr::eq(guard.serializer(), &self.serializer));
-//!         // SAFETY: the guard proves this thread is inside `serializer` for
-//!         // as long as the returned borrow lives, and the guard is `!Send`.
+//!         // SAFETY: the guard proves this thread is inside `serializer` (and
+//!         // is `!Send`), so no other thread touches the ring; it stays
+//!         // mutably borrowed as long as the returned reference lives, so no
+//!         // other reference to the ring made through `ring_mut` is live.
 //!         unsafe { &mut *self.ring.get() }
 //!     }
 //! }
@@ -80,7 +93,28 @@
 //! // An interrupt handler is already inside when it wants to start more.
 //! drv.queue.lock().unwrap().push(3);
 //! drv.serializer.handler_call(|guard| drv.start_locked(guard));
-//! assert_eq!(drv.ring_mut(&drv.serializer.enter()), &[1, 2, 3]);
+//! assert_eq!(drv.ring_mut(&mut drv.serializer.enter()), &[1, 2, 3]);
+//! ```
+//!
+//! Two accessor borrows at once do not compile:
+//!
+//! ```compile_fail,E0499
+//! # use core::cell::UnsafeCell;
+//! # use mpsafe_serializer::{Serialized, Serializer};
+//! # struct Driver { serializer: Serializer, ring: UnsafeCell<Vec<u32>> }
+//! # impl Driver {
+//! #     fn ring_mut<'g>(&'g self, guard: &'g mut Serialized<'_>) -> &'g mut Vec<u32> {
+//! #         assert!(core::ptr::eq(guard.serializer(), &self.serializer));
+//! #         // SAFETY: as above.
+//! #         unsafe { &mut *self.ring.get() }
+//! #     }
+//! # }
+//! # let drv = Driver { serializer: Serializer::new(), ring: UnsafeCell::new(Vec::new()) };
+//! let mut guard = drv.serializer.enter();
+//! let a = drv.ring_mut(&mut guard);
+//! let b = drv.ring_mut(&mut guard); // error: `guard` is already borrowed
+//! a.push(1);
+//! b.push(2);
 //! ```
 //!
 //! The non-blocking serializers follow the same convention with their own
