@@ -7,10 +7,16 @@ use mpsafe_serializer::{DefaultWait, Wait};
 
 use crate::sync::{AtomicU32, Backoff, Ordering};
 
-/// Set once by [`signal`](Completion::signal); never cleared except by `reset`.
+/// Set once by [`signal`](Completion::signal), as its last touch of the
+/// completion; never cleared except by `reset`. A waiter returns only once it
+/// reads this.
 const SIGNALLED: u32 = 1;
 /// Some waiter may be asleep in `W::wait`: `signal` must wake.
 const WAITERS: u32 = 2;
+/// `signal` is waking sleepers and has not stored [`SIGNALLED`] yet: waiters
+/// spin (never sleep) until it has, and must not return, since the signaller
+/// still uses the word.
+const WAKING: u32 = 4;
 
 /// A one-shot event: any number of threads [`wait`](Completion::wait) until one
 /// [`signal`](Completion::signal)s it, and everything the signalling thread did
@@ -66,23 +72,59 @@ impl<W: Wait> Completion<W> {
     ///
     /// Signalling twice is harmless. Never blocks; callable from an interrupt
     /// handler or a serializer task.
+    ///
+    /// The store that lets waiters return is the last access `signal` makes
+    /// to the completion, so a waiter may keep it on its stack, hand a pointer
+    /// to the signalling task and return as soon as it is signalled (the
+    /// `ifq_barrier` pattern): nothing touches the popped frame. Sleepers are
+    /// woken *before* that store, while the word says "waking", which keeps
+    /// the waiters from returning (they spin through the short window).
     pub fn signal(&self) {
-        // Release: a waiter whose Acquire load reads SIGNALLED sees everything
-        // this thread did before signalling (the barrier's whole point).
-        // `swap` rather than `fetch_or`: the WAITERS bit has served its purpose
-        // once we have read it.
-        let prev = self.state.swap(SIGNALLED, Ordering::Release);
-        if prev & WAITERS != 0 {
-            W::wake_all(&self.state);
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (SIGNALLED | WAKING) != 0 {
+                // Already signalled, or another signaller is finishing.
+                return;
+            }
+            if state & WAITERS == 0 {
+                // Nobody asleep: one store and done. Release: a waiter whose
+                // Acquire load reads SIGNALLED sees everything this thread
+                // did before signalling (the barrier's whole point).
+                match self.state.compare_exchange_weak(
+                    state,
+                    SIGNALLED,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => state = now,
+                }
+            } else {
+                // Relaxed: publication rides on the SIGNALLED store below;
+                // this only keeps waiters from returning while we wake them.
+                match self.state.compare_exchange_weak(
+                    state,
+                    WAKING,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => state = now,
+                }
+            }
         }
+        // The sleepers wake to WAKING and spin until the store below.
+        W::wake_all(&self.state);
+        // Release, as above. The last access to `self`.
+        self.state.store(SIGNALLED, Ordering::Release);
     }
 
     /// Blocks until [`signal`](Completion::signal) has been called (returns at
     /// once if it already has).
     ///
     /// No lost wake-up: a waiter only sleeps on the exact word value that says
-    /// "not signalled, a waiter is here", which `signal` both changes and
-    /// reads in one atomic swap.
+    /// "not signalled, a waiter is here", which `signal` both reads and
+    /// changes (to "waking") in one compare-exchange before it wakes.
     pub fn wait(&self) {
         let backoff = Backoff::new();
         loop {
@@ -90,6 +132,12 @@ impl<W: Wait> Completion<W> {
             let state = self.state.load(Ordering::Acquire);
             if state & SIGNALLED != 0 {
                 return;
+            }
+            if state & WAKING != 0 {
+                // The signaller is between its wake-up and its final store;
+                // it still uses the word, so wait for it without sleeping.
+                backoff.snooze();
+                continue;
             }
             if !backoff.is_completed() {
                 backoff.snooze();
