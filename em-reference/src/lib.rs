@@ -70,12 +70,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod biglock;
+pub mod cli;
 pub mod cpu;
 pub mod desc;
 pub mod device;
 pub mod driver;
 pub mod harness;
 pub mod hw;
+pub mod measure;
 pub mod pool;
 pub mod regs;
 #[cfg(all(feature = "uio", target_os = "linux"))]
