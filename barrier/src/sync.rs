@@ -52,27 +52,13 @@ pub(crate) const GATE_SLOTS: usize = 8;
 #[cfg(mpsafe_loom)]
 pub(crate) const GATE_SLOTS: usize = 2;
 
-/// The calling thread's gate slot: assigned round-robin on a thread's first
-/// invocation, so concurrent handler threads land on distinct cache lines.
+/// The calling thread's gate slot: its number from `mpsafe-serializer`'s
+/// thread identity (handed out in order, so concurrent handler threads
+/// usually land on distinct cache lines).
 #[cfg(all(feature = "std", not(mpsafe_loom)))]
 #[inline]
 pub(crate) fn slot_hint() -> usize {
-    use core::cell::Cell;
-    use core::sync::atomic::AtomicUsize;
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local!(static SLOT: Cell<usize> = const { Cell::new(usize::MAX) });
-
-    SLOT.try_with(|slot| {
-        let mut index = slot.get();
-        if index == usize::MAX {
-            // Relaxed: only spreads threads; any value is correct.
-            index = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed) % GATE_SLOTS;
-            slot.set(index);
-        }
-        index
-    })
-    .unwrap_or(0)
+    mpsafe_serializer::__shim::thread_id() % GATE_SLOTS
 }
 
 /// Without thread-locals, spread by stack address: distinct threads (or the

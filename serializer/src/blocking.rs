@@ -212,7 +212,7 @@ impl<W: Wait> RawSerializer<W> {
             // latest write, and a stale value never equals another thread's
             // identity.
             let id = if _owned {
-                crate::sync::thread_identity()
+                crate::sync::shared::thread_id()
             } else {
                 0
             };
@@ -227,7 +227,7 @@ impl<W: Wait> RawSerializer<W> {
         assert!(
             self.owner_thread
                 .load(core::sync::atomic::Ordering::Relaxed)
-                != crate::sync::thread_identity(),
+                != crate::sync::shared::thread_id(),
             "this thread already holds the serializer it is entering: a \
              serializer is not recursive, entering it again would deadlock"
         );

@@ -16,8 +16,8 @@ compile_error!("`--cfg mpsafe_loom` needs the `loom` feature (`--features loom`)
 pub(crate) use shared::{AtomicU32, AtomicUsize, Backoff, Ordering};
 
 /// What the sibling mpsafe crates take from this shim, so that their atomics
-/// are the very type [`Wait`](crate::Wait) takes and their back-off has the
-/// same shape under the models. Re-exported as `__shim`; not part of the
+/// are the very type [`Wait`](crate::Wait) takes, their back-off has the
+/// same shape under the models, and they share one thread identity. Re-exported as `__shim`; not part of the
 /// supported API.
 pub mod shared {
     #[cfg(not(mpsafe_loom))]
@@ -27,6 +27,10 @@ pub mod shared {
 
     #[cfg(mpsafe_loom)]
     pub use super::model::{AtomicBool, AtomicU32, AtomicUsize, Backoff, Ordering, fence};
+
+    /// The calling thread's number, never reused for another thread.
+    #[cfg(feature = "std")]
+    pub use super::thread_id;
 }
 
 /// The model's atomics and back-off.
@@ -122,17 +126,48 @@ pub(crate) mod futex {
     pub(crate) fn wake_all(_word: &AtomicU32) {}
 }
 
-/// A non-zero number unique to the calling thread while it lives: the address
-/// of one of its thread-locals.
+/// A non-zero number that names the calling thread and is never given to
+/// another thread of the process: assigned from a counter on the thread's
+/// first call and kept in a thread-local. (An address, such as that of a
+/// thread-local, is reused once its thread exits, so a thread that died
+/// holding something would pass for a later one.)
+///
+/// During its thread-local destructors a thread gets a fresh number on each
+/// call, which matches nothing recorded: owner checks then report "not the
+/// owner" rather than a false match.
 #[cfg(all(feature = "std", not(mpsafe_loom)))]
-pub(crate) fn thread_identity() -> usize {
-    std::thread_local!(static MARK: u8 = const { 0 });
-    MARK.with(|mark| core::ptr::from_ref(mark).addr())
+pub fn thread_id() -> usize {
+    use core::cell::Cell;
+
+    std::thread_local!(static ID: Cell<usize> = const { Cell::new(0) });
+    ID.try_with(|id| {
+        if id.get() == 0 {
+            id.set(next_thread_id());
+        }
+        id.get()
+    })
+    .unwrap_or_else(|_| next_thread_id())
 }
 
-/// A non-zero number unique to the calling model thread while it lives.
+/// The same for a model thread (loom's thread-locals).
 #[cfg(all(feature = "std", mpsafe_loom))]
-pub(crate) fn thread_identity() -> usize {
-    loom::thread_local!(static MARK: u8 = 0);
-    MARK.with(|mark| core::ptr::from_ref(mark).addr())
+pub fn thread_id() -> usize {
+    use core::cell::Cell;
+
+    loom::thread_local!(static ID: Cell<usize> = Cell::new(0));
+    ID.with(|id| {
+        if id.get() == 0 {
+            id.set(next_thread_id());
+        }
+        id.get()
+    })
+}
+
+#[cfg(feature = "std")]
+fn next_thread_id() -> usize {
+    // A plain atomic even under the models: it only hands out distinct
+    // numbers, which no model reasons about. Relaxed: uniqueness needs only
+    // the read-modify-write's atomicity. Starts at 1: 0 means "no owner".
+    static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }

@@ -268,7 +268,7 @@ impl TaskSerializer {
     pub fn is_owned_by_current_thread(&self) -> bool {
         self.owner_thread
             .load(core::sync::atomic::Ordering::Relaxed)
-            == crate::sync::thread_identity()
+            == crate::sync::shared::thread_id()
     }
 
     #[inline]
@@ -278,7 +278,7 @@ impl TaskSerializer {
             // Relaxed: only the owning thread ever compares against its own
             // identity, and a thread always reads its own latest write.
             let id = if _owned {
-                crate::sync::thread_identity()
+                crate::sync::shared::thread_id()
             } else {
                 0
             };
@@ -321,6 +321,37 @@ mod tests {
     #[should_panic(expected = "task index out of range")]
     fn task_new_panics_out_of_range() {
         let _ = Task::new(Task::MAX);
+    }
+
+    /// A thread that died owning the serializer (its task panicked) must not
+    /// make a later thread look like the owner. With thread-local addresses
+    /// for identities, a new thread reuses the dead one's TLS block and
+    /// inherits its identity.
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_dead_owner_is_not_a_later_thread() {
+        for _ in 0..if cfg!(miri) { 2 } else { 20 } {
+            let s = TaskSerializer::new();
+            std::thread::scope(|scope| {
+                let dead = scope.spawn(|| {
+                    s.add(A, |_, _| {
+                        assert!(s.is_owned_by_current_thread());
+                        panic!("task panics: the serializer stays owned");
+                    })
+                });
+                assert!(dead.join().is_err());
+            });
+            assert!(s.is_running(), "left owned by the dead thread");
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    assert!(
+                        !s.is_owned_by_current_thread(),
+                        "a new thread inherited a dead thread's identity"
+                    );
+                    assert!(!s.add(A, |_, _| unreachable!("owned")));
+                });
+            });
+        }
     }
 
     #[test]
