@@ -8,8 +8,18 @@ use core::fmt;
 /// A value outside the range cannot be built, so a queue never has to clamp or
 /// reject one: the error surfaces where the number enters, in
 /// [`Priority::new`].
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// [`Priority::default()`] is [`Priority::DEFAULT`] (3, OpenBSD's
+/// `IFQ_DEFPRIO`), not the lowest level.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Priority(u8);
+
+impl Default for Priority {
+    /// [`Priority::DEFAULT`]: 3, OpenBSD's `IFQ_DEFPRIO`.
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 impl Priority {
     /// How many priority levels there are.
@@ -202,7 +212,14 @@ mod tests {
         assert_eq!(err.level, 8);
         assert!(alloc::format!("{err}").contains("out of range"));
         assert_eq!(u8::from(Priority::DEFAULT), 3);
-        assert_eq!(Priority::default(), Priority::LOWEST);
+    }
+
+    #[test]
+    fn priority_default_is_ifq_defprio() {
+        // OpenBSD's IFQ_DEFPRIO is 3, and so is what `Packet::priority`
+        // reports when a packet does not choose: `Default` must agree.
+        assert_eq!(Priority::default(), Priority::DEFAULT);
+        assert_eq!(u8::from(Priority::default()), 3);
     }
 
     #[test]
