@@ -91,6 +91,34 @@ fn ring_sizes_out_of_limits_are_refused_and_change_nothing() {
     );
     let st = em.stats();
     assert_eq!(st.rxrings[0].hwm, 511);
+    drop(em);
+    let mut cfg = EmConfig::new(Mode::Mpsafe);
+    cfg.rx_lwm = 100;
+    let em = Em::attach(
+        Arc::clone(&dev),
+        cfg,
+        Arc::new(KernelLock::new()),
+        Arc::new(Sink::new(pool.clone())),
+    )
+    .unwrap();
+    em.up().unwrap();
+    let e = em.set_ring_sizes(96, 512).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EmError::Field {
+                field: "rx_lwm",
+                value: 100,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        em.stats().rxrings[0].hwm,
+        511,
+        "a refused ioctl changes nothing"
+    );
     let mut cfg = EmConfig::new(Mode::BigLock);
     cfg.rx_desc = 4100;
     let e = Em::attach(

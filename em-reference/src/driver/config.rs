@@ -1,5 +1,8 @@
 //! How the driver is attached: [`EmConfig`] and its validation.
 
+use mpsafe_ifqueue::MAX_MAXLEN;
+use mpsafe_rxring::RxRingName;
+
 use super::errors::EmError;
 use super::mode::Mode;
 
@@ -49,25 +52,87 @@ impl EmConfig {
         }
     }
 
-    /// Checks every field; [`Em::attach`](super::Em::attach) calls it before
-    /// touching the device.
+    /// Checks every field for a device with `queues` queue pairs and
+    /// buffers of `buf_size` bytes; [`Em::attach`](super::Em::attach) calls
+    /// it before touching the device.
     ///
     /// # Errors
     ///
-    /// The first field out of range.
-    pub fn validate(&self) -> Result<(), EmError> {
+    /// [`EmError::RingSize`] or [`EmError::Field`] for the first field out
+    /// of range.
+    pub fn validate(&self, queues: usize, buf_size: usize) -> Result<(), EmError> {
         check_ring("rx", self.rx_desc)?;
         check_ring("tx", self.tx_desc)?;
-        Ok(())
+        let max_mtu = buf_size.saturating_sub(ETHER_HDR_LEN);
+        let name_len = self.name.len() + if queues > 1 { ":rx0".len() } else { 0 };
+        let checks = [
+            field(
+                "ifq_maxlen",
+                self.ifq_maxlen,
+                (1..=MAX_MAXLEN).contains(&self.ifq_maxlen),
+                "1 to MAX_MAXLEN packets",
+            ),
+            field(
+                "ints_per_sec",
+                self.ints_per_sec,
+                self.ints_per_sec == 0 || (MIN_INTS..=MAX_INTS).contains(&self.ints_per_sec),
+                "0 (no throttling) or 60 to 3906250 (an ITR interval of 1 to 65535 x 256 ns)",
+            ),
+            field(
+                "mtu",
+                self.mtu,
+                (MIN_MTU..=max_mtu).contains(&self.mtu),
+                "68 bytes up to the buffer size less the Ethernet header",
+            ),
+            field(
+                "rx_lwm",
+                self.rx_lwm,
+                (1..self.rx_desc).contains(&self.rx_lwm),
+                "1 up to rx_desc - 1 descriptors",
+            ),
+            field(
+                "name",
+                self.name.len(),
+                name_len <= RxRingName::MAX_LEN,
+                "at most 16 bytes with the \":rxN\" suffix of a multiqueue device",
+            ),
+        ];
+        checks.into_iter().collect::<Result<Vec<()>, _>>().map(drop)
     }
 
     /// The `ITR` value for `ints_per_sec` (256 ns units; 0: no throttling).
+    /// `validate` keeps it in `1..=65535`.
     pub(crate) fn itr(&self) -> u32 {
         if self.ints_per_sec == 0 {
             0
         } else {
-            1_000_000_000 / (self.ints_per_sec * 256)
+            (1_000_000_000 / (u64::from(self.ints_per_sec) * 256)) as u32
         }
+    }
+}
+
+/// Fewest interrupts per second with throttling on: the `ITR` interval is
+/// 16 bits of 256 ns.
+const MIN_INTS: u32 = 60;
+/// Most interrupts per second: an `ITR` interval of one unit (256 ns).
+const MAX_INTS: u32 = 3_906_250;
+/// The smallest MTU (IPv4's 68 bytes).
+const MIN_MTU: usize = 68;
+
+fn field(
+    field: &'static str,
+    value: impl TryInto<u64>,
+    ok: bool,
+    accepts: &'static str,
+) -> Result<(), EmError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(EmError::Field {
+            field,
+            value: value.try_into().unwrap_or(u64::MAX),
+            accepts,
+        })
     }
 }
 
@@ -99,5 +164,22 @@ mod tests {
             );
             assert!(e.to_string().contains("multiple of 8"));
         }
+    }
+
+    #[test]
+    fn itr_fits_sixteen_bits_at_both_ends() {
+        let mut c = EmConfig::new(Mode::Mpsafe);
+        for (ints, itr) in [(MIN_INTS, 65104), (MAX_INTS, 1), (8000, 488)] {
+            c.ints_per_sec = ints;
+            assert_eq!(c.validate(1, 2048), Ok(()));
+            assert_eq!(c.itr(), itr);
+        }
+        c.ints_per_sec = MAX_INTS + 1;
+        let e = c.validate(1, 2048).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ints_per_sec = 3906251: expected"),
+            "{e}"
+        );
     }
 }

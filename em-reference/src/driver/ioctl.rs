@@ -137,6 +137,13 @@ impl<H: Hardware> Softc<H> {
         self.core.check_ifnet(s);
         check_ring("rx", rx)?;
         check_ring("tx", tx)?;
+        if rx <= self.cfg.rx_lwm {
+            return Err(EmError::Field {
+                field: "rx_lwm",
+                value: self.cfg.rx_lwm.into(),
+                accepts: "less than the new rx ring size",
+            });
+        }
         let _k = self.core.enter(Path::Ioctl, Some(s));
         self.rx_desc.store(rx, Ordering::Relaxed);
         self.tx_desc.store(tx, Ordering::Relaxed);

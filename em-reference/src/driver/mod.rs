@@ -149,7 +149,7 @@ impl<H: Hardware> Em<H> {
         big: Arc<KernelLock>,
         stack: Arc<dyn Stack>,
     ) -> Result<Self, EmError> {
-        cfg.validate()?;
+        cfg.validate(hw.queues(), hw.pool().buf_size())?;
         let core = Arc::new(Core::new(cfg.mode, big));
         let queues = (0..hw.queues())
             .map(|q| QueuePair::new(q, &hw, &core, &cfg))

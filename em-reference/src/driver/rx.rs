@@ -109,8 +109,8 @@ impl<H: Hardware> Softc<H> {
         {
             let mut rx = rxq.rx.lock();
             let (rxr, soft) = rx.split();
-            rxr.init(self.cfg.rx_lwm.min(n - 1), n - 1, self.ticks())
-                .expect("lwm <= hwm: validated at attach");
+            rxr.init(self.cfg.rx_lwm, n - 1, self.ticks())
+                .expect("0 < lwm < n: validated at attach and by set_ring_sizes");
             soft.n = n;
             soft.next = 0;
             soft.tail = 0;
