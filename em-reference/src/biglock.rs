@@ -190,12 +190,39 @@ impl KernelGuard<'_> {
     }
 
     /// Runs `f` with the big lock fully released (every nesting level), then
-    /// takes it back: `tsleep` dropping the kernel lock.
-    pub fn sleep<R>(&self, f: impl FnOnce() -> R) -> R {
-        let depth = self.lock.release_all();
-        let r = f();
-        self.lock.reacquire(depth);
-        r
+    /// takes it back at the same depth: `tsleep` dropping the kernel lock.
+    ///
+    /// Borrows the guard mutably, so `f` cannot hold on to it as a proof
+    /// of a lock that is not held while it runs:
+    ///
+    /// ```compile_fail
+    /// use mpsafe_em::{KernelGuard, KernelLock, Path};
+    ///
+    /// fn needs_big_lock(_proof: &KernelGuard<'_>) {}
+    ///
+    /// let k = KernelLock::new();
+    /// let mut g = k.lock(Path::Ioctl);
+    /// g.sleep(|| needs_big_lock(&g)); // error: `g` is borrowed mutably
+    /// ```
+    ///
+    /// Unwind-safe: if `f` panics, the lock is taken back at the same
+    /// depth before the panic goes on, so the guards drop cleanly.
+    pub fn sleep<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        /// Takes the lock back when dropped, on return or unwind.
+        struct Retake<'a> {
+            lock: &'a KernelLock,
+            depth: u32,
+        }
+        impl Drop for Retake<'_> {
+            fn drop(&mut self) {
+                self.lock.reacquire(self.depth);
+            }
+        }
+        let _retake = Retake {
+            lock: self.lock,
+            depth: self.lock.release_all(),
+        };
+        f()
     }
 }
 
@@ -234,7 +261,7 @@ mod tests {
     #[test]
     fn nests_counts_and_excludes() {
         let k = Arc::new(KernelLock::new());
-        let g = k.lock(Path::Interrupt);
+        let mut g = k.lock(Path::Interrupt);
         {
             let _inner = k.lock(Path::Start);
         }
@@ -255,5 +282,25 @@ mod tests {
         );
         assert_eq!(c.total(), 3);
         assert!(c.to_string().contains("start=1"));
+    }
+
+    #[test]
+    fn a_panic_while_asleep_leaves_the_lock_consistent() {
+        let k = Arc::new(KernelLock::new());
+        let mut g = k.lock(Path::Ioctl);
+        let inner = k.lock(Path::Start);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.sleep(|| panic!("a barrier panicked while the lock was dropped"))
+        }));
+        assert!(r.is_err());
+        // Held again at the same depth: both guards drop cleanly, and then
+        // another thread gets the lock.
+        drop(inner);
+        drop(g);
+        let k2 = Arc::clone(&k);
+        std::thread::spawn(move || drop(k2.lock(Path::Rx)))
+            .join()
+            .unwrap();
+        assert_eq!(k.counts().total(), 3);
     }
 }
