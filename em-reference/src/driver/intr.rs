@@ -56,9 +56,7 @@ impl<H: Hardware> Softc<H> {
         for q in 0..self.queues.len() {
             self.rxeof(q, &self.core.enter(Path::Rx, outer));
             self.txeof(q, outer);
-            let fill = self.core.enter(Path::RxFill, outer);
-            self.rxfill(q, &fill);
-            drop(fill);
+            self.rxrefill(q, &self.core.enter(Path::RxFill, outer));
             self.kick(q, outer);
         }
         true

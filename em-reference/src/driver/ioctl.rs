@@ -38,8 +38,7 @@ impl<H: Hardware> Softc<H> {
             return Err(EmError::DeviceRefused);
         }
         for q in 0..self.queues.len() {
-            let p = self.core.enter(Path::RxFill, Some(s));
-            self.rxfill(q, &p);
+            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)));
         }
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
@@ -98,8 +97,9 @@ impl<H: Hardware> Softc<H> {
         }
     }
 
-    /// The interrupt and start barriers, as the mode's entry for ioctl
-    /// allows them:
+    /// The interrupt and start barriers, then the refill timeout's (which
+    /// the interrupt may have armed), as the mode's entry for ioctl allows
+    /// them:
     ///
     /// - inside the ifnet serializer that also serializes the interrupt and
     ///   start ([`Entry::Serializer`]): `handler_disable` is the interrupt
@@ -118,9 +118,15 @@ impl<H: Hardware> Softc<H> {
                     .barrier()
                     .expect("stop is never called from inside the start routine");
             }
+            self.refill.del_barrier();
         };
         match k {
-            Proof::Ifnet(s) => s.handler_disable(),
+            // The refill timeout never waits for the serializer (it tries
+            // it), so waiting for the timeout inside it is safe.
+            Proof::Ifnet(s) => {
+                s.handler_disable();
+                self.refill.del_barrier();
+            }
             Proof::Big(k) => k.sleep(barriers),
             _ => barriers(),
         }

@@ -35,11 +35,13 @@ mod mode;
 mod rx;
 mod stack;
 mod stats;
+mod timeout;
 mod tx;
 
 use std::fmt;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mpsafe_ifqueue::{Config as IfqConfig, Dropped, Fifo, IfQueue};
@@ -55,6 +57,7 @@ use self::core::Core;
 use self::mode::Proof;
 use self::rx::RxQueue;
 use self::stats::Counters;
+use self::timeout::Timeout;
 use self::tx::TxRing;
 use crate::biglock::{KernelGuard, KernelLock, Path};
 use crate::hw::{Hardware, IntrHandler};
@@ -96,6 +99,8 @@ struct Softc<H: Hardware> {
     stack: Arc<dyn Stack>,
     epoch: Instant,
     ctr: Counters,
+    /// The rx refill retry (`que->rx_refill`).
+    refill: Arc<Timeout>,
 }
 
 impl<H: Hardware> Softc<H> {
@@ -118,6 +123,8 @@ impl<H: Hardware> Softc<H> {
 /// lock is refused with a panic.
 pub struct Em<H: Hardware> {
     sc: Arc<Softc<H>>,
+    /// The refill timeout's thread.
+    timeout: Option<JoinHandle<()>>,
 }
 
 impl<H: Hardware> fmt::Debug for Em<H> {
@@ -165,10 +172,12 @@ impl<H: Hardware> Em<H> {
             stack,
             epoch: Instant::now(),
             ctr: Counters::default(),
+            refill: Arc::new(Timeout::default()),
         });
+        let timeout = Some(spawn_timeout(&sc)?);
         let weak: Weak<dyn IntrHandler> = Arc::downgrade(&sc) as Weak<Softc<H>>;
         sc.hw.intr_establish(weak);
-        Ok(Self { sc })
+        Ok(Self { sc, timeout })
     }
 
     /// The locking design running now.
@@ -395,12 +404,33 @@ impl<H: Hardware> Em<H> {
     }
 }
 
+/// Starts the refill timeout's thread; it reaches the softc through a weak
+/// reference, upgraded only while the timeout fires.
+fn spawn_timeout<H: Hardware>(sc: &Arc<Softc<H>>) -> Result<JoinHandle<()>, EmError> {
+    let (t, weak) = (Arc::clone(&sc.refill), Arc::downgrade(sc));
+    std::thread::Builder::new()
+        .name(format!("{}-refill", sc.cfg.name))
+        .spawn(move || {
+            t.run(|| {
+                if let Some(sc) = weak.upgrade() {
+                    sc.refill_timeout();
+                }
+            });
+        })
+        .map_err(|e| EmError::Config(format!("refill timeout thread: {e}")))
+}
+
 impl<H: Hardware> Drop for Em<H> {
     fn drop(&mut self) {
-        // Detach: down, so every buffer goes back to the pool; then unhook
-        // the interrupt and wait out a call in flight, so the driver state
-        // is never dropped on the interrupt thread.
+        // Detach: down, so every buffer goes back to the pool; stop the
+        // refill timeout's thread; then unhook the interrupt and wait out a
+        // call in flight, so the driver state is never dropped on another
+        // thread.
         self.down();
+        self.sc.refill.shutdown();
+        if let Some(t) = self.timeout.take() {
+            let _ = t.join();
+        }
         self.sc.hw.intr_disestablish();
     }
 }

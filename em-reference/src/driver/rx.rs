@@ -7,7 +7,9 @@ use mpsafe_rxring::{LockedRxRing, RxRing, RxRingGuard};
 use mpsafe_serializer::RawSerializer;
 
 use super::Softc;
-use super::mode::Proof;
+use super::mode::{Entry, Mode, Proof};
+use super::stats::Counters;
+use crate::biglock::Path;
 use crate::desc::{DESC_SIZE, DescRing, RXD_STAT_DD, RXD_STAT_EOP};
 use crate::hw::{Hardware, Reg};
 use crate::pool::{BufState, Mbuf, Pool};
@@ -99,6 +101,40 @@ impl<H: Hardware> Softc<H> {
             self.hw.write(Reg::rdt(q), tail);
         }
         posted > 0
+    }
+
+    /// Refill, and when nothing could be posted while the ring is below its
+    /// low watermark (the pool ran dry), retry one tick later
+    /// (`em_rxrefill`: `timeout_add(&rx_refill, 1)`): with no descriptor
+    /// posted the device raises no receive interrupt to retry from.
+    pub(crate) fn rxrefill(&self, q: usize, proof: &Proof<'_>) {
+        if !self.rxfill(q, proof) && self.queues[q].rxq.rx.needs_refill() {
+            self.refill.add();
+        }
+    }
+
+    /// The refill timeout: refill every queue as the policy says. In
+    /// [`Mode::Serialized`] it only tries the ifnet serializer and retries a
+    /// tick later if busy, so stop, which holds it, can wait for this call.
+    pub(crate) fn refill_timeout(&self) {
+        if !self.core.is_running() {
+            return;
+        }
+        Counters::bump(&self.ctr.refill_retries);
+        if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
+            for q in 0..self.queues.len() {
+                self.rxrefill(q, &self.core.enter(Path::RxFill, None));
+            }
+            return;
+        }
+        match self.core.ifnet.try_enter() {
+            Some(s) if self.core.mode() == Mode::Serialized => {
+                for q in 0..self.queues.len() {
+                    self.rxrefill(q, &Proof::Ifnet(&s));
+                }
+            }
+            _ => self.refill.add(),
+        }
     }
 
     /// Receive unit setup (`em_setup_receive_structures`): the accounting
