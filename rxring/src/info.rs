@@ -6,7 +6,8 @@ use core::fmt;
 use crate::RxRingError;
 
 /// The name of a ring in statistics: at most [`MAX_LEN`](Self::MAX_LEN)
-/// bytes, stored inline (the kernel's `char rxr_name[IFNAMSIZ]`), so an
+/// (15) bytes, stored inline (the kernel's `char rxr_name[IFNAMSIZ]`, whose
+/// 16 bytes include the NUL terminator), so an
 /// [`RxRingInfo`] is `Copy` and needs no allocation.
 ///
 /// Validated once, when the driver attaches, so taking a snapshot never fails.
@@ -25,8 +26,9 @@ pub struct RxRingName {
 }
 
 impl RxRingName {
-    /// The longest name in bytes (`IFNAMSIZ`).
-    pub const MAX_LEN: usize = 16;
+    /// The longest name in bytes: `IFNAMSIZ - 1`, since the kernel's 16-byte
+    /// `IFNAMSIZ` counts the NUL terminator.
+    pub const MAX_LEN: usize = 15;
 
     /// The empty name.
     pub const EMPTY: Self = Self {
@@ -53,7 +55,7 @@ impl RxRingName {
         }
         Ok(Self {
             bytes,
-            // Fits: checked against MAX_LEN (16) above.
+            // Fits: checked against MAX_LEN (15) above.
             len: src.len() as u8,
         })
     }
@@ -210,6 +212,18 @@ mod tests {
     use alloc::string::ToString;
 
     use super::*;
+
+    #[test]
+    fn names_fit_ifnamsiz_with_its_terminator() {
+        // IFNAMSIZ is 16 bytes including the NUL, so a BSD interface name
+        // has at most 15 characters.
+        assert_eq!(RxRingName::MAX_LEN, 15);
+        assert!(RxRingName::new("abcdefghijklmno").is_ok());
+        assert_eq!(
+            RxRingName::new("abcdefghijklmnop"),
+            Err(RxRingError::NameTooLong { len: 16 })
+        );
+    }
     use crate::RxRing;
 
     static_assertions::assert_impl_all!(RxRingInfo: Copy, Send, Sync);
@@ -217,8 +231,8 @@ mod tests {
 
     #[test]
     fn name_round_trips_and_refuses_long_names() {
-        let n = RxRingName::new("0123456789abcdef").unwrap();
-        assert_eq!(n.as_str(), "0123456789abcdef");
+        let n = RxRingName::new("0123456789abcde").unwrap();
+        assert_eq!(n.as_str(), "0123456789abcde");
         assert_eq!(
             RxRingName::new("0123456789abcdefg"),
             Err(RxRingError::NameTooLong { len: 17 })

@@ -36,6 +36,9 @@ use crate::RxRingError;
 /// `now - adjusted` in wrapping arithmetic, read as signed like the kernel's
 /// `int` ticks, so `u64::MAX` → `0` is one tick and a `now` slightly *behind*
 /// the last adjustment (a tick read on another CPU) counts as no time passed.
+/// A kernel whose `ticks` is a 32-bit `int` passes
+/// [`ring.widen_ticks(ticks)`](Self::widen_ticks) as `now`, which keeps its
+/// signed 32-bit arithmetic across the 2³¹ and 2³² wraps.
 ///
 /// # Examples
 ///
@@ -334,6 +337,35 @@ impl RxRing {
         self.hwm
     }
 
+    /// The `u64` tick that a 32-bit kernel tick `ticks` stands for, to pass
+    /// as `now`: OpenBSD's `int ticks` wraps at 2³², and its
+    /// `ticks - rxr_adjusted` is a signed 32-bit difference.
+    ///
+    /// Returns the last adjustment tick plus that signed difference, so the
+    /// ring sees exactly the kernel's elapsed time: the 2³¹ and 2³² wraps
+    /// are one tick like any other, a tick read slightly behind stays
+    /// behind, and (as in the kernel) a tick more than 2³¹ − 1 ahead of the
+    /// last adjustment reads as behind. Passing `u64::from(ticks)` instead
+    /// would make time jump back 2³² at the wrap and freeze the watermarks.
+    ///
+    /// ```
+    /// use mpsafe_rxring::RxRing;
+    ///
+    /// let mut kernel_ticks: u32 = u32::MAX; // about to wrap
+    /// let mut ring = RxRing::new(2, 8, u64::from(kernel_ticks))?;
+    /// kernel_ticks = kernel_ticks.wrapping_add(1); // 0
+    /// assert_eq!(ring.get(8, ring.widen_ticks(kernel_ticks)), 3); // grew
+    /// # Ok::<(), mpsafe_rxring::RxRingError>(())
+    /// ```
+    #[inline]
+    #[must_use]
+    pub const fn widen_ticks(&self, ticks: u32) -> u64 {
+        // Truncating `adjusted` to 32 bits and the difference to `i32` is the
+        // point: the kernel's `int` arithmetic.
+        let elapsed = ticks.wrapping_sub(self.adjusted as u32) as i32;
+        self.adjusted.wrapping_add_signed(elapsed as i64)
+    }
+
     /// The tick of the last watermark adjustment (or of `init`).
     #[inline]
     #[must_use]
@@ -466,6 +498,63 @@ impl Drop for Fill<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Drives a ring with 32-bit kernel ticks `start, start+1, ...` (always
+    /// below lwm, so each tick may grow cwm by one) and returns cwm after
+    /// `n` ticks. `to_now` turns the 32-bit tick into the `now` passed.
+    fn grow_over(start: u32, n: u32, to_now: impl Fn(&RxRing, u32) -> u64) -> u32 {
+        let mut r = RxRing::new(2, 1000, u64::from(start)).unwrap();
+        for i in 1..=n {
+            let ticks = start.wrapping_add(i);
+            let now = to_now(&r, ticks);
+            let got = r.get(1000, now);
+            r.put(got).unwrap();
+        }
+        r.cwm()
+    }
+
+    #[test]
+    fn widened_32_bit_ticks_keep_growing_across_2_31_and_2_32() {
+        for start in [0x7FFF_FFF0_u32, 0xFFFF_FFF0] {
+            // 32 ticks across the boundary: cwm grows by one per tick, from
+            // lwm (2) to 34, as on the kernel's int ticks.
+            assert_eq!(
+                grow_over(start, 32, |r, t| r.widen_ticks(t)),
+                2 + 32,
+                "{start:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn widen_ticks_is_the_kernels_signed_32_bit_difference() {
+        let r = RxRing::new(2, 8, 0xFFFF_FFFF).unwrap();
+        assert_eq!(r.widen_ticks(0xFFFF_FFFF), 0xFFFF_FFFF);
+        assert_eq!(r.widen_ticks(0), 0x1_0000_0000, "the 2^32 wrap is one tick");
+        assert_eq!(
+            r.widen_ticks(0xFFFF_FFFE),
+            0xFFFF_FFFE,
+            "a tick behind stays behind"
+        );
+        let r = RxRing::new(2, 8, 0x7FFF_FFFF).unwrap();
+        assert_eq!(
+            r.widen_ticks(0x8000_0000),
+            0x8000_0000,
+            "the 2^31 wrap is one tick"
+        );
+        // From tick 0 (adjusted 0): 2^31 - 1 ahead is ahead, 2^31 ahead reads
+        // as behind, exactly like `ticks - rxr_adjusted` on int ticks.
+        let r = RxRing::new(2, 8, 0).unwrap();
+        assert_eq!(r.widen_ticks(0x7FFF_FFFF), 0x7FFF_FFFF);
+        assert_eq!(r.widen_ticks(0x8000_0000), 0u64.wrapping_sub(0x8000_0000));
+    }
+
+    #[test]
+    fn unwidened_32_bit_ticks_freeze_at_the_2_32_wrap() {
+        // Why the widening exists: passing the 32-bit tick straight through
+        // makes time jump back 2^32 at the wrap, and growth stops.
+        assert!(grow_over(0xFFFF_FFF0, 32, |_, t| u64::from(t)) < 2 + 32);
+    }
 
     fn ring(lwm: u32, hwm: u32) -> RxRing {
         RxRing::new(lwm, hwm, 0).unwrap()
