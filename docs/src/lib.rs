@@ -79,3 +79,6 @@ pub mod benchmarks {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/11-kernel.md"))]
 pub mod kernel {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/12-qemu.md"))]
+pub mod qemu {}

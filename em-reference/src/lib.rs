@@ -60,10 +60,12 @@
 //!
 //! # The teardown order
 //!
-//! [`Em::stop`] clears RUNNING, masks and resets the device (synchronous: the
-//! DMA engine is between passes when it returns), waits at the interrupt
-//! barrier and the start barrier (in the big-lock modes with the big lock
-//! dropped, as `tsleep` drops it), clears `oactive`, frees the transmit ring,
+//! [`Em::stop`] clears RUNNING, masks the device's interrupts, waits at the
+//! interrupt barrier and the start barrier (in the big-lock modes with the
+//! big lock dropped, as `tsleep` drops it), resets the device (synchronous:
+//! no DMA once it returns, and the last register write of the run, so no
+//! late `RDT` or `TDT` write reaches a reset device), clears `oactive`, frees
+//! the transmit ring,
 //! then tears the rx ring accounting down with `init(0, 0)` under the rx
 //! mutex before freeing the receive buffers outside it (seed 000).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]

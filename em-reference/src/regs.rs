@@ -98,6 +98,9 @@ pub const IMS_ENABLE_MASK: u32 = ICR_TXDW | ICR_LSC | ICR_RXDMT0 | ICR_RXO | ICR
 
 /// `RCTL.EN`: receiver enable.
 pub const RCTL_EN: u32 = 1 << 1;
+/// `RCTL.SECRC`: strip the Ethernet CRC from received frames (82543 and
+/// later). Without it QEMU's e1000 reports every frame 4 bytes longer.
+pub const RCTL_SECRC: u32 = 1 << 26;
 /// `TCTL.EN`: transmitter enable.
 pub const TCTL_EN: u32 = 1 << 1;
 

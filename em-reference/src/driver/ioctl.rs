@@ -13,7 +13,7 @@ use super::stats::Counters;
 use crate::biglock::Path;
 use crate::hw::{Hardware, Reg};
 use crate::pool::Mbuf;
-use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_EN, TCTL_EN};
+use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_EN, RCTL_SECRC, TCTL_EN};
 
 impl<H: Hardware> Softc<H> {
     /// `em_init`: from a stopped device, program both units, refill, set
@@ -31,7 +31,9 @@ impl<H: Hardware> Softc<H> {
             self.rx_init_locked(q, rx_n);
         }
         self.hw.write(Reg::TCTL, TCTL_EN);
-        self.hw.write(Reg::RCTL, RCTL_EN);
+        // SECRC: strip the CRC, as em does on the 82543 and later; without
+        // it QEMU's e1000 reports every frame 4 bytes longer.
+        self.hw.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
         let ok = |r, bit| self.hw.read(r) & bit != 0;
         if !ok(Reg::RCTL, RCTL_EN) || !ok(Reg::TCTL, TCTL_EN) {
             self.stop_locked(s);
@@ -64,9 +66,9 @@ impl<H: Hardware> Softc<H> {
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
     }
 
-    /// `em_stop`, in order: clear RUNNING, mask and reset the device, the
-    /// interrupt barrier, the start barrier, clear `oactive`, free the
-    /// transmit then the receive structures.
+    /// `em_stop`, in order: clear RUNNING, mask the device's interrupts, the
+    /// interrupt barrier, the start barrier, reset the device, clear
+    /// `oactive`, free the transmit then the receive structures.
     pub(crate) fn stop_locked(&self, s: &Serialized<'_>) {
         self.core.check_ifnet(s);
         let mut k = self.core.enter(Path::Ioctl, Some(s));
@@ -76,12 +78,17 @@ impl<H: Hardware> Softc<H> {
         for qp in self.queues.iter() {
             qp.ifq.set_running(false);
         }
-        // Disable interrupts and reset the device: when the reset returns it
-        // no longer touches the rings (em_disable_intr, em_reset_hw).
+        // Disable interrupts (em_disable_intr).
         self.hw.write(Reg::IMC, !0);
-        self.hw.write(Reg::CTRL, CTRL_RST);
         // 2. Interrupt barrier, 3. start barrier.
         self.quiesce(&mut k);
+        // Reset the device (em_reset_hw): when the reset returns it no
+        // longer touches the rings. After the barriers, so that it is the
+        // last register write of this run: a handler or start still running
+        // before them writes RDT or TDT, and on QEMU's e1000 an RDT write
+        // on a reset (receive-disabled) device drops every frame QEMU holds
+        // for it, without a counter (the guide's QEMU chapter).
+        self.hw.write(Reg::CTRL, CTRL_RST);
         // 4. Clear oactive. 5. Free transmit, then receive structures.
         for qp in self.queues.iter() {
             qp.ifq.clear_oactive();

@@ -237,8 +237,8 @@ impl<H: Hardware> Em<H> {
     }
 
     /// Brings the interface down (`em_stop`) in the documented order: clear
-    /// RUNNING, disable and reset the device, interrupt barrier, start
-    /// barrier, clear `oactive`, free transmit then receive structures.
+    /// RUNNING, mask interrupts, interrupt barrier, start barrier, reset the
+    /// device, clear `oactive`, free transmit then receive structures.
     pub fn stop(&self) {
         let s = self.sc.core.ifnet.enter();
         self.stop_locked(&s);

@@ -37,10 +37,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mpsafe_barrier::Gate;
-
 use crate::desc::DescRing;
-use crate::device::IntrHandler;
+use crate::hw::{Hardware, IntrHandler, IntrLine};
 use crate::pool::Pool;
 use crate::regs::{CTRL_RST, CTRL_SLU, Reg, Regs, STATUS_LU};
 
@@ -144,8 +142,7 @@ struct Shared {
     pci: PciFunction,
     mmio: Mmio,
     uio: File,
-    handler: Mutex<Option<Weak<dyn IntrHandler>>>,
-    gate: Gate,
+    line: IntrLine,
     interrupts: AtomicU64,
     stray: AtomicU64,
     unclaimed: AtomicU64,
@@ -201,8 +198,7 @@ impl UioDevice {
             pci,
             mmio,
             uio,
-            handler: Mutex::new(None),
-            gate: Gate::new(),
+            line: IntrLine::new(),
             interrupts: AtomicU64::new(0),
             stray: AtomicU64::new(0),
             unclaimed: AtomicU64::new(0),
@@ -294,26 +290,17 @@ impl UioDevice {
     /// Hooks the driver's interrupt handler (`pci_intr_establish`). The
     /// device keeps only a weak reference, upgraded inside the gate.
     pub fn establish(&self, handler: Weak<dyn IntrHandler>) {
-        *self
-            .shared
-            .handler
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(handler);
+        self.shared.line.establish(handler);
     }
 
-    /// Unhooks the handler; follow with [`intr_barrier`](Self::intr_barrier)
-    /// to wait for a call in flight.
+    /// Unhooks the handler and waits for a call in flight.
     pub fn disestablish(&self) {
-        *self
-            .shared
-            .handler
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.shared.line.disestablish();
     }
 
     /// Returns once every handler call that started before has finished.
     pub fn intr_barrier(&self) {
-        self.shared.gate.barrier();
+        self.shared.line.barrier();
     }
 
     /// Interrupt counters.
@@ -451,16 +438,7 @@ impl Shared {
 
     fn intr_loop(&self, stop: OwnedFd) {
         while self.wait(&stop).is_some() {
-            let handler = || {
-                let h = self
-                    .handler
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_ref()
-                    .and_then(Weak::upgrade)?;
-                Some(h.intr())
-            };
-            match self.gate.enter(handler).flatten() {
+            match self.line.deliver() {
                 Some(claimed) => {
                     self.interrupts.fetch_add(1, Ordering::Relaxed);
                     if !claimed {
@@ -481,5 +459,36 @@ impl Shared {
                 return;
             }
         }
+    }
+}
+
+/// The uio backend under the driver's seam: BAR 0 registers (with the reset
+/// sequence above), hugepage DMA memory, the INTx line through `/dev/uioN`.
+impl Hardware for UioDevice {
+    type Error = UioError;
+
+    /// The 82540EM has one queue pair.
+    fn queues(&self) -> usize {
+        1
+    }
+
+    fn pool(&self) -> &Pool {
+        UioDevice::pool(self)
+    }
+
+    fn dma_alloc(&self, ndesc: usize) -> Result<(u64, Arc<DescRing>), UioError> {
+        UioDevice::dma_alloc(self, ndesc)
+    }
+
+    fn intr_establish(&self, handler: Weak<dyn IntrHandler>) {
+        self.establish(handler);
+    }
+
+    fn intr_disestablish(&self) {
+        self.disestablish();
+    }
+
+    fn intr_barrier(&self) {
+        UioDevice::intr_barrier(self);
     }
 }

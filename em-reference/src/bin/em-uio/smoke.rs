@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mpsafe_em::BufState;
 use mpsafe_em::desc::{RXD_STAT_DD, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS};
-use mpsafe_em::device::IntrHandler;
+use mpsafe_em::hw::IntrHandler;
 use mpsafe_em::regs::{ICR_RXT0, RCTL_EN, Reg, Regs, TCTL_EN};
 use mpsafe_em::uio::{DmaAllocator, UioDevice};
 
@@ -193,6 +193,37 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
         "smoke: after posting a buffer: slot {rdh} status {before:#x} -> {:#x} ({late:?})",
         rx.get(rdh).rx_writeback().status
     );
+    // Frames sent while the receiver holds after an RCTL write: in order?
+    em1.write(Reg::rdt(0), (NDESC - 1) as u32);
+    em1.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
+    for (k, slot) in (2..5).enumerate() {
+        let f = frame(m1, m0, 10 + k as u32, 60 + 100 * k);
+        let mut m = pool.alloc().ok_or("pool empty")?;
+        m.data_mut().ok_or("not a DMA pool")?[..f.len()].copy_from_slice(&f);
+        m.set_len(f.len() as u16);
+        tx.get(slot).post_tx(
+            m.into_ring(BufState::OnTxRing),
+            f.len() as u16,
+            TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS,
+        );
+        em0.write(Reg::tdt(0), slot as u32 + 1);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut order = Vec::new();
+    for slot in 2..5 {
+        let wb = rx.get(slot).rx_writeback();
+        let mut m = pool.reclaim(wb.addr, BufState::OnRxRing);
+        m.set_len(wb.len);
+        let d = m.data().ok_or("not a DMA pool")?;
+        order.push(if wb.status & RXD_STAT_DD != 0 && d.len() >= 18 {
+            u32::from_be_bytes(d[14..18].try_into().expect("4 bytes"))
+        } else {
+            0
+        });
+        let again = m.into_ring(BufState::OnRxRing);
+        rx.get(slot).post_rx(again);
+    }
+    println!("smoke: frames 10, 11, 12 sent during the receiver's hold arrived as {order:?}");
     // What CTRL.RST resets: on the 8254x, everything (rings, RCTL, TCTL).
     em1.mmio().write(Reg::CTRL, mpsafe_em::regs::CTRL_RST);
     println!(
@@ -213,8 +244,10 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     // Every buffer back: the devices are stopped, so reclaim what the rings
     // still hold (the second frame's tx buffer, the posted rx buffers).
     let mut back = Vec::new();
-    if let Some(a) = tx.get(1).tx_done() {
-        back.push(pool.reclaim(a, BufState::OnTxRing));
+    for slot in 1..5 {
+        if let Some(a) = tx.get(slot).tx_done() {
+            back.push(pool.reclaim(a, BufState::OnTxRing));
+        }
     }
     for i in 1..NDESC - 1 {
         back.push(pool.reclaim(rx.get(i).rx_writeback().addr, BufState::OnRxRing));

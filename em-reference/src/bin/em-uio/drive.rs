@@ -1,0 +1,305 @@
+//! The driver test in one mode: em0 and em1 up, each sending to the other
+//! from its own thread at once; a measured phase; up/down cycles under load
+//! with the buffer table checked after each down; a drain; the accounting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mpsafe_em::cpu::process_cpu_time;
+use mpsafe_em::uio::UioDevice;
+use mpsafe_em::{Em, EmStats, LockCounts, Mode, Path, Pool};
+
+use crate::traffic::{Checker, Sender, TxCounts};
+
+/// One attached interface and what the test needs around it.
+pub(crate) struct Nic {
+    pub name: &'static str,
+    pub em: Em<UioDevice>,
+    pub pool: Pool,
+    pub mac: [u8; 6],
+    pub stack: Arc<Checker>,
+    /// Interrupts the backend delivered so far.
+    pub interrupts: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The device's missed packets count (`MPC`, cumulative on QEMU).
+    pub missed: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The device's state in one line, for a failure report.
+    pub regs: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+/// How long each phase runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub measure: Duration,
+    pub cycles: u32,
+    pub cycle_gap: Duration,
+    pub window: u64,
+}
+
+/// What one mode measured.
+#[derive(Debug)]
+pub(crate) struct ModeReport {
+    pub mode: Mode,
+    pub secs: f64,
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub intr_per_sec: f64,
+    pub cpu_us_per_packet: Option<f64>,
+    pub interrupts: u64,
+    pub big_lock: LockCounts,
+    pub cycles: u32,
+    /// Per direction: sent, received, written off (with causes), residual.
+    pub lines: Vec<String>,
+    pub after_down: [EmStats; 2],
+    pub errors: Vec<String>,
+}
+
+fn written_off(sender: &EmStats, receiver: &EmStats) -> u64 {
+    // Lost after `transmit` accepted them, with a counter that says why:
+    // purged from the sender's queue at its down, flushed from the
+    // receiver's ring at its down, or received with an error.
+    sender.tx_purged + receiver.rx_flushed + receiver.rx_errors
+}
+
+/// Runs the whole test for the two interfaces (already attached in `mode`,
+/// down). Returns the report; `errors` lists what does not add up.
+pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
+    let mut errors = Vec::new();
+    let tx = [TxCounts::default(), TxCounts::default()];
+    let hands = [RwLock::new(()), RwLock::new(())];
+    let stop = AtomicBool::new(false);
+    for n in nics {
+        n.stack.mark_up();
+        if let Err(e) = n.em.up() {
+            errors.push(format!("{}: up: {e}", n.name));
+        }
+    }
+    let intr0: u64 = nics.iter().map(|n| (n.interrupts)()).sum();
+    let missed0 = [(nics[0].missed)(), (nics[1].missed)()];
+    let mut cycles = 0;
+    let mut measured = (0.0, 0, 0, None, 0);
+    thread::scope(|s| {
+        for i in 0..2 {
+            let (me, peer) = (&nics[i], &nics[1 - i]);
+            let sender = Sender {
+                em: &me.em,
+                pool: me.pool.clone(),
+                src: me.mac,
+                dst: peer.mac,
+                counts: &tx[i],
+                rx: &peer.stack.counts,
+                window: plan.window,
+                hand: &hands[i],
+                stop: &stop,
+                run: mode as u8,
+            };
+            thread::Builder::new()
+                .name(format!("tx {}", me.name))
+                .spawn_scoped(s, move || sender.run())
+                .expect("spawn sender");
+        }
+        // 1. Measured phase (after the 1 s QEMU holds receive after the
+        //    RCTL write of `up`).
+        thread::sleep(Duration::from_millis(1200));
+        let rx = || -> u64 {
+            nics.iter()
+                .map(|n| n.stack.counts.received.load(Ordering::Relaxed))
+                .sum()
+        };
+        let txs = || -> u64 { tx.iter().map(|t| t.sent.load(Ordering::Relaxed)).sum() };
+        let intr = || -> u64 { nics.iter().map(|n| (n.interrupts)()).sum() };
+        let (r0, t0, i0, c0, at) = (rx(), txs(), intr(), process_cpu_time(), Instant::now());
+        thread::sleep(plan.measure);
+        let (r1, t1, i1, c1, secs) = (
+            rx(),
+            txs(),
+            intr(),
+            process_cpu_time(),
+            at.elapsed().as_secs_f64(),
+        );
+        let cpu = match (c0, c1) {
+            (Some(a), Some(b)) if r1 + t1 > r0 + t0 => {
+                Some((b - a).as_secs_f64() * 1e6 / ((r1 - r0) + (t1 - t0)) as f64)
+            }
+            _ => None,
+        };
+        measured = (secs, r1 - r0, t1 - t0, cpu, i1 - i0);
+        // 2. Up/down cycles under load, alternating the interfaces.
+        for c in 0..plan.cycles {
+            let i = (c % 2) as usize;
+            let n = &nics[i];
+            let before = n.em.stats();
+            n.em.down();
+            {
+                // No buffer in the sender's hand: the table must be empty.
+                let _hands = hands[i].write().unwrap_or_else(|e| e.into_inner());
+                let st = n.em.stats();
+                if st.pool.in_use() != 0 || st.pool.leaked != 0 || st.pool.dma_errors != 0 {
+                    errors.push(format!("{} after down {}: {}", n.name, c + 1, st.pool));
+                }
+                // What this down lost, with its cause, leaves the windows.
+                let off_out = st.tx_purged - before.tx_purged;
+                let off_in = st.rx_flushed - before.rx_flushed + st.rx_errors - before.rx_errors;
+                tx[i].written_off.fetch_add(off_out, Ordering::Relaxed);
+                tx[1 - i].written_off.fetch_add(off_in, Ordering::Relaxed);
+            }
+            n.stack.mark_up();
+            match n.em.up() {
+                Ok(()) => cycles += 1,
+                Err(e) => errors.push(format!("{}: up in cycle {}: {e}", n.name, c + 1)),
+            }
+            thread::sleep(plan.cycle_gap);
+        }
+        // 3. Let the last hold pass and the windows drain, then stop.
+        thread::sleep(Duration::from_millis(1200));
+        stop.store(true, Ordering::Relaxed);
+    });
+    // 4. Drain: everything accepted arrives or is written off.
+    let settled = |i: usize| {
+        let t = &tx[i];
+        let r = &nics[1 - i].stack.counts;
+        let missed = (nics[1 - i].missed)() - missed0[1 - i];
+        t.sent.load(Ordering::Relaxed)
+            <= r.received.load(Ordering::Relaxed)
+                + r.late_in_hold.load(Ordering::Relaxed)
+                + t.written_off.load(Ordering::Relaxed)
+                + missed
+    };
+    let t = Instant::now();
+    while !(settled(0) && settled(1)) && t.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    if !(settled(0) && settled(1)) {
+        for n in nics {
+            errors.push(format!("{} not drained: {}", n.name, (n.regs)()));
+        }
+    }
+    for n in nics {
+        n.em.down();
+    }
+    let after = [nics[0].em.stats(), nics[1].em.stats()];
+    let missed = [
+        (nics[0].missed)() - missed0[0],
+        (nics[1].missed)() - missed0[1],
+    ];
+    let interrupts = nics.iter().map(|n| (n.interrupts)()).sum::<u64>() - intr0;
+    let mut lines = Vec::new();
+    for i in 0..2 {
+        let (t, r) = (&tx[i], &nics[1 - i].stack.counts);
+        let sent = t.sent.load(Ordering::Relaxed);
+        let received = r.received.load(Ordering::Relaxed);
+        let off = written_off(&after[i], &after[1 - i]) + missed[1 - i];
+        let gaps = r.gaps.load(Ordering::Relaxed);
+        let trailing = sent.saturating_sub(r.last.load(Ordering::Relaxed));
+        let (corrupt, ooo) = (
+            r.corrupt.load(Ordering::Relaxed),
+            r.out_of_order.load(Ordering::Relaxed),
+        );
+        let late = r.late_in_hold.load(Ordering::Relaxed);
+        lines.push(format!(
+            "{} -> {}: sent {sent}, received intact and in order {received}, lost {} ({} purged at {} down; at {}: {} flushed at down, {} errors, {} missed (MPC)), late in QEMU's hold release {late}, corrupt {corrupt}, out of order {ooo}; refused by transmit: {} down, {} queue full (retried)",
+            nics[i].name,
+            nics[1 - i].name,
+            gaps + trailing,
+            after[i].tx_purged,
+            nics[i].name,
+            nics[1 - i].name,
+            after[1 - i].rx_flushed,
+            after[1 - i].rx_errors,
+            missed[1 - i],
+            t.refused_down.load(Ordering::Relaxed),
+            t.refused_full.load(Ordering::Relaxed),
+        ));
+        if corrupt + ooo != 0 {
+            errors.push(format!(
+                "{} -> {}: {corrupt} corrupt, {ooo} out of order",
+                nics[i].name,
+                nics[1 - i].name
+            ));
+        }
+        if gaps + trailing != off || received + late + off != sent {
+            errors.push(format!(
+                "{} -> {}: sent {sent} != received {received} + late {late} + lost with a cause {off} (gaps seen {})",
+                nics[i].name,
+                nics[1 - i].name,
+                gaps + trailing
+            ));
+        }
+    }
+    for (n, st) in nics.iter().zip(&after) {
+        if st.pool.in_use() != 0 || st.pool.leaked != 0 || st.pool.dma_errors != 0 {
+            errors.push(format!("{} after the final down: {}", n.name, st.pool));
+        }
+    }
+    // One kernel, one big lock: both interfaces report the same counts.
+    let big_lock = after[0].big_lock;
+    // The modes whose policy never enters the big lock must not take it.
+    if Path::ALL.iter().all(|&p| !mode.locks(p)) && big_lock.total() != 0 {
+        errors.push(format!("{mode} took the big lock: {big_lock}"));
+    }
+    if interrupts == 0 {
+        errors.push("no interrupt was delivered".into());
+    }
+    let (secs, rx, txn, cpu, intr) = measured;
+    ModeReport {
+        mode,
+        secs,
+        rx_pps: rx as f64 / secs,
+        tx_pps: txn as f64 / secs,
+        intr_per_sec: intr as f64 / secs,
+        cpu_us_per_packet: cpu,
+        interrupts,
+        big_lock,
+        cycles,
+        lines,
+        after_down: after,
+        errors,
+    }
+}
+
+/// Prints the per-mode table (the simulator demo's columns, for QEMU's
+/// e1000 pair) and the big-lock table.
+pub(crate) fn print_tables(reports: &[ModeReport]) {
+    let base = reports.iter().find(|r| r.mode == Mode::BigLock);
+    let ratio = |v: f64, b: Option<f64>| match b {
+        Some(b) if b > 0.0 => format!("{:.2}", v / b),
+        _ => "-".into(),
+    };
+    println!();
+    println!(
+        "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "mode", "rx pps", "tx pps", "intr/s", "CPU µs/p", "pps/BigL", "CPU/BigL", "cycles"
+    );
+    for r in reports {
+        println!(
+            "{:<12} {:>9.0} {:>9.0} {:>8.0} {:>9} {:>9} {:>9} {:>7}",
+            r.mode.name(),
+            r.rx_pps,
+            r.tx_pps,
+            r.intr_per_sec,
+            r.cpu_us_per_packet
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            ratio(r.rx_pps + r.tx_pps, base.map(|b| b.rx_pps + b.tx_pps)),
+            r.cpu_us_per_packet.map_or("-".into(), |c| ratio(
+                c,
+                base.and_then(|b| b.cpu_us_per_packet)
+            )),
+            r.cycles,
+        );
+    }
+    println!();
+    println!("big-lock acquisitions per path (0 = runs without it)");
+    print!("{:<12}", "mode");
+    for p in Path::ALL {
+        print!(" {:>10}", p.name());
+    }
+    println!();
+    for r in reports {
+        print!("{:<12}", r.mode.name());
+        for p in Path::ALL {
+            print!(" {:>10}", r.big_lock.get(p));
+        }
+        println!();
+    }
+}

@@ -1,0 +1,256 @@
+//! Frames with a sequence number, a sender that keeps a bounded window in
+//! flight, and a receiving stack that checks every frame.
+//!
+//! A frame from `src` to `dst`: the Ethernet header (ethertype 0x88b5, local
+//! experimental), the 64-bit sequence number, then a payload derived from
+//! it; its length is derived from it too (60 to 1514 bytes). The receiver
+//! recomputes both, so a frame that arrives cut, padded, corrupted,
+//! duplicated or out of order is caught.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mpsafe_em::uio::UioDevice;
+use mpsafe_em::{Em, Mbuf, Pool, Stack, TxError};
+
+/// Local experimental ethertype.
+const ETHERTYPE: u16 = 0x88b5;
+const HDR: usize = 14 + 8;
+
+/// Frame length for sequence number `seq`: spread over 60..=1514.
+pub(crate) fn frame_len(seq: u64) -> usize {
+    60 + (seq.wrapping_mul(7919) % 1455) as usize
+}
+
+fn payload_byte(seq: u64, i: usize) -> u8 {
+    (seq as u8).wrapping_mul(31).wrapping_add(i as u8)
+}
+
+/// Writes frame `seq` into `m` (a DMA-backed buffer).
+pub(crate) fn write_frame(m: &mut Mbuf, dst: [u8; 6], src: [u8; 6], seq: u64, run: u8) {
+    let len = frame_len(seq);
+    let b = m.data_mut().expect("a DMA-backed pool");
+    b[..6].copy_from_slice(&dst);
+    b[6..12].copy_from_slice(&src);
+    b[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+    b[14..22].copy_from_slice(&seq.to_be_bytes());
+    b[22] = run;
+    for (i, x) in b[HDR + 1..len].iter_mut().enumerate() {
+        *x = payload_byte(seq, i);
+    }
+    m.set_len(len as u16);
+}
+
+/// What one direction's receiver saw.
+#[derive(Debug, Default)]
+pub(crate) struct RxCounts {
+    /// Frames intact and in order.
+    pub received: AtomicU64,
+    /// Frames missing between two received ones (or before the first).
+    pub gaps: AtomicU64,
+    /// Frames with a wrong length, header or payload.
+    pub corrupt: AtomicU64,
+    /// Frames with a sequence number not above the last one.
+    pub out_of_order: AtomicU64,
+    /// Bytes received intact.
+    pub bytes: AtomicU64,
+    /// Highest sequence number received.
+    pub last: AtomicU64,
+    /// Frames that arrived after a later one, intact, each filling a gap
+    /// seen before, at the moment QEMU releases the frames it held during
+    /// the receiver's 1 s hold after an `RCTL` write (see `Checker::input`).
+    pub late_in_hold: AtomicU64,
+}
+
+/// The stack above one interface: checks each frame against what its peer
+/// sends, then frees it.
+pub(crate) struct Checker {
+    pool: Pool,
+    peer: [u8; 6],
+    me: [u8; 6],
+    run: u8,
+    pub counts: RxCounts,
+    /// Sequence numbers skipped so far (a late frame must be one of them).
+    missing: Mutex<BTreeSet<u64>>,
+    /// When the receiving interface was last brought up (ns since `epoch`).
+    up_at: AtomicU64,
+    epoch: Instant,
+}
+
+impl Checker {
+    pub(crate) fn new(pool: Pool, me: [u8; 6], peer: [u8; 6], run: u8) -> Self {
+        Self {
+            pool,
+            peer,
+            me,
+            run,
+            counts: RxCounts::default(),
+            missing: Mutex::new(BTreeSet::new()),
+            up_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Records that the receiving interface was just brought up.
+    pub(crate) fn mark_up(&self) {
+        self.up_at
+            .store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether now is when QEMU releases what it held since the last up:
+    /// its receive hold ends 1 s (virtual time) after the `RCTL` write.
+    fn in_hold_release(&self) -> bool {
+        let since = self.epoch.elapsed().as_nanos() as u64 - self.up_at.load(Ordering::Relaxed);
+        (900_000_000..=1_500_000_000).contains(&since)
+    }
+
+    fn check(&self, m: &Mbuf) -> Result<u64, ()> {
+        let d = m.data().ok_or(())?;
+        if d.len() < HDR
+            || d[..6] != self.me
+            || d[6..12] != self.peer
+            || d[12..14] != ETHERTYPE.to_be_bytes()
+        {
+            return Err(());
+        }
+        let seq = u64::from_be_bytes(d[14..22].try_into().map_err(|_| ())?);
+        if d.len() != frame_len(seq) {
+            return Err(());
+        }
+        if d[22] != self.run {
+            // A frame of an earlier mode's run: QEMU kept it queued.
+            return Err(());
+        }
+        if d[HDR + 1..]
+            .iter()
+            .enumerate()
+            .any(|(i, &x)| x != payload_byte(seq, i))
+        {
+            return Err(());
+        }
+        Ok(seq)
+    }
+}
+
+impl Stack for Checker {
+    fn input(&self, _queue: usize, packets: &mut Vec<Mbuf>) -> bool {
+        let c = &self.counts;
+        // One receive path at a time per interface (rxeof runs under the rx
+        // mutex or in one interrupt thread), but be exact anyway.
+        for m in packets.iter() {
+            match self.check(m) {
+                Ok(seq) => {
+                    let last = c.last.load(Ordering::Relaxed);
+                    let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+                    if seq <= last {
+                        // Late: legitimate only if it fills a gap (not a
+                        // duplicate) when QEMU releases its held frames.
+                        if self.in_hold_release() && missing.remove(&seq) {
+                            c.late_in_hold.fetch_add(1, Ordering::Relaxed);
+                            c.gaps.fetch_sub(1, Ordering::Relaxed);
+                            c.bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
+                        } else {
+                            c.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    missing.extend(last + 1..seq);
+                    // Bounded: a gap older than this is a loss, not lateness.
+                    while missing.len() > 4096 {
+                        missing.pop_first();
+                    }
+                    drop(missing);
+                    c.gaps.fetch_add(seq - last - 1, Ordering::Relaxed);
+                    c.last.store(seq, Ordering::Relaxed);
+                    c.received.fetch_add(1, Ordering::Relaxed);
+                    c.bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
+                }
+                Err(()) => {
+                    c.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.pool.free_all(packets.drain(..));
+        false
+    }
+}
+
+/// What one sender did.
+#[derive(Debug, Default)]
+pub(crate) struct TxCounts {
+    /// Frames `transmit` accepted (sequence numbers 1..=sent).
+    pub sent: AtomicU64,
+    /// Refused because the interface was down (retried, same number).
+    pub refused_down: AtomicU64,
+    /// Refused because the send queue was full (retried, same number).
+    pub refused_full: AtomicU64,
+    /// No free buffer in the pool at that moment (retried).
+    pub no_buffer: AtomicU64,
+    /// Frames known lost after acceptance (purged, flushed at the
+    /// receiver): they no longer count against the window.
+    pub written_off: AtomicU64,
+}
+
+/// One direction's sender: `em` to the peer whose receiver counts `rx`.
+pub(crate) struct Sender<'a> {
+    pub em: &'a Em<UioDevice>,
+    pub pool: Pool,
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+    pub counts: &'a TxCounts,
+    pub rx: &'a RxCounts,
+    /// Frames allowed in flight (sent, not yet received or written off):
+    /// below QEMU's 10000-frame queue, so QEMU never drops silently.
+    pub window: u64,
+    /// Held (read) while a buffer is in hand; the cycler takes it (write) to
+    /// see the buffer table with no frame half-way into the driver.
+    pub hand: &'a RwLock<()>,
+    pub stop: &'a AtomicBool,
+    /// Run id written into every frame (one per mode).
+    pub run: u8,
+}
+
+impl Sender<'_> {
+    pub(crate) fn run(&self) {
+        let c = self.counts;
+        let mut seq = 1;
+        while !self.stop.load(Ordering::Relaxed) {
+            let in_flight = c.sent.load(Ordering::Relaxed).saturating_sub(
+                self.rx.received.load(Ordering::Relaxed)
+                    + self.rx.late_in_hold.load(Ordering::Relaxed)
+                    + c.written_off.load(Ordering::Relaxed),
+            );
+            if in_flight >= self.window {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+            let _hand = self.hand.read().unwrap_or_else(|e| e.into_inner());
+            let Some(mut m) = self.pool.alloc() else {
+                c.no_buffer.fetch_add(1, Ordering::Relaxed);
+                drop(_hand);
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            };
+            write_frame(&mut m, self.dst, self.src, seq, self.run);
+            match self.em.transmit(0, m) {
+                Ok(()) => {
+                    c.sent.fetch_add(1, Ordering::Relaxed);
+                    seq += 1;
+                }
+                Err(e) => {
+                    let down = matches!(e, TxError::Down(_));
+                    if down {
+                        c.refused_down.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        c.refused_full.fetch_add(1, Ordering::Relaxed);
+                    }
+                    e.into_packet().free();
+                    drop(_hand);
+                    std::thread::sleep(Duration::from_micros(if down { 500 } else { 50 }));
+                }
+            }
+        }
+    }
+}
