@@ -213,7 +213,8 @@ pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = Defaul
     running: AtomicBool,
     /// A start deferred by bundling waits for `flush_bundle`.
     bundle_pending: AtomicBool,
-    /// `min(Config::bundle, maxlen)`; 1 means no bundling.
+    /// `Config::bundle`; 1 means no bundling. The threshold is
+    /// `min(bundle, maxlen)` with the maxlen of the moment (it can change).
     bundle: usize,
     barrier: StartBarrier<W>,
     start: S,
@@ -283,7 +284,7 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
             serializer: TaskSerializer::new(),
             running: AtomicBool::new(true),
             bundle_pending: AtomicBool::new(false),
-            bundle: config.bundle.min(config.maxlen),
+            bundle: config.bundle,
             barrier: StartBarrier::new(),
             start,
         })
@@ -320,12 +321,20 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
 
     /// Asks for the start routine to run (OpenBSD `ifq_start`); never blocks.
     ///
-    /// With bundling, and fewer packets queued than the threshold, only marks
-    /// a start pending for [`flush_bundle`](IfQueue::flush_bundle).
+    /// With bundling, and fewer packets queued than the threshold
+    /// `min(bundle, maxlen)` (computed on every call, as OpenBSD's
+    /// `ifq_start` does, so a later [`Locked::set_maxlen`] counts), only
+    /// marks a start pending for [`flush_bundle`](IfQueue::flush_bundle).
+    ///
+    /// [`Locked::set_maxlen`]: crate::Locked::set_maxlen
     #[inline]
     pub fn start(&self) -> Started {
         if self.bundle > 1 {
-            if self.queue.len() < self.bundle {
+            let len = self.queue.len();
+            // Only a queue below the configured bundle can be below the
+            // threshold, so the maxlen (read under the queue lock) is needed
+            // only on the path that may defer.
+            if len < self.bundle && len < self.queue.maxlen() {
                 self.bundle_pending.store(true, Ordering::Relaxed);
                 return Started::Deferred;
             }
@@ -630,6 +639,26 @@ mod tests {
         q.enqueue(frame()).unwrap();
         assert_eq!(q.start(), Started::Ran);
         assert_eq!(q.sent(), 2);
+    }
+
+    #[test]
+    fn bundling_threshold_follows_a_smaller_maxlen() {
+        // OpenBSD computes min(if_txmit, ifq_maxlen) on every ifq_start: a
+        // queue shrunk below the bundle must not defer forever on a full
+        // queue that refuses every new packet.
+        let q = counting(Config::with_maxlen(8).bundle(4));
+        q.lock().set_maxlen(2).unwrap();
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Deferred);
+        q.enqueue(frame()).unwrap();
+        assert!(q.enqueue(frame()).is_err(), "full at the new maxlen");
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!(q.sent(), 2);
+        // And growing it back raises the threshold again.
+        q.lock().set_maxlen(8).unwrap();
+        q.enqueue(frame()).unwrap();
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Deferred);
     }
 
     #[test]
