@@ -161,3 +161,48 @@ fn start_locked_needs_the_big_lock_mode() {
     drop(em);
     dev.shutdown();
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
+fn proofs_from_another_instance_are_refused() {
+    use mpsafe_serializer::Serializer;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let refused = |f: &mut dyn FnMut()| catch_unwind(AssertUnwindSafe(f)).is_err();
+    for mode in Mode::ALL {
+        let (_pool, dev, em) = setup(mode);
+        // Another interface's ifnet serializer proves nothing about this one.
+        let other: Serializer = Serializer::new();
+        let g = other.enter();
+        assert!(
+            refused(&mut || drop(em.init_locked(&g))),
+            "{mode}: init_locked"
+        );
+        assert!(refused(&mut || em.stop_locked(&g)), "{mode}: stop_locked");
+        assert!(
+            refused(&mut || drop(em.set_ring_sizes_locked(&g, 256, 256))),
+            "{mode}: set_ring_sizes_locked"
+        );
+        assert!(
+            refused(&mut || drop(em.start_serialized(0, &g))),
+            "{mode}: start_serialized"
+        );
+        drop(g);
+        // Nor does another kernel's big lock.
+        let k = KernelLock::new();
+        let kg = k.lock(mpsafe_em::Path::Start);
+        assert!(
+            refused(&mut || drop(em.start_locked(0, &kg))),
+            "{mode}: start_locked"
+        );
+        drop(kg);
+        // The interface's own proofs still work.
+        let s = em.ifnet().enter();
+        em.init_locked(&s).unwrap();
+        em.stop_locked(&s);
+        drop(s);
+        assert_eq!(em.stats().pool.in_use(), 0);
+        drop(em);
+        dev.shutdown();
+    }
+}
