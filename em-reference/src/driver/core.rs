@@ -2,8 +2,8 @@
 //! flag, and the locks the policy hands out (the big lock, the ifnet
 //! serializer). Shared by the softc and each queue's start routine.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mpsafe_serializer::{Serialized, Serializer};
 
@@ -19,6 +19,10 @@ pub(crate) struct Core {
     /// and ioctl in every mode; also the interrupt and start in
     /// [`Mode::Serialized`].
     pub(crate) ifnet: Serializer,
+    /// Inits and stops so far (see `bump_generation`).
+    generation: AtomicU64,
+    /// Serializes mode switches with each other (taken before `ifnet`).
+    pub(crate) switch: Mutex<()>,
 }
 
 impl Core {
@@ -28,6 +32,8 @@ impl Core {
             running: AtomicBool::new(false),
             big,
             ifnet: Serializer::new(),
+            generation: AtomicU64::new(0),
+            switch: Mutex::new(()),
         }
     }
 
@@ -35,6 +41,24 @@ impl Core {
         // Relaxed: the mode changes only with every path quiesced (the
         // switch's barriers order it); a path reads it once at its top.
         Mode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// Stores the new mode; only [`Em::set_mode`](super::Em::set_mode),
+    /// inside the serializer, with every path quiesced.
+    pub(crate) fn set_mode(&self, s: &Serialized<'_>, mode: Mode) {
+        self.check_ifnet(s);
+        self.mode.store(mode.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Counts an init or stop, so a mode switch that let go of the
+    /// serializer can tell one ran meanwhile.
+    pub(crate) fn bump_generation(&self, _s: &Serialized<'_>) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn generation(&self, _s: &Serialized<'_>) -> u64 {
+        // Relaxed: written and read only inside the serializer.
+        self.generation.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_running(&self) -> bool {

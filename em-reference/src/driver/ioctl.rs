@@ -22,6 +22,7 @@ impl<H: Hardware> Softc<H> {
         self.core.check_ifnet(s);
         let _k = self.core.enter(Path::Ioctl, Some(s));
         self.stop_locked(s);
+        self.core.bump_generation(s);
         self.hw.write(Reg::CTRL, CTRL_SLU);
         self.hw.write(Reg::ITR, self.cfg.itr());
         let rx_n = self.rx_desc.load(Ordering::Relaxed);
@@ -72,6 +73,7 @@ impl<H: Hardware> Softc<H> {
     pub(crate) fn stop_locked(&self, s: &Serialized<'_>) {
         self.core.check_ifnet(s);
         let mut k = self.core.enter(Path::Ioctl, Some(s));
+        self.core.bump_generation(s);
         let was_running = self.core.is_running();
         // 1. Clear RUNNING: new handler passes and starts do nothing.
         self.core.set_running(s, false);
@@ -118,15 +120,7 @@ impl<H: Hardware> Softc<H> {
     ///   handler or start waiting for the lock must get it to finish);
     /// - otherwise the same two barriers, directly.
     pub(crate) fn quiesce(&self, k: &mut Proof<'_>) {
-        let barriers = || {
-            self.hw.intr_barrier();
-            for qp in self.queues.iter() {
-                qp.ifq
-                    .barrier()
-                    .expect("stop is never called from inside the start routine");
-            }
-            self.refill.del_barrier();
-        };
+        let barriers = || self.barriers();
         match k {
             // The refill timeout never waits for the serializer (it tries
             // it), so waiting for the timeout inside it is safe.
@@ -137,6 +131,18 @@ impl<H: Hardware> Softc<H> {
             Proof::Big(k) => k.sleep(barriers),
             _ => barriers(),
         }
+    }
+
+    /// The interrupt gate's barrier, each queue's start barrier, the refill
+    /// timeout's barrier.
+    pub(crate) fn barriers(&self) {
+        self.hw.intr_barrier();
+        for qp in self.queues.iter() {
+            qp.ifq
+                .barrier()
+                .expect("never called from inside the start routine");
+        }
+        self.refill.del_barrier();
     }
 
     /// `SIOCSIFRXR`-like: new ring sizes, applied by re-initialising a

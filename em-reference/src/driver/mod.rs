@@ -35,6 +35,7 @@ mod mode;
 mod rx;
 mod stack;
 mod stats;
+mod switch;
 mod timeout;
 mod tx;
 
@@ -299,6 +300,23 @@ impl<H: Hardware> Em<H> {
         tx: u32,
     ) -> Result<(), EmError> {
         self.sc.set_ring_sizes_locked(s, rx, tx)
+    }
+
+    /// Switches the locking design of a running (or stopped) interface, under
+    /// load (seed 001's `kern.intr_mpsafe`, settable at any time): pauses
+    /// the interrupt and the starts, waits at their barriers, switches,
+    /// resumes. Packets on the send queues stay there and go out after;
+    /// nothing is dropped. Switching to the current mode does nothing.
+    ///
+    /// Must not be called from inside the ifnet serializer, a start routine
+    /// or the interrupt handler (it waits for them).
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a backend that cannot run a
+    /// mode.
+    pub fn set_mode(&self, mode: Mode) -> Result<(), EmError> {
+        self.sc.set_mode(mode)
     }
 
     /// Queues `packet` on send queue `queue` and starts it (`if_enqueue`).

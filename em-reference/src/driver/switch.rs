@@ -1,0 +1,90 @@
+//! The runtime mode switch (seed 001: `kern.intr_mpsafe` "can be set to 1
+//! at any time"): quiesce every path whose protection changes, switch,
+//! resume. Nothing queued is dropped and no buffer moves.
+//!
+//! 1. Inside the ifnet serializer, *pause*: mask the device's interrupts,
+//!    stop the send queues' starts (their packets stay queued), and in
+//!    [`Mode::Serialized`] disable the serializer's handlers.
+//! 2. Outside every lock, wait at the interrupt gate's barrier, each send
+//!    queue's start barrier and the refill timeout's barrier. Outside,
+//!    because a path of the old mode may be waiting for the serializer (a
+//!    `Serialized` handler or start task) or the big lock: it gets in,
+//!    finds the pause (or the old mode, which is still the current one) and
+//!    finishes.
+//! 3. Inside the serializer again: if an init or stop ran meanwhile (they
+//!    may have undone the pause), start over; else store the new mode and
+//!    *resume*: the send queues running, handlers enabled for `Serialized`,
+//!    a refill, interrupts unmasked, the queues started.
+//!
+//! Every path reads the mode once at its top; the ones that wait for the
+//! serializer re-read it inside, so one that waited across a switch runs
+//! under the mode it finds.
+
+use mpsafe_serializer::Serialized;
+
+use super::mode::Mode;
+use super::stats::Counters;
+use super::{EmError, Softc};
+use crate::biglock::Path;
+use crate::hw::{Hardware, Reg};
+use crate::regs::IMS_ENABLE_MASK;
+
+impl<H: Hardware> Softc<H> {
+    /// [`Em::set_mode`](super::Em::set_mode).
+    pub(crate) fn set_mode(&self, mode: Mode) -> Result<(), EmError> {
+        let _one_at_a_time = self
+            .core
+            .switch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let generation = {
+                let s = self.core.ifnet.enter();
+                if self.core.mode() == mode {
+                    return Ok(());
+                }
+                self.pause_locked(&s)
+            };
+            self.barriers();
+            let s = self.core.ifnet.enter();
+            if self.core.generation(&s) == generation {
+                self.core.set_mode(&s, mode);
+                self.resume_locked(&s);
+                Counters::bump(&self.ctr.mode_switches);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Step 1: returns the init/stop generation seen.
+    fn pause_locked(&self, s: &Serialized<'_>) -> u64 {
+        self.hw.write(Reg::IMC, !0);
+        for qp in self.queues.iter() {
+            qp.ifq.set_running(false);
+        }
+        if self.core.mode() == Mode::Serialized {
+            s.handler_disable();
+        }
+        self.core.generation(s)
+    }
+
+    /// Step 3, under the new mode: undo the pause if the interface runs.
+    fn resume_locked(&self, s: &Serialized<'_>) {
+        if !self.core.is_running() {
+            return;
+        }
+        for qp in self.queues.iter() {
+            qp.ifq.set_running(true);
+        }
+        if self.core.mode() == Mode::Serialized && !s.handlers_enabled() {
+            s.handler_enable();
+        }
+        for q in 0..self.queues.len() {
+            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)));
+        }
+        self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
+        for q in 0..self.queues.len() {
+            self.kick(q, Some(s));
+        }
+    }
+}
