@@ -77,6 +77,9 @@ pub mod porting {}
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/08-benchmarks.md"))]
 pub mod benchmarks {}
 
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/12-lockorder.md"))]
+pub mod lockorder {}
+
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/11-kernel.md"))]
 pub mod kernel {}
 

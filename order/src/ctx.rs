@@ -358,11 +358,15 @@ impl<L> Ctx<'_, L> {
         T: ?Sized,
         L: LockBefore<M>,
     {
-        drop(witness::Record::acquire(
+        // Checked and recorded as held, then released before waiting: the
+        // wait holds nothing, it only needs what it waits for to finish.
+        let checked = witness::Record::acquire(
             witness::LockRef::of::<M>(barrier.addr()),
             Location::caller(),
             false,
-        ));
+        );
+        #[allow(clippy::drop_non_drop)] // releases the record in debug builds
+        drop(checked);
         wait(&barrier.inner)
     }
 }

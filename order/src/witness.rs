@@ -134,10 +134,6 @@ impl Record {
     }
 }
 
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-pub(crate) fn forget(_addr: usize, _len: usize) {}
-
 #[cfg(debug_assertions)]
 pub(crate) use imp::forget;
 

@@ -32,6 +32,9 @@ const PEERS: &[(&str, &str)] = &[
     ("ifqueue/single/burst64", "mutex_vecdeque_push_loop"),
     ("ifqueue/1p1c", "mutex_vecdeque"),
     ("em/loopback_round_trip", "biglock"),
+    ("order/mutex", "plain"),
+    ("order/serializer", "plain"),
+    ("order/nested", "plain"),
 ];
 
 /// One benchmark's result.
