@@ -35,6 +35,9 @@ pub struct RunConfig {
     pub loopback: bool,
     /// Up/down cycles to run under load after the measurement.
     pub cycles: u32,
+    /// Switch the mode at run time ([`Em::set_mode`]) this often, through
+    /// [`Mode::ALL`] in turn starting after `mode`, for the whole run.
+    pub switch_every: Option<Duration>,
 }
 
 impl RunConfig {
@@ -51,6 +54,7 @@ impl RunConfig {
             queues: 1,
             loopback: false,
             cycles: 0,
+            switch_every: None,
         }
     }
 }
@@ -203,6 +207,22 @@ fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame
     }
 }
 
+/// Switches `em` to the next mode of [`Mode::ALL`] every `every` until
+/// `stop`.
+fn switch_modes(em: &Em<Device>, first: Mode, every: Duration, stop: &AtomicBool) {
+    let mut i = Mode::ALL.iter().position(|&m| m == first).unwrap_or(0);
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(1).min(every));
+        if last.elapsed() >= every {
+            i = (i + 1) % Mode::ALL.len();
+            em.set_mode(Mode::ALL[i])
+                .expect("every mode runs on the simulator");
+            last = Instant::now();
+        }
+    }
+}
+
 /// Runs one bounded measurement (and the requested up/down cycles), brings
 /// the interface down, and reports.
 ///
@@ -241,6 +261,10 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
     };
     let total = cfg.warmup + cfg.duration;
     let report = thread::scope(|s| {
+        if let Some(every) = cfg.switch_every {
+            let (em, stop) = (&em, &producer.stop);
+            s.spawn(move || switch_modes(em, cfg.mode, every, stop));
+        }
         if cfg.tx_pps > 0 {
             for q in 0..cfg.queues {
                 let (em, pool, producer) = (&em, &pool, &producer);

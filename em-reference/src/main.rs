@@ -22,7 +22,8 @@ prints the buffer accounting, which must end with 0 in use and 0 leaked.
 USAGE: mpsafe-em [OPTIONS]
 
 OPTIONS:
-  --mode <MODE>        biglock, rx-unlocked, mpsafe or all [default: all]
+  --mode <MODE>        biglock, rx-unlocked, mpsafe, serialized or all
+                       [default: all]
   --seconds <S>        measured seconds per mode, 0.1 to 60 [default: 2]
   --rate <RATE>        offered packets/s per queue and direction: a number,
                        `line` (gigabit line rate for the frame size) or `max`
@@ -31,6 +32,9 @@ OPTIONS:
   --frame-size <B>     frame length in bytes, 60 to 1514 [default: 60]
   --queues <N>         queue pairs, 1 or 2 [default: 1]
   --cycles <N>         up/down cycles under load after each run [default: 50]
+  --switch-every <S>   switch the mode at run time every S seconds (0.01 to
+                       60) during each run, through all four modes in turn
+                       starting from the run's mode [default: never]
   -h, --help           this text
 ";
 
@@ -42,6 +46,7 @@ struct Args {
     frame: u16,
     queues: usize,
     cycles: u32,
+    switch_every: Option<f64>,
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -53,6 +58,7 @@ fn parse() -> Result<Option<Args>, String> {
         frame: 60,
         queues: 1,
         cycles: 50,
+        switch_every: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,6 +76,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--frame-size",
             "--queues",
             "--cycles",
+            "--switch-every",
         ];
         if !known.contains(&name.as_str()) {
             return Err(format!("unknown option {flag:?} (see --help)"));
@@ -131,6 +138,15 @@ fn parse() -> Result<Option<Args>, String> {
                     .filter(|c| *c <= 10_000)
                     .ok_or_else(|| bad("expected 0 to 10000"))?
             }
+            "--switch-every" => {
+                a.switch_every = Some(
+                    value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| (0.01..=60.0).contains(s))
+                        .ok_or_else(|| bad("expected seconds between 0.01 and 60"))?,
+                )
+            }
             _ => unreachable!(),
         }
     }
@@ -185,6 +201,7 @@ fn main() -> ExitCode {
         cfg.frame_size = args.frame;
         cfg.queues = args.queues;
         cfg.cycles = args.cycles;
+        cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
         // A live progress line on a terminal; one line per mode in a log.
         let live = std::io::stderr().is_terminal();
         if !live {
@@ -268,6 +285,12 @@ fn main() -> ExitCode {
         );
         for line in r.after_down.to_string().lines() {
             println!("  {line}");
+        }
+        if r.after_down.mode_switches > 0 {
+            println!(
+                "  {} runtime mode switches (started in {}, ended in {})",
+                r.after_down.mode_switches, r.mode, r.after_down.mode
+            );
         }
         match r.conservation() {
             Ok(()) => println!("  accounting: every frame and buffer accounted for"),
