@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use mpsafe_em::uio::UioDevice;
 use mpsafe_em::{Em, Mbuf, Pool, Stack, TxError};
 
+/// When QEMU may release frames it held, after an interface's `up`.
+const HOLD_RELEASE_FROM_NS: u64 = 900_000_000;
+const HOLD_RELEASE_UNTIL_NS: u64 = 3_000_000_000;
+
 /// Local experimental ethertype.
 const ETHERTYPE: u16 = 0x88b5;
 const HDR: usize = 14 + 8;
@@ -99,11 +103,13 @@ impl Checker {
             .store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Whether now is when QEMU releases what it held since the last up:
-    /// its receive hold ends 1 s (virtual time) after the `RCTL` write.
-    fn in_hold_release(&self) -> bool {
-        let since = self.epoch.elapsed().as_nanos() as u64 - self.up_at.load(Ordering::Relaxed);
-        (900_000_000..=1_500_000_000).contains(&since)
+    /// Whether `now_ns` is when QEMU releases what it held since the last
+    /// up: its receive hold ends 1 s (virtual time) after the `RCTL` write
+    /// that `up` makes after [`mark_up`](Self::mark_up); the upper bound
+    /// leaves room for a loaded host.
+    fn is_hold_release(&self, now_ns: u64) -> bool {
+        let since = now_ns.saturating_sub(self.up_at.load(Ordering::Relaxed));
+        (HOLD_RELEASE_FROM_NS..=HOLD_RELEASE_UNTIL_NS).contains(&since)
     }
 
     fn check(&self, m: &Mbuf) -> Result<u64, ()> {
@@ -134,41 +140,45 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// Books one intact frame `seq` of `len` bytes, received at `now_ns`.
+    fn accept(&self, seq: u64, len: usize, now_ns: u64) {
+        let c = &self.counts;
+        let last = c.last.load(Ordering::Relaxed);
+        let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        if seq <= last {
+            // Late: legitimate only if it fills a gap (not a duplicate)
+            // when QEMU releases its held frames.
+            if self.is_hold_release(now_ns) && missing.remove(&seq) {
+                c.late_in_hold.fetch_add(1, Ordering::Relaxed);
+                c.gaps.fetch_sub(1, Ordering::Relaxed);
+                c.bytes.fetch_add(len as u64, Ordering::Relaxed);
+            } else {
+                c.out_of_order.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        missing.extend(last + 1..seq);
+        // Bounded: a gap older than this is a loss, not lateness.
+        while missing.len() > 4096 {
+            missing.pop_first();
+        }
+        c.gaps.fetch_add(seq - last - 1, Ordering::Relaxed);
+        c.last.store(seq, Ordering::Relaxed);
+        c.received.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
 impl Stack for Checker {
     fn input(&self, _queue: usize, packets: &mut Vec<Mbuf>) -> bool {
-        let c = &self.counts;
-        // One receive path at a time per interface (rxeof runs under the rx
-        // mutex or in one interrupt thread), but be exact anyway.
+        // One receive path at a time per interface (rxeof for its one ring),
+        // and `accept` books each frame under the `missing` lock anyway.
         for m in packets.iter() {
             match self.check(m) {
-                Ok(seq) => {
-                    let last = c.last.load(Ordering::Relaxed);
-                    let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
-                    if seq <= last {
-                        // Late: legitimate only if it fills a gap (not a
-                        // duplicate) when QEMU releases its held frames.
-                        if self.in_hold_release() && missing.remove(&seq) {
-                            c.late_in_hold.fetch_add(1, Ordering::Relaxed);
-                            c.gaps.fetch_sub(1, Ordering::Relaxed);
-                            c.bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
-                        } else {
-                            c.out_of_order.fetch_add(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    missing.extend(last + 1..seq);
-                    // Bounded: a gap older than this is a loss, not lateness.
-                    while missing.len() > 4096 {
-                        missing.pop_first();
-                    }
-                    drop(missing);
-                    c.gaps.fetch_add(seq - last - 1, Ordering::Relaxed);
-                    c.last.store(seq, Ordering::Relaxed);
-                    c.received.fetch_add(1, Ordering::Relaxed);
-                    c.bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
-                }
+                Ok(seq) => self.accept(seq, m.len(), self.epoch.elapsed().as_nanos() as u64),
                 Err(()) => {
-                    c.corrupt.fetch_add(1, Ordering::Relaxed);
+                    self.counts.corrupt.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -252,5 +262,76 @@ impl Sender<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mpsafe_em::pool::DmaRegion;
+    use std::ptr::NonNull;
+    use std::sync::Arc;
+
+    const ME: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// A pool over plain memory standing in for DMA memory.
+    fn pool(n: usize) -> Pool {
+        let mem: &'static mut [u8] = Vec::leak(vec![0u8; 2048 * n]);
+        let r = DmaRegion {
+            virt: NonNull::new(mem.as_mut_ptr()).unwrap(),
+            bus: 0x10_0000,
+            len: mem.len(),
+        };
+        // SAFETY: leaked memory, valid for the program's life, used by
+        // nothing else.
+        unsafe { Pool::with_dma(2048, &[r], Arc::new(())) }
+    }
+
+    fn checker(p: &Pool) -> Checker {
+        Checker::new(p.clone(), ME, PEER, 7)
+    }
+
+    #[test]
+    fn frames_round_trip_and_lengths_cover_the_range() {
+        let p = pool(2);
+        let c = checker(&p);
+        let mut m = p.alloc().unwrap();
+        write_frame(&mut m, ME, PEER, 42, 7);
+        assert_eq!(m.len(), frame_len(42));
+        assert_eq!(c.check(&m), Ok(42));
+        m.data_mut().unwrap()[40] ^= 1;
+        assert_eq!(c.check(&m), Err(()), "a flipped payload bit");
+        write_frame(&mut m, ME, PEER, 42, 6);
+        assert_eq!(c.check(&m), Err(()), "a frame of another run");
+        write_frame(&mut m, ME, PEER, 42, 7);
+        m.set_len(m.len() as u16 + 4);
+        assert_eq!(c.check(&m), Err(()), "4 bytes too long (no SECRC)");
+        m.free();
+        let lens: Vec<usize> = (1..5000).map(frame_len).collect();
+        assert_eq!(lens.iter().min(), Some(&60));
+        assert_eq!(lens.iter().max(), Some(&1514));
+    }
+
+    #[test]
+    fn gaps_late_frames_and_duplicates() {
+        let p = pool(1);
+        let c = checker(&p);
+        let hold = HOLD_RELEASE_FROM_NS + 1;
+        c.accept(1, 60, 0);
+        c.accept(4, 60, 0); // 2 and 3 missing
+        let n = &c.counts;
+        assert_eq!(n.gaps.load(Ordering::Relaxed), 2);
+        // 2 arrives late, but not when QEMU releases held frames: an error.
+        c.accept(2, 60, hold + HOLD_RELEASE_UNTIL_NS);
+        assert_eq!(n.out_of_order.load(Ordering::Relaxed), 1);
+        // 3 arrives late at the release: late, the gap closes.
+        c.accept(3, 60, hold);
+        assert_eq!(n.late_in_hold.load(Ordering::Relaxed), 1);
+        assert_eq!(n.gaps.load(Ordering::Relaxed), 1);
+        // 3 again: a duplicate, even at the release.
+        c.accept(3, 60, hold);
+        assert_eq!(n.out_of_order.load(Ordering::Relaxed), 2);
+        assert_eq!(n.received.load(Ordering::Relaxed), 2);
     }
 }
