@@ -83,5 +83,5 @@ pub mod lockorder {}
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/11-kernel.md"))]
 pub mod kernel {}
 
-#[doc = include_str!(concat!(env!("OUT_DIR"), "/12-qemu.md"))]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/13-qemu.md"))]
 pub mod qemu {}
