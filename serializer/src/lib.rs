@@ -179,6 +179,7 @@ mod sync;
 #[doc(hidden)]
 pub use sync::shared as __shim;
 mod task;
+mod thread;
 mod wait;
 
 pub use blocking::{
@@ -189,6 +190,8 @@ pub use combiner::Combiner;
 pub use order::{OrderedSerializer, OrderedSerializers};
 pub use spin::{RawSpinMutex, SpinMutex, SpinMutexGuard};
 pub use task::{Task, TaskIndexError, TaskOwner, TaskSerializer};
+#[cfg(feature = "std")]
+pub use thread::CurrentThreadId;
 #[cfg(feature = "std")]
 pub use wait::Futex;
 pub use wait::{DefaultWait, Spin, Wait};

@@ -13,10 +13,12 @@
 //! | init / stop / ioctl | ifnet serializer + big lock | ifnet serializer + big lock | ifnet serializer | ifnet serializer |
 //! | interrupt barrier in stop | device gate barrier | device gate barrier | device gate barrier | `handler_disable` |
 //!
-//! Lock order: ifnet serializer → big lock → rx mutex → buffer pool. The ifq
-//! serializer never blocks, so it sits outside the order (seed 002: "because
-//! contention on the ifq_serializer causes the second context to return
-//! immediately ... all the problems are avoided"). In `Serialized` the ifq's
+//! Lock order: ifnet serializer → big lock → rx mutex → buffer pool. Starting
+//! through the ifq serializer never blocks, so `start` and `restart` sit
+//! outside the order (seed 002: "because contention on the ifq_serializer
+//! causes the second context to return immediately ... all the problems are
+//! avoided"); the ifq *barrier* does block, on a start routine that may take
+//! the big lock, so it is not outside the order. In `Serialized` the ifq's
 //! start task *does* block, entering the ifnet serializer; nothing inside
 //! that serializer ever waits for the ifq's start barrier, and the
 //! interrupt and init paths, which hold it, run the start body directly
