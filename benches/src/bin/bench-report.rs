@@ -1,23 +1,56 @@
-//! Turns the criterion results of the last `cargo bench -p mpsafe-benches` run
-//! into a markdown table of ratios against the peer measured in the same run.
+//! Runs the criterion benchmarks as one recorded run, and turns recorded
+//! results into a markdown table of ratios against the peer measured in the
+//! same run, with where, when and with what they were measured.
 //!
 //! ```text
-//! cargo bench -p mpsafe-benches
+//! cargo run -p mpsafe-benches --bin bench-report -- run [CARGO BENCH ARGS]
 //! cargo run -p mpsafe-benches --bin bench-report [-- CRITERION_DIR [OUT.md]]
 //! ```
 //!
-//! Reads `<target>/criterion/**/new/{benchmark,estimates}.json` and writes the
-//! table to stdout and to `benches/RESULTS.md` (or `OUT.md`). The HTML plots
-//! criterion drew are in `<target>/criterion/report/index.html`.
+//! For example, one group with short measurements, then the report:
+//!
+//! ```text
+//! cargo run -p mpsafe-benches --bin bench-report -- run --bench ifqueue -- 1p1c --measurement-time 3
+//! cargo run -p mpsafe-benches --bin bench-report
+//! ```
+//!
+//! # Runs
+//!
+//! `run` records the run's provenance in
+//! `<target>/criterion/mpsafe-runs/<RUN>.json` (start and end time in UTC,
+//! commit and whether the work tree had uncommitted changes, `rustc -vV`, the
+//! CPU model, logical CPU count and available parallelism, the command), runs
+//! `cargo bench -p mpsafe-benches` with the given arguments, and when it
+//! succeeds stamps every result it wrote (a `new/` directory whose
+//! `estimates.json` is newer than the start) with `new/mpsafe-run.json`: the
+//! run id and a hash of that `estimates.json`.
+//!
+//! # Report
+//!
+//! Without `run`, reads `<target>/criterion/**/new/{benchmark,estimates}.json`
+//! and writes the table to stdout and to `benches/RESULTS.md` (or `OUT.md`).
+//! It refuses, writing nothing, when a group would mix results of different
+//! runs, or holds a result that no recorded run wrote (criterion run
+//! directly, or an `estimates.json` that changed after it was stamped):
+//! ratios between two runs on a shared machine compare the machine's load,
+//! not the code. Different groups may come from different runs (rerunning one
+//! group through `run` is fine); the preamble then names each run and
+//! each group names its own.
+//!
+//! Each row shows criterion's 95% confidence interval of the median; a
+//! ratio whose intervals overlap the peer's is not a measured difference.
+//! The HTML plots criterion drew are in `<target>/criterion/report/index.html`.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// For each benchmark group, the peer every other entry is compared against:
 /// what a user would pick instead of the mpsafe primitive.
@@ -37,41 +70,59 @@ const PEERS: &[(&str, &str)] = &[
     ("order/nested", "plain"),
 ];
 
+/// The stamp file `run` leaves in each result directory it wrote.
+const STAMP: &str = "mpsafe-run.json";
+/// The directory of run records, under the criterion directory.
+const RUNS: &str = "mpsafe-runs";
+
 /// One benchmark's result.
+#[derive(Debug)]
 struct Entry {
     function: String,
     /// Median time per iteration, in nanoseconds.
     median_ns: f64,
+    /// criterion's confidence interval of the median: level, low, high (ns).
+    median_ci: Option<(f64, f64, f64)>,
     /// Elements per iteration, when the bench declared a throughput.
     elements: Option<f64>,
+    /// The recorded run that wrote it, if its stamp is valid.
+    run: Option<String>,
+    /// Why it has no run, when it has none.
+    unstamped: &'static str,
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "run") {
+        // Everything after `run` goes to `cargo bench -p mpsafe-benches`
+        // verbatim: `run -- GROUP` filters, `run --bench ifqueue` picks a file.
+        let extra: Vec<OsString> = args.skip(1).collect();
+        return match run(&default_dir(), &extra) {
+            Ok(id) => {
+                eprintln!(
+                    "bench-report: run {id} recorded; now `cargo run -p mpsafe-benches --bin bench-report`"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench-report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let dir = args.next().map(PathBuf::from).unwrap_or_else(default_dir);
     let out = args
         .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"));
 
-    let mut groups: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-    let mut found = Vec::new();
-    find_results(&dir, &mut found);
-    for new in found {
-        match read_entry(&new) {
-            Ok((group, entry)) => groups.entry(group).or_default().push(entry),
-            Err(e) => eprintln!("bench-report: skipping {}: {e}", new.display()),
+    let table = match report(&dir) {
+        Ok(table) => table,
+        Err(e) => {
+            eprintln!("bench-report: {e}");
+            return ExitCode::FAILURE;
         }
-    }
-    if groups.is_empty() {
-        eprintln!(
-            "bench-report: no criterion results under {}; run `cargo bench -p mpsafe-benches` first",
-            dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-
-    let table = render(&mut groups);
+    };
     print!("{table}");
     if let Err(e) = std::fs::write(&out, &table) {
         eprintln!("bench-report: cannot write {}: {e}", out.display());
@@ -85,8 +136,12 @@ fn main() -> ExitCode {
 fn default_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| workspace().join("target"));
     target.join("criterion")
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Every `new/` directory (criterion's latest measurement) under `dir`.
@@ -108,44 +163,179 @@ fn find_results(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// FNV-1a, 64-bit: ties a stamp to the exact `estimates.json` it was made
+/// for (a fingerprint against accidents, not against forgery).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 fn read_entry(new: &Path) -> Result<(String, Entry), String> {
     let bench = read_json(&new.join("benchmark.json"))?;
-    let estimates = read_json(&new.join("estimates.json"))?;
+    let estimates_bytes = std::fs::read(new.join("estimates.json"))
+        .map_err(|e| format!("{}/estimates.json: {e}", new.display()))?;
+    let estimates: Value =
+        serde_json::from_slice(&estimates_bytes).map_err(|e| format!("estimates.json: {e}"))?;
     let group = bench["group_id"].as_str().ok_or("no group_id")?.to_owned();
     let mut function = bench["function_id"].as_str().unwrap_or("").to_owned();
     if let Some(value) = bench["value_str"].as_str() {
         function = format!("{function}/{value}");
     }
-    let median_ns = estimates["median"]["point_estimate"]
+    let median = &estimates["median"];
+    let median_ns = median["point_estimate"]
         .as_f64()
         .ok_or("no median estimate")?;
+    let ci = &median["confidence_interval"];
+    let median_ci = match (
+        ci["confidence_level"].as_f64(),
+        ci["lower_bound"].as_f64(),
+        ci["upper_bound"].as_f64(),
+    ) {
+        (Some(level), Some(lo), Some(hi)) => Some((level, lo, hi)),
+        _ => None,
+    };
     let elements = bench["throughput"]["Elements"].as_f64();
+    let (run, unstamped) = match read_json(&new.join(STAMP)) {
+        Err(_) => (None, "not written by a recorded run"),
+        Ok(stamp) => {
+            let want = format!("{:016x}", fnv1a64(&estimates_bytes));
+            match (stamp["run"].as_str(), stamp["estimates_fnv1a64"].as_str()) {
+                (Some(run), Some(hash)) if hash == want => (Some(run.to_owned()), ""),
+                (Some(_), Some(_)) => (None, "estimates.json changed after its run stamped it"),
+                _ => (None, "malformed run stamp"),
+            }
+        }
+    };
     Ok((
         group,
         Entry {
             function,
             median_ns,
+            median_ci,
             elements,
+            run,
+            unstamped,
         },
     ))
 }
 
-fn render(groups: &mut BTreeMap<String, Vec<Entry>>) -> String {
+/// Reads every result under `dir`, checks that each group comes from one
+/// recorded run, and renders the report.
+fn report(dir: &Path) -> Result<String, String> {
+    let mut groups: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    let mut found = Vec::new();
+    find_results(dir, &mut found);
+    for new in found {
+        match read_entry(&new) {
+            Ok((group, entry)) => groups.entry(group).or_default().push(entry),
+            Err(e) => eprintln!("bench-report: skipping {}: {e}", new.display()),
+        }
+    }
+    if groups.is_empty() {
+        return Err(format!(
+            "no criterion results under {}; run `cargo run -p mpsafe-benches --bin bench-report -- run` first",
+            dir.display()
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut runs = BTreeMap::new();
+    for (group, entries) in &groups {
+        for e in entries.iter().filter(|e| e.run.is_none()) {
+            problems.push(format!("{group}: `{}` {}", e.function, e.unstamped));
+        }
+        let ids: BTreeSet<&str> = entries.iter().filter_map(|e| e.run.as_deref()).collect();
+        if ids.len() > 1 {
+            let list: Vec<String> = entries
+                .iter()
+                .filter_map(|e| Some(format!("`{}` from {}", e.function, e.run.as_deref()?)))
+                .collect();
+            problems.push(format!(
+                "{group} mixes {} runs: {}",
+                ids.len(),
+                list.join(", ")
+            ));
+        }
+        for id in ids {
+            if !runs.contains_key(id) {
+                match read_json(&dir.join(RUNS).join(format!("{id}.json"))) {
+                    Ok(meta) => {
+                        runs.insert(id.to_owned(), meta);
+                    }
+                    Err(e) => problems.push(format!("{group}: run {id} has no record: {e}")),
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "refusing to report results that are not each group's own single run:\n  {}\n\
+             Rerun the groups named (`bench-report run -- GROUP`), or all of them \
+             (`bench-report run`).",
+            problems.join("\n  ")
+        ));
+    }
+    Ok(render(&mut groups, &runs))
+}
+
+fn render(groups: &mut BTreeMap<String, Vec<Entry>>, runs: &BTreeMap<String, Value>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# Benchmark results\n\nMedian time per iteration from criterion; *speed vs peer* is the peer's median \
-         time divided by this entry's, measured in the same run (above 1: faster than the peer).\n"
+        "# Benchmark results\n\nMedian time per iteration from criterion, with criterion's confidence \
+         interval of the median; *speed vs peer* is the peer's median time divided by this entry's, \
+         measured in the same run (above 1: faster than the peer). A ratio whose interval overlaps \
+         the peer's is not a measured difference.\n"
     );
+    for (id, meta) in runs {
+        let str_of = |k: &str| meta[k].as_str().unwrap_or("unknown").to_owned();
+        let in_groups: Vec<&str> = groups
+            .iter()
+            .filter(|(_, es)| es.iter().any(|e| e.run.as_deref() == Some(id)))
+            .map(|(g, _)| g.as_str())
+            .collect();
+        let scope = if in_groups.len() == groups.len() {
+            "every group".to_owned()
+        } else {
+            in_groups.join(", ")
+        };
+        let _ = writeln!(s, "Run `{id}` ({scope}):\n");
+        let _ = writeln!(
+            s,
+            "- date: {} to {} (UTC)",
+            str_of("started"),
+            str_of("finished")
+        );
+        let _ = writeln!(s, "- commit: `{}`", str_of("commit"));
+        let _ = writeln!(s, "- rustc: `{}`", str_of("rustc"));
+        let _ = writeln!(
+            s,
+            "- CPU: {}; {} logical CPUs, available parallelism {}",
+            str_of("cpu"),
+            meta["logical_cpus"]
+                .as_u64()
+                .map_or("unknown".into(), |n| n.to_string()),
+            meta["available_parallelism"]
+                .as_u64()
+                .map_or("unknown".into(), |n| n.to_string()),
+        );
+        let _ = writeln!(s, "- command: `{}`\n", str_of("command"));
+    }
     for (group, entries) in groups.iter_mut() {
         entries.sort_by(|a, b| a.function.cmp(&b.function));
         let peer_name = PEERS.iter().find(|(g, _)| g == group).map(|(_, p)| *p);
         let peer = peer_name.and_then(|p| entries.iter().find(|e| e.function == p));
         let _ = writeln!(s, "## {group}\n");
+        if let Some(id) = entries.first().and_then(|e| e.run.as_deref()) {
+            let _ = writeln!(s, "Run: `{id}`.\n");
+        }
         match (peer_name, peer) {
             (Some(name), Some(_)) => {
                 let _ = writeln!(s, "Peer: `{name}`.\n");
@@ -158,20 +348,29 @@ fn render(groups: &mut BTreeMap<String, Vec<Entry>>) -> String {
             }
             (None, _) => {}
         }
+        let level = entries
+            .iter()
+            .find_map(|e| e.median_ci)
+            .map_or(95.0, |(l, _, _)| l * 100.0);
         let _ = writeln!(
             s,
-            "| benchmark | median | per element | Melem/s | speed vs peer |"
+            "| benchmark | median | {level:.0}% CI of median | per element | Melem/s | speed vs peer |"
         );
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
         for e in entries.iter() {
             let per_elem = e.elements.map(|n| e.median_ns / n);
             let rate = per_elem.map(|ns| 1e3 / ns);
             let ratio = peer.map(|p| p.median_ns / e.median_ns);
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} | {} | {} |",
+                "| `{}` | {} | {} | {} | {} | {} |",
                 e.function,
                 time(e.median_ns),
+                e.median_ci.map_or("".into(), |(_, lo, hi)| format!(
+                    "{} – {}",
+                    time_precise(lo),
+                    time_precise(hi)
+                )),
                 per_elem.map_or("".into(), time),
                 rate.map_or("".into(), |r| format!("{r:.2}")),
                 ratio.map_or("".into(), |r| format!("{r:.2}×")),
@@ -191,5 +390,373 @@ fn time(ns: f64) -> String {
         format!("{:.2} µs", ns / 1e3)
     } else {
         format!("{ns:.1} ns")
+    }
+}
+
+/// [`time`] with three significant digits, so a narrow interval does not
+/// print as one value twice.
+fn time_precise(ns: f64) -> String {
+    let (value, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "µs")
+    } else {
+        (ns, "ns")
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
+/// Records a run, runs `cargo bench -p mpsafe-benches` with `extra`
+/// arguments (after `--` they go to criterion), and stamps what it wrote.
+/// Returns the run id.
+fn run(dir: &Path, extra: &[OsString]) -> Result<String, String> {
+    let started = SystemTime::now();
+    let id = format!(
+        "{}-{}",
+        utc(started).replace([':', '-'], ""),
+        std::process::id()
+    );
+    let mut command = vec![
+        "cargo".to_owned(),
+        "bench".into(),
+        "-p".into(),
+        "mpsafe-benches".into(),
+    ];
+    command.extend(extra.iter().map(|a| a.to_string_lossy().into_owned()));
+    let mut meta = provenance(&command.join(" "));
+    meta["started"] = json!(utc(started));
+    let runs = dir.join(RUNS);
+    std::fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
+    let record = runs.join(format!("{id}.json"));
+    let write = |meta: &Value| {
+        std::fs::write(&record, format!("{meta:#}\n"))
+            .map_err(|e| format!("{}: {e}", record.display()))
+    };
+    write(&meta)?;
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["bench", "-p", "mpsafe-benches"])
+        .args(extra)
+        .status()
+        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo bench failed ({status}); run {id} stamped nothing"
+        ));
+    }
+    let stamped = stamp(dir, &id, started)?;
+    if stamped == 0 {
+        return Err(format!(
+            "cargo bench wrote no result under {}",
+            dir.display()
+        ));
+    }
+    meta["finished"] = json!(utc(SystemTime::now()));
+    meta["results"] = json!(stamped);
+    write(&meta)?;
+    Ok(id)
+}
+
+/// Stamps every result under `dir` whose `estimates.json` was written at or
+/// after `started` as run `id`; returns how many.
+fn stamp(dir: &Path, id: &str, started: SystemTime) -> Result<usize, String> {
+    let mut found = Vec::new();
+    find_results(dir, &mut found);
+    let mut n = 0;
+    for new in found {
+        let estimates = new.join("estimates.json");
+        let Ok(modified) = std::fs::metadata(&estimates).and_then(|m| m.modified()) else {
+            continue;
+        };
+        if modified < started {
+            continue;
+        }
+        let bytes =
+            std::fs::read(&estimates).map_err(|e| format!("{}: {e}", estimates.display()))?;
+        let stamp = json!({ "run": id, "estimates_fnv1a64": format!("{:016x}", fnv1a64(&bytes)) });
+        let path = new.join(STAMP);
+        std::fs::write(&path, format!("{stamp}\n"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Where and with what this run measures: commit, compiler, CPU.
+fn provenance(command: &str) -> Value {
+    let ws = workspace();
+    let output = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .current_dir(&ws)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = match output("git", &["rev-parse", "HEAD"]) {
+        Some(head) => {
+            let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{head} with uncommitted changes")
+            } else {
+                head
+            }
+        }
+        None => "unknown (not a git checkout)".to_owned(),
+    };
+    let rustc_program = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let rustc = output(&rustc_program, &["-vV"]).map_or("unknown".to_owned(), |v| {
+        let field = |k: &str| {
+            v.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|s| s.trim().to_owned())
+        };
+        let first = v.lines().next().unwrap_or("rustc").to_owned();
+        match (field("host:"), field("LLVM version:")) {
+            (Some(host), Some(llvm)) => format!("{first}, host {host}, LLVM {llvm}"),
+            _ => first,
+        }
+    });
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let logical = cpuinfo
+        .lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim() == "processor")
+        })
+        .count();
+    json!({
+        "commit": commit,
+        "rustc": rustc,
+        "cpu": cpu,
+        "logical_cpus": (logical > 0).then_some(logical),
+        "available_parallelism": std::thread::available_parallelism().ok().map(|n| n.get()),
+        "command": command,
+        "started": null,
+        "finished": null,
+    })
+}
+
+/// `t` as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A scratch criterion directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("bench-report-test-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// Writes a criterion result for `group`/`function`.
+        fn result(&self, group: &str, function: &str, median: f64) -> PathBuf {
+            let new = self
+                .0
+                .join(group.replace('/', "_"))
+                .join(function)
+                .join("new");
+            std::fs::create_dir_all(&new).unwrap();
+            let bench = json!({
+                "group_id": group, "function_id": function, "value_str": null,
+                "throughput": {"Elements": 2},
+            });
+            std::fs::write(new.join("benchmark.json"), bench.to_string()).unwrap();
+            let est = json!({"median": {
+                "point_estimate": median,
+                "confidence_interval": {
+                    "confidence_level": 0.95,
+                    "lower_bound": median * 0.9,
+                    "upper_bound": median * 1.1,
+                },
+            }});
+            std::fs::write(new.join("estimates.json"), est.to_string()).unwrap();
+            new
+        }
+
+        /// Records run `id` and stamps everything written from `since` on.
+        fn record(&self, id: &str, since: SystemTime) -> usize {
+            let runs = self.0.join(RUNS);
+            std::fs::create_dir_all(&runs).unwrap();
+            let mut meta = provenance("cargo bench -p mpsafe-benches");
+            meta["started"] = json!("2026-11-30T18:00:00Z");
+            meta["finished"] = json!("2026-11-30T18:10:00Z");
+            std::fs::write(runs.join(format!("{id}.json")), meta.to_string()).unwrap();
+            stamp(&self.0, id, since).unwrap()
+        }
+
+        /// Makes `new`'s estimates look written long ago (after [`long_ago`]).
+        fn age(&self, new: &Path) {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(new.join("estimates.json"))
+                .unwrap();
+            file.set_modified(UNIX_EPOCH + Duration::from_secs(3_000_000))
+                .unwrap();
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn long_ago() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(2_000_000)
+    }
+
+    #[test]
+    fn one_run_reports_its_provenance_and_intervals() {
+        let s = Scratch::new("one");
+        s.result("g", "peer", 20.0);
+        s.result("g", "ours", 10.0);
+        assert_eq!(s.record("R1", long_ago()), 2);
+        let out = report(&s.0).unwrap();
+        assert!(out.contains("Run `R1` (every group):"), "{out}");
+        assert!(out.contains("- date: 2026-11-30T18:00:00Z to 2026-11-30T18:10:00Z (UTC)"));
+        assert!(out.contains("- commit: `"), "{out}");
+        assert!(out.contains("- rustc: `rustc "), "{out}");
+        assert!(out.contains("available parallelism"), "{out}");
+        assert!(out.contains("| 95% CI of median |"), "{out}");
+        assert!(
+            out.contains("| `ours` | 10.0 ns | 9.00 ns – 11.0 ns | 5.0 ns |"),
+            "{out}"
+        );
+        assert!(out.contains("Run: `R1`."), "{out}");
+    }
+
+    #[test]
+    fn a_group_mixing_two_runs_is_refused() {
+        let s = Scratch::new("mixed");
+        let old = s.result("g", "peer", 20.0);
+        s.age(&old);
+        assert_eq!(s.record("R1", long_ago()), 1);
+        // A later partial rerun of one benchmark of the same group.
+        let since = SystemTime::now() - Duration::from_secs(60);
+        s.result("g", "ours", 10.0);
+        assert_eq!(s.record("R2", since), 1);
+        let err = report(&s.0).unwrap_err();
+        assert!(err.contains("g mixes 2 runs"), "{err}");
+        assert!(
+            err.contains("`peer` from R1") && err.contains("`ours` from R2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn groups_from_different_runs_each_name_theirs() {
+        let s = Scratch::new("groups");
+        let old = s.result("a", "x", 20.0);
+        s.age(&old);
+        assert_eq!(s.record("R1", long_ago()), 1);
+        let since = SystemTime::now() - Duration::from_secs(60);
+        s.result("b", "y", 10.0);
+        assert_eq!(s.record("R2", since), 1);
+        let out = report(&s.0).unwrap();
+        assert!(
+            out.contains("Run `R1` (a):") && out.contains("Run `R2` (b):"),
+            "{out}"
+        );
+        let a = out.find("## a").unwrap();
+        let b = out.find("## b").unwrap();
+        assert!(
+            out[a..b].contains("Run: `R1`.") && out[b..].contains("Run: `R2`."),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_unrecorded_or_changed_result_is_refused() {
+        let s = Scratch::new("unstamped");
+        s.result("g", "peer", 20.0);
+        let err = report(&s.0).unwrap_err();
+        assert!(
+            err.contains("`peer` not written by a recorded run"),
+            "{err}"
+        );
+
+        assert_eq!(s.record("R1", long_ago()), 1);
+        assert!(report(&s.0).is_ok());
+        // criterion run directly afterwards rewrites the estimates.
+        s.result("g", "peer", 30.0);
+        let err = report(&s.0).unwrap_err();
+        assert!(err.contains("changed after its run stamped it"), "{err}");
+    }
+
+    #[test]
+    fn a_run_without_its_record_is_refused() {
+        let s = Scratch::new("norecord");
+        s.result("g", "peer", 20.0);
+        assert_eq!(stamp(&s.0, "R9", long_ago()).unwrap(), 1);
+        let err = report(&s.0).unwrap_err();
+        assert!(err.contains("run R9 has no record"), "{err}");
+    }
+
+    #[test]
+    fn stamping_skips_results_older_than_the_run() {
+        let s = Scratch::new("older");
+        let old = s.result("g", "old", 1.0);
+        s.age(&old);
+        s.result("g", "fresh", 1.0);
+        let since = SystemTime::now() - Duration::from_secs(60);
+        assert_eq!(stamp(&s.0, "R1", since).unwrap(), 1);
+        assert!(!old.join(STAMP).exists());
+    }
+
+    #[test]
+    fn utc_dates() {
+        let at = |s| utc(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 }
