@@ -37,6 +37,10 @@
 //!     and what it means.
 //! 11. [Using the crates from a kernel](kernel): the dependency line, the
 //!     lock, the wait, the discipline and the ticks of a `no_std` kernel.
+//! 12. [Lock order](lockorder): lock levels checked at compile time, and a
+//!     debug-only witness for what types cannot see (`mpsafe-order`).
+//! 13. [Running on QEMU's e1000](qemu): the same driver on an emulated
+//!     82540EM through Linux `uio`, and what that device does differently.
 //!
 //! Code blocks in the chapters are Rust doctests (`cargo test -p
 //! mpsafe-guide --doc` runs them all); blocks that are not Rust are marked
