@@ -44,6 +44,9 @@ OPTIONS:
   --after-up           after each run, bring the interface down and up once
                        and report rx drops and the time to regain the
                        watermark in the first second after `up`
+  --switch-every <S>   switch the mode at run time every S seconds (0.01 to
+                       60) during each run, through all modes in turn
+                       starting from the run's mode [default: never]
   --interval <S>       also sample every S seconds (0.01 to 60): time, rx/tx
                        pps, drops and each rx ring's watermark
   --format <F>         text, json or csv [default: text]
@@ -98,6 +101,8 @@ pub struct Args {
     pub keep_watermarks: bool,
     /// Probe the first second after `up`.
     pub after_up: bool,
+    /// Switch the mode at run time this often (seconds), if set.
+    pub switch_every: Option<f64>,
     /// Sampling interval in seconds, if set.
     pub interval: Option<f64>,
     /// Output format.
@@ -117,6 +122,7 @@ impl Default for Args {
             bundle: None,
             keep_watermarks: false,
             after_up: false,
+            switch_every: None,
             interval: None,
             format: Format::Text,
         }
@@ -242,7 +248,7 @@ where
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
         };
-        const VALUED: [&str; 10] = [
+        const VALUED: [&str; 11] = [
             "--mode",
             "--seconds",
             "--repeat",
@@ -252,6 +258,7 @@ where
             "--cycles",
             "--bundle",
             "--interval",
+            "--switch-every",
             "--format",
         ];
         if !VALUED.contains(&name.as_str()) {
@@ -301,6 +308,9 @@ where
             "--bundle" => a.bundle = Some(number(&name, v, 1..=256, "1 to 256 packets")?),
             "--interval" => {
                 a.interval = Some(number(&name, v, 0.01..=60.0, "seconds from 0.01 to 60")?)
+            }
+            "--switch-every" => {
+                a.switch_every = Some(number(&name, v, 0.01..=60.0, "seconds from 0.01 to 60")?)
             }
             "--format" => {
                 a.format = match v.to_ascii_lowercase().as_str() {
@@ -376,6 +386,7 @@ mod tests {
             "16",
             "--interval",
             "0.1",
+            "--switch-every=0.5",
             "--format",
             "CSV",
             "--keep-watermarks",
@@ -392,6 +403,7 @@ mod tests {
         assert_eq!(a.queues, 2);
         assert_eq!(a.bundle, Some(16));
         assert_eq!(a.interval, Some(0.1));
+        assert_eq!(a.switch_every, Some(0.5));
         assert_eq!(a.format, Format::Csv);
         assert!(a.keep_watermarks && a.after_up);
         assert_eq!((a.cycles, a.frame), (0, 1514));
@@ -406,6 +418,7 @@ mod tests {
             (&["--frame-size", "59"], "--frame-size"),
             (&["--bundle", "0"], "--bundle"),
             (&["--interval", "0.001"], "--interval"),
+            (&["--switch-every", "0"], "--switch-every"),
             (&["--format", "xml"], "--format"),
             (&["--cycles"], "needs a value"),
             (&["--bogus"], "unknown option"),

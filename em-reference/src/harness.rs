@@ -11,6 +11,7 @@ use crate::biglock::{KernelLock, LockCounts};
 use crate::cpu::process_cpu_time;
 use crate::device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
 use crate::driver::{Em, EmConfig, EmError, EmStats, Mode, Sink};
+use crate::measure::ThreadCpu;
 use crate::pool::Pool;
 
 /// What to run.
@@ -38,6 +39,12 @@ pub struct RunConfig {
     /// Switch the mode at run time ([`Em::set_mode`]) this often, through
     /// [`Mode::ALL`] in turn starting after `mode`, for the whole run.
     pub switch_every: Option<Duration>,
+    /// Snapshot the counters this often during warm-up and measurement
+    /// ([`RunReport::samples`]); `None`: only at the window's ends.
+    pub interval: Option<Duration>,
+    /// After the measurement, bring the interface down and up once and
+    /// watch the first second ([`RunReport::after_up`]).
+    pub after_up: bool,
 }
 
 impl RunConfig {
@@ -55,6 +62,8 @@ impl RunConfig {
             loopback: false,
             cycles: 0,
             switch_every: None,
+            interval: None,
+            after_up: false,
         }
     }
 }
@@ -122,6 +131,87 @@ pub struct RunReport {
     pub tx_refused: u64,
     /// Packets the stack received over the whole run.
     pub rx_total: u64,
+    /// Driver statistics at the end of the measurement, before the cycles
+    /// and teardown: the buffer table as it stood under load.
+    pub at_end: EmStats,
+    /// Big-lock acquisitions per path during the measurement only.
+    pub big_lock_window: LockCounts,
+    /// Process CPU time during the measurement (every thread).
+    pub process_cpu: Option<Duration>,
+    /// CPU time of the simulated device's DMA/wire thread (`em-device`)
+    /// during the measurement, from its own CPU clock. The process is
+    /// assumed to run one simulated device.
+    pub device_cpu: Option<Duration>,
+    /// CPU time of the interrupt thread (`em-intr`, which runs the driver's
+    /// handler) during the measurement.
+    pub intr_cpu: Option<Duration>,
+    /// Receive frames per second the wire offered over all queues, if paced.
+    pub offered_rx_pps: Option<f64>,
+    /// Counter snapshots every [`RunConfig::interval`], from `up`.
+    pub samples: Vec<Snapshot>,
+    /// The first second after a down/up, if [`RunConfig::after_up`].
+    pub after_up: Option<AfterUpProbe>,
+}
+
+/// Cumulative counters at one instant of a run.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Time since `up`.
+    pub t: Duration,
+    /// Frames the stack received so far.
+    pub rx: u64,
+    /// Frames transmitted (completed) so far.
+    pub tx: u64,
+    /// Frames the device missed so far.
+    pub missed: u64,
+    /// Send queue drops so far.
+    pub qdrops: u64,
+    /// Each receive ring's `(cwm, alive)`.
+    pub rings: Vec<(u32, u32)>,
+}
+
+/// What the first second after a down/up under load looked like.
+#[derive(Clone, Debug)]
+pub struct AfterUpProbe {
+    /// Sum over rings of the current watermark just before `down`.
+    pub cwm_before: u32,
+    /// Sum over rings of the current watermark just after `up`.
+    pub cwm_at_up: u32,
+    /// Time from `up` until the summed watermark was back to `cwm_before`
+    /// (checked every millisecond), if within the second.
+    pub to_steady: Option<Duration>,
+    /// Frames missed in the first second.
+    pub missed: u64,
+    /// Frames received in the first second.
+    pub rx: u64,
+}
+
+fn cwm_sum(st: &EmStats) -> u32 {
+    st.rxrings.iter().map(|r| r.cwm).sum()
+}
+
+/// Down, up, and one second of watching the watermark come back.
+fn probe_after_up(em: &Em<Device>, dev: &Device, sink: &Sink) -> AfterUpProbe {
+    let cwm_before = cwm_sum(&em.stats());
+    em.down();
+    let up = em.up();
+    let t_up = Instant::now();
+    let (missed0, rx0) = (dev.stats().missed, sink.packets());
+    let cwm_at_up = cwm_sum(&em.stats());
+    let mut to_steady = (up.is_ok() && cwm_at_up >= cwm_before).then_some(Duration::ZERO);
+    while t_up.elapsed() < Duration::from_secs(1) {
+        thread::sleep(Duration::from_millis(1));
+        if to_steady.is_none() && cwm_sum(&em.stats()) >= cwm_before {
+            to_steady = Some(t_up.elapsed());
+        }
+    }
+    AfterUpProbe {
+        cwm_before,
+        cwm_at_up,
+        to_steady,
+        missed: dev.stats().missed - missed0,
+        rx: sink.packets() - rx0,
+    }
 }
 
 impl RunReport {
@@ -272,29 +362,53 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
             }
         }
         let begin = Instant::now();
-        let nap = |until: Duration, progress: &mut dyn FnMut(f64)| {
+        let step = cfg
+            .interval
+            .unwrap_or(Duration::from_millis(250))
+            .min(Duration::from_millis(250));
+        let mut next_sample = cfg.interval.unwrap_or(Duration::MAX);
+        let mut samples = Vec::new();
+        let mut nap = |until: Duration, progress: &mut dyn FnMut(f64)| {
             while begin.elapsed() < until {
                 let left = until.saturating_sub(begin.elapsed());
-                thread::sleep(left.min(Duration::from_millis(250)));
+                let to_sample = next_sample.saturating_sub(begin.elapsed());
+                thread::sleep(left.min(step).min(to_sample));
                 progress((begin.elapsed().as_secs_f64() / total.as_secs_f64()).min(1.0));
+                if let Some(every) = cfg.interval {
+                    if begin.elapsed() >= next_sample {
+                        let st = em.stats();
+                        samples.push(Snapshot {
+                            t: begin.elapsed(),
+                            rx: sink.packets(),
+                            tx: st.tx_completed,
+                            missed: dev.stats().missed,
+                            qdrops: st.tx_qdrops,
+                            rings: st.rxrings.iter().map(|r| (r.cwm, r.alive)).collect(),
+                        });
+                        next_sample += every;
+                    }
+                }
             }
         };
         nap(cfg.warmup, &mut progress);
-        let (rx0, st0, dev0, cpu0, t0) = (
+        let (rx0, st0, dev0, cpu0, thr0, t0) = (
             sink.packets(),
             em.stats(),
             dev.stats(),
             process_cpu_time(),
+            ThreadCpu::snapshot(),
             Instant::now(),
         );
         nap(total, &mut progress);
-        let (rx1, st1, dev1, cpu1, elapsed) = (
+        let (rx1, st1, dev1, cpu1, thr1, elapsed) = (
             sink.packets(),
             em.stats(),
             dev.stats(),
             process_cpu_time(),
+            ThreadCpu::snapshot(),
             t0.elapsed(),
         );
+        let probe = cfg.after_up.then(|| probe_after_up(&em, &dev, &sink));
         let mut cycles = 0;
         for _ in 0..cfg.cycles {
             em.down();
@@ -304,6 +418,21 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
         }
         producer.stop.store(true, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
+        let thread_cpu = |name: &str| match (&thr0, &thr1) {
+            (Some(a), Some(b)) => Some(b.named_since(a, name)),
+            _ => None,
+        };
+        let window = Window {
+            process_cpu: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+            device_cpu: thread_cpu("em-device"),
+            intr_cpu: thread_cpu("em-intr"),
+            big_lock: LockCounts(core::array::from_fn(|i| {
+                st1.big_lock.0[i] - st0.big_lock.0[i]
+            })),
+            samples,
+            probe,
+        };
+        let at_end = st1.clone();
         let rx = rx1 - rx0;
         let tx = st1.tx_completed - st0.tx_completed;
         let cpu_us_per_packet = match (cpu0, cpu1) {
@@ -322,9 +451,23 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
             cpu_us_per_packet,
             elapsed,
             cycles,
+            at_end,
+            window,
         )
     });
-    let (secs, rx, tx, missed, qdrops, interrupts, cpu_us_per_packet, elapsed, cycles) = report;
+    let (
+        secs,
+        rx,
+        tx,
+        missed,
+        qdrops,
+        interrupts,
+        cpu_us_per_packet,
+        elapsed,
+        cycles,
+        at_end,
+        window,
+    ) = report;
     em.down();
     let after_down = em.stats();
     let device = dev.stats();
@@ -347,5 +490,27 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
         tx_offered: producer.offered.load(Ordering::Relaxed),
         tx_refused: producer.refused.load(Ordering::Relaxed),
         rx_total,
+        at_end,
+        big_lock_window: window.big_lock,
+        process_cpu: window.process_cpu,
+        device_cpu: window.device_cpu,
+        intr_cpu: window.intr_cpu,
+        offered_rx_pps: match cfg.wire {
+            WireRate::Pps(p) => Some((p * cfg.queues as u64) as f64),
+            WireRate::Off => Some(0.0),
+            WireRate::Unlimited => None,
+        },
+        samples: window.samples,
+        after_up: window.probe,
     })
+}
+
+/// What the measurement window saw beyond the counters.
+struct Window {
+    process_cpu: Option<Duration>,
+    device_cpu: Option<Duration>,
+    intr_cpu: Option<Duration>,
+    big_lock: LockCounts,
+    samples: Vec<Snapshot>,
+    probe: Option<AfterUpProbe>,
 }

@@ -82,6 +82,7 @@ pub mod hw;
 pub mod measure;
 pub mod pool;
 pub mod regs;
+pub mod report;
 #[cfg(all(feature = "uio", target_os = "linux"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "uio", target_os = "linux"))))]
 pub mod uio;

@@ -1,170 +1,79 @@
 //! Demo: runs the reference em(4) driver in each locking mode on the
-//! simulated 8254x and prints packets/s, CPU per packet, big-lock use and
-//! the buffer accounting after up/down cycles under load.
+//! simulated 8254x and prints packets/s, drops, CPU per packet (driver and
+//! simulated device apart), big-lock use, the buffer table at the end of
+//! each measurement and the buffer accounting after up/down cycles under
+//! load; as tables, JSON or CSV (see `--help`).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use mpsafe_em::cli::{self, Action, Args, Format, Rate};
 use mpsafe_em::harness::{RunConfig, RunReport, gigabit_pps, run};
-use mpsafe_em::{Mode, Path, WireRate};
+use mpsafe_em::report::{AfterUp, BufferTable, ModeRecord, Report, RunFigures, Sample};
+use mpsafe_em::{Path, WireRate};
 
-const HELP: &str = "\
-mpsafe-em: the reference em(4) driver on a simulated Intel 8254x NIC
-
-Runs the driver in each locking mode with receive traffic from the simulated
-wire and a paced transmit load, prints a table (rx/tx packets per second,
-drops, interrupts, process CPU time per packet, ratios to BigLock, big-lock
-acquisitions per path), then brings the interface down and up under load and
-prints the buffer accounting, which must end with 0 in use and 0 leaked.
-
-USAGE: mpsafe-em [OPTIONS]
-
-OPTIONS:
-  --mode <MODE>        biglock, rx-unlocked, mpsafe, serialized or all
-                       [default: all]
-  --seconds <S>        measured seconds per mode, 0.1 to 60 [default: 2]
-  --rate <RATE>        offered packets/s per queue and direction: a number,
-                       `line` (gigabit line rate for the frame size) or `max`
-                       (the wire fills every posted descriptor; tx at line
-                       rate) [default: line]
-  --frame-size <B>     frame length in bytes, 60 to 1514 [default: 60]
-  --queues <N>         queue pairs, 1 or 2 [default: 1]
-  --cycles <N>         up/down cycles under load after each run [default: 50]
-  --switch-every <S>   switch the mode at run time every S seconds (0.01 to
-                       60) during each run, through all four modes in turn
-                       starting from the run's mode [default: never]
-  -h, --help           this text
-";
-
-struct Args {
-    modes: Vec<Mode>,
-    seconds: f64,
-    rate: Option<u64>,
-    max: bool,
-    frame: u16,
-    queues: usize,
-    cycles: u32,
-    switch_every: Option<f64>,
+fn figures(r: &RunReport) -> RunFigures {
+    let secs = r.elapsed.as_secs_f64();
+    RunFigures {
+        elapsed_s: secs,
+        rx_pps: r.rx_pps,
+        tx_pps: r.tx_pps,
+        offered_rx_pps: r.offered_rx_pps,
+        rx_missed: r.missed,
+        tx_qdrops: r.qdrops,
+        interrupts_per_s: r.interrupts as f64 / secs,
+        process_cpu_s: r.process_cpu.map(|d| d.as_secs_f64()),
+        device_cpu_s: r.device_cpu.map(|d| d.as_secs_f64()),
+        intr_cpu_s: r.intr_cpu.map(|d| d.as_secs_f64()),
+        big_lock: Path::ALL
+            .iter()
+            .map(|p| (p.name().to_string(), r.big_lock_window.get(*p)))
+            .collect(),
+    }
 }
 
-fn parse() -> Result<Option<Args>, String> {
-    let mut a = Args {
-        modes: Mode::ALL.to_vec(),
-        seconds: 2.0,
-        rate: None,
-        max: false,
-        frame: 60,
-        queues: 1,
-        cycles: 50,
-        switch_every: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(None);
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.clone(), None),
+fn samples(r: &RunReport, run: u32) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let mut prev: Option<&mpsafe_em::harness::Snapshot> = None;
+    for s in &r.samples {
+        let (dt, rx, tx, missed, qdrops) = match prev {
+            Some(p) => (
+                (s.t - p.t).as_secs_f64(),
+                s.rx - p.rx,
+                s.tx - p.tx,
+                s.missed - p.missed,
+                s.qdrops - p.qdrops,
+            ),
+            None => (s.t.as_secs_f64(), s.rx, s.tx, s.missed, s.qdrops),
         };
-        let known = [
-            "--mode",
-            "--seconds",
-            "--rate",
-            "--frame-size",
-            "--queues",
-            "--cycles",
-            "--switch-every",
-        ];
-        if !known.contains(&name.as_str()) {
-            return Err(format!("unknown option {flag:?} (see --help)"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => it
-                .next()
-                .ok_or_else(|| format!("{name} needs a value (see --help)"))?,
-        };
-        let bad = |what: &str| format!("{name} {value:?}: {what}");
-        match name.as_str() {
-            "--mode" => {
-                a.modes = if value == "all" {
-                    Mode::ALL.to_vec()
-                } else {
-                    vec![value.parse::<Mode>()?]
-                }
-            }
-            "--seconds" => {
-                a.seconds = value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| (0.1..=60.0).contains(s))
-                    .ok_or_else(|| bad("expected seconds between 0.1 and 60"))?
-            }
-            "--rate" => match value.as_str() {
-                "line" => (a.rate, a.max) = (None, false),
-                "max" => (a.rate, a.max) = (None, true),
-                v => {
-                    a.rate = Some(
-                        v.parse::<u64>()
-                            .ok()
-                            .filter(|r| (1..=100_000_000).contains(r))
-                            .ok_or_else(|| {
-                                bad("expected packets/s (1 to 100000000), line or max")
-                            })?,
-                    )
-                }
-            },
-            "--frame-size" => {
-                a.frame = value
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|f| (60..=1514).contains(f))
-                    .ok_or_else(|| bad("expected a frame length from 60 to 1514 bytes"))?
-            }
-            "--queues" => {
-                a.queues = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|q| (1..=mpsafe_em::device::MAX_QUEUES).contains(q))
-                    .ok_or_else(|| bad("the simulated device has 1 or 2 queue pairs"))?
-            }
-            "--cycles" => {
-                a.cycles = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|c| *c <= 10_000)
-                    .ok_or_else(|| bad("expected 0 to 10000"))?
-            }
-            "--switch-every" => {
-                a.switch_every = Some(
-                    value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| (0.01..=60.0).contains(s))
-                        .ok_or_else(|| bad("expected seconds between 0.01 and 60"))?,
-                )
-            }
-            _ => unreachable!(),
-        }
+        let per_s = |n: u64| if dt > 0.0 { n as f64 / dt } else { 0.0 };
+        out.push(Sample {
+            mode: r.mode.name().to_string(),
+            run,
+            t_s: s.t.as_secs_f64(),
+            rx_pps: per_s(rx),
+            tx_pps: per_s(tx),
+            rx_missed: missed,
+            tx_qdrops: qdrops,
+            cwm: s.rings.iter().map(|(c, _)| *c).collect(),
+            alive: s.rings.iter().map(|(_, a)| *a).collect(),
+        });
+        prev = Some(s);
     }
-    Ok(Some(a))
-}
-
-fn ratio(x: f64, base: Option<f64>) -> String {
-    match base {
-        Some(b) if b > 0.0 => format!("{:.2}x", x / b),
-        _ => "-".into(),
-    }
+    out
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{HELP}");
+    let args = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Action::Run(a)) => a,
+        Ok(Action::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Version) => {
+            println!("mpsafe-em {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -172,137 +81,167 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let line = gigabit_pps(args.frame);
-    let rate = args.rate.unwrap_or(line);
-    let wire = if args.max {
-        WireRate::Unlimited
-    } else {
-        WireRate::Pps(rate)
-    };
-    println!(
-        "simulated 8254x, {} queue(s), {}-byte frames, rx {} and tx {} pkt/s per queue, {:.1} s per mode, {} up/down cycles",
-        args.queues,
-        args.frame,
-        if args.max {
-            "max".to_string()
-        } else {
-            rate.to_string()
-        },
-        rate,
-        args.seconds,
-        args.cycles
-    );
-    let mut reports: Vec<RunReport> = Vec::new();
-    for &mode in &args.modes {
-        let mut cfg = RunConfig::new(mode);
-        cfg.duration = Duration::from_secs_f64(args.seconds);
-        cfg.wire = wire;
-        cfg.tx_pps = rate;
-        cfg.frame_size = args.frame;
-        cfg.queues = args.queues;
-        cfg.cycles = args.cycles;
-        cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
-        // A live progress line on a terminal; one line per mode in a log.
-        let live = std::io::stderr().is_terminal();
-        if !live {
-            eprintln!("  running {mode} for {} s", args.seconds);
-        }
-        let r = run(&cfg, |f| {
-            if live {
-                eprint!("\r  running {mode:<12} {:>3.0}%", f * 100.0);
-                let _ = std::io::stderr().flush();
-            }
-        });
-        if live {
-            eprint!("\r{:40}\r", "");
-        }
-        match r {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                eprintln!("mpsafe-em: {mode}: {e}");
-                return ExitCode::FAILURE;
-            }
+    match demo(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("mpsafe-em: {e}");
+            ExitCode::FAILURE
         }
     }
+}
 
-    let base = reports.iter().find(|r| r.mode == Mode::BigLock);
-    let (base_pps, base_cpu) = (
-        base.map(|r| r.rx_pps + r.tx_pps),
-        base.and_then(|r| r.cpu_us_per_packet),
-    );
-    println!();
-    println!(
-        "{:<12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>10} {:>9}",
-        "mode",
-        "rx pps",
-        "tx pps",
-        "missed",
-        "qdrops",
-        "intr/s",
-        "CPU µs/p",
-        "pps/BigL",
-        "CPU/BigL"
-    );
-    for r in &reports {
-        let secs = r.elapsed.as_secs_f64();
-        let cpu = r
-            .cpu_us_per_packet
-            .map_or("-".into(), |c| format!("{c:.3}"));
+/// Runs every mode `args.repeat` times, interleaved (mode A, B, C, A, B,
+/// C...) so that load from elsewhere on the machine falls on every mode
+/// alike, prints the report, and returns whether the accounting held.
+fn demo(args: &Args) -> Result<bool, String> {
+    let line = gigabit_pps(args.frame);
+    let (wire, rate) = match args.rate {
+        Rate::Line => (WireRate::Pps(line), line),
+        Rate::Max => (WireRate::Unlimited, line),
+        Rate::Pps(p) => (WireRate::Pps(p), p),
+    };
+    let text = args.format == Format::Text;
+    let rate_name = match args.rate {
+        Rate::Max => "max".to_string(),
+        _ => rate.to_string(),
+    };
+    if text {
         println!(
-            "{:<12} {:>10.0} {:>10.0} {:>9} {:>8} {:>8.0} {:>8} {:>10} {:>9}",
-            r.mode.name(),
-            r.rx_pps,
-            r.tx_pps,
-            r.missed,
-            r.qdrops,
-            r.interrupts as f64 / secs,
-            cpu,
-            ratio(r.rx_pps + r.tx_pps, base_pps),
-            r.cpu_us_per_packet
-                .map_or("-".into(), |c| ratio(c, base_cpu)),
+            "simulated 8254x, {} queue(s), {}-byte frames, rx {} and tx {} pkt/s per queue, {} run(s) of {:.1} s per mode, {} up/down cycles",
+            args.queues, args.frame, rate_name, rate, args.repeat, args.seconds, args.cycles
         );
     }
-    println!();
-    println!("big-lock acquisitions per path (the DragonFly 'M' marker: 0 = runs without it)");
-    print!("{:<12}", "mode");
-    for p in Path::ALL {
-        print!(" {:>10}", p.name());
+    let mut records: Vec<ModeRecord> = args
+        .modes
+        .iter()
+        .map(|m| ModeRecord {
+            mode: m.name().to_string(),
+            ..ModeRecord::default()
+        })
+        .collect();
+    let mut series = Vec::new();
+    let mut finals = Vec::new();
+    let live = std::io::stderr().is_terminal();
+    for rep in 1..=args.repeat {
+        for (i, &mode) in args.modes.iter().enumerate() {
+            let mut cfg = RunConfig::new(mode);
+            cfg.duration = Duration::from_secs_f64(args.seconds);
+            cfg.wire = wire;
+            cfg.tx_pps = rate;
+            cfg.frame_size = args.frame;
+            cfg.queues = args.queues;
+            cfg.cycles = args.cycles;
+            cfg.interval = args.interval.map(Duration::from_secs_f64);
+            cfg.after_up = args.after_up;
+            cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
+            // A live progress line on a terminal; one line per run in a log.
+            if !live {
+                eprintln!(
+                    "  running {mode} for {} s ({rep}/{})",
+                    args.seconds, args.repeat
+                );
+            }
+            let r = run(&cfg, |f| {
+                if live {
+                    eprint!(
+                        "\r  running {mode:<12} {rep}/{} {:>3.0}%",
+                        args.repeat,
+                        f * 100.0
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            });
+            if live {
+                eprint!("\r{:50}\r", "");
+            }
+            let r = r.map_err(|e| format!("{mode}: {e}"))?;
+            let rec = &mut records[i];
+            rec.runs.push(figures(&r));
+            rec.buffers = BufferTable {
+                pool: r.at_end.pool,
+                rings: r.at_end.rxrings.clone(),
+            };
+            rec.cycles += u64::from(r.cycles);
+            if let Some(p) = &r.after_up {
+                rec.after_up.push(AfterUp {
+                    kept: false,
+                    cwm_before: p.cwm_before,
+                    cwm_at_up: p.cwm_at_up,
+                    ms_to_steady: p.to_steady.map(|d| d.as_secs_f64() * 1e3),
+                    rx_missed_first_s: p.missed,
+                    rx_first_s: p.rx,
+                });
+            }
+            if let Err(e) = r.conservation() {
+                rec.accounting_error.get_or_insert(e);
+            }
+            series.extend(samples(&r, rep));
+            finals.push(r);
+        }
     }
-    println!();
-    for r in &reports {
-        print!("{:<12}", r.mode.name());
-        for p in Path::ALL {
-            print!(" {:>10}", r.big_lock.get(p));
-        }
-        println!();
-    }
-    println!();
-    let mut ok = true;
-    for r in &reports {
-        println!(
-            "{} after {} up/down cycles under load and the final down:",
-            r.mode, r.cycles
-        );
-        for line in r.after_down.to_string().lines() {
-            println!("  {line}");
-        }
-        if r.after_down.mode_switches > 0 {
-            println!(
-                "  {} runtime mode switches (started in {}, ended in {})",
-                r.after_down.mode_switches, r.mode, r.after_down.mode
-            );
-        }
-        match r.conservation() {
-            Ok(()) => println!("  accounting: every frame and buffer accounted for"),
-            Err(e) => {
-                ok = false;
-                println!("  ACCOUNTING ERROR: {e}");
+    let ok = records.iter().all(|r| r.accounting_error.is_none());
+    let report = Report {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: vec![
+            ("queues".into(), args.queues.to_string()),
+            ("frame_size".into(), args.frame.to_string()),
+            ("rate".into(), rate_name),
+            ("tx_pps_per_queue".into(), rate.to_string()),
+            ("seconds".into(), args.seconds.to_string()),
+            ("repeat".into(), args.repeat.to_string()),
+            ("cycles".into(), args.cycles.to_string()),
+            (
+                "switch_every".into(),
+                args.switch_every.map_or("never".into(), |s| s.to_string()),
+            ),
+        ],
+        modes: records,
+        samples: series,
+    };
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| e.to_string();
+    match args.format {
+        Format::Json => writeln!(out, "{}", report.to_json()).map_err(io)?,
+        Format::Csv => write!(out, "{}", report.to_csv()).map_err(io)?,
+        Format::Text => {
+            if !report.samples.is_empty() {
+                writeln!(out).map_err(io)?;
+                report.write_samples_text(&mut out).map_err(io)?;
+            }
+            report.write_text(&mut out).map_err(io)?;
+            writeln!(out).map_err(io)?;
+            for r in finals.iter().rev().take(args.modes.len()).rev() {
+                writeln!(
+                    out,
+                    "{} after {} up/down cycles under load and the final down:",
+                    r.mode, r.cycles
+                )
+                .map_err(io)?;
+                for line in r.after_down.to_string().lines() {
+                    writeln!(out, "  {line}").map_err(io)?;
+                }
+                if r.after_down.mode_switches > 0 {
+                    writeln!(
+                        out,
+                        "  {} runtime mode switches (started in {}, ended in {})",
+                        r.after_down.mode_switches, r.mode, r.after_down.mode
+                    )
+                    .map_err(io)?;
+                }
+            }
+            for m in &report.modes {
+                match &m.accounting_error {
+                    None => writeln!(
+                        out,
+                        "{}: accounting: every frame and buffer accounted for",
+                        m.mode
+                    ),
+                    Some(e) => writeln!(out, "{}: ACCOUNTING ERROR: {e}", m.mode),
+                }
+                .map_err(io)?;
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    Ok(ok)
 }
