@@ -125,6 +125,14 @@ impl Desc {
         ((w >> 32) as u8 & TXD_STAT_DD != 0).then(|| self.addr.load(Ordering::Relaxed))
     }
 
+    /// Device: writes both words at once, whatever they hold: what a buggy
+    /// or hostile device can do to a descriptor (the fuzz tests use it).
+    pub fn device_write(&self, addr: u64, word: u64) {
+        self.addr.store(addr, Ordering::Relaxed);
+        // Release: as a write-back, the buffer contents before it are visible.
+        self.word.store(word, Ordering::Release);
+    }
+
     /// Driver: zeroes the descriptor (ring setup).
     pub fn clear(&self) {
         self.addr.store(0, Ordering::Relaxed);

@@ -24,6 +24,10 @@ pub(crate) struct RxSoft {
     next: u32,
     /// Next descriptor to fill; the value written to `RDT`.
     tail: u32,
+    /// The buffer address the driver posted in each slot. The driver's own
+    /// record: what a descriptor says about its buffer is never trusted (a
+    /// device may write anything there).
+    bufs: Vec<u64>,
     pub(crate) packets: u64,
     pub(crate) errors: u64,
 }
@@ -89,6 +93,7 @@ impl<H: Hardware> Softc<H> {
         while !fill.is_empty() {
             let Some(m) = self.pool.alloc() else { break };
             let addr = m.into_ring(BufState::OnRxRing);
+            soft.bufs[tail as usize] = addr;
             rxq.ring.get(tail as usize).post_rx(addr);
             let took = fill.take_one();
             debug_assert!(took);
@@ -150,6 +155,8 @@ impl<H: Hardware> Softc<H> {
             soft.n = n;
             soft.next = 0;
             soft.tail = 0;
+            soft.bufs.clear();
+            soft.bufs.resize(n as usize, 0);
         }
         for i in 0..n as usize {
             rxq.ring.get(i).clear();
@@ -166,11 +173,12 @@ impl<H: Hardware> Softc<H> {
     /// from here on; then free the buffers outside the mutex.
     pub(crate) fn rx_free_locked(&self, q: usize) {
         let rxq = &self.queues[q].rxq;
-        let (n, next, tail, inuse) = {
+        let (n, next, tail, inuse, addrs) = {
             let mut rx = rxq.rx.lock();
             let inuse = rx.teardown();
             let soft = rx.data_mut();
-            let r = (soft.n, soft.next, soft.tail, inuse);
+            let addrs = std::mem::take(&mut soft.bufs);
+            let r = (soft.n, soft.next, soft.tail, inuse, addrs);
             soft.next = 0;
             soft.tail = 0;
             r
@@ -180,11 +188,10 @@ impl<H: Hardware> Softc<H> {
         let mut flushed = 0;
         for _ in 0..inuse {
             let d = rxq.ring.get(i as usize);
-            let wb = d.rx_writeback();
-            if wb.status & RXD_STAT_DD != 0 {
+            if d.rx_writeback().status & RXD_STAT_DD != 0 {
                 flushed += 1;
             }
-            bufs.push(self.pool.reclaim(wb.addr, BufState::OnRxRing));
+            bufs.push(self.pool.reclaim(addrs[i as usize], BufState::OnRxRing));
             d.clear();
             i = (i + 1) % n;
         }
@@ -213,16 +220,21 @@ fn rxeof_locked(
         if wb.status & RXD_STAT_DD == 0 {
             break;
         }
-        let mut m = pool.reclaim(wb.addr, BufState::OnRxRing);
-        // The length is what the descriptor says (a real device writes
-        // only the descriptor; the simulated one stored it too).
-        m.set_len(wb.len);
-        if wb.errors != 0 || wb.status & RXD_STAT_EOP == 0 || wb.len == 0 {
-            soft.errors += 1;
-            free.push(m);
-        } else {
+        // Our buffer for the slot, whatever the descriptor's address says.
+        let mut m = pool.reclaim(soft.bufs[i as usize], BufState::OnRxRing);
+        let len = usize::from(wb.len);
+        let good = wb.errors == 0 && wb.status & RXD_STAT_EOP != 0 && len > 0;
+        if good && len <= pool.buf_size() {
+            // The length is what the descriptor says (a real device writes
+            // only the descriptor; the simulated one stored it too).
+            m.set_len(wb.len);
             soft.packets += 1;
             input.push(m);
+        } else {
+            // Errors, a fragment, or a length the buffer cannot hold:
+            // counted and dropped.
+            soft.errors += 1;
+            free.push(m);
         }
         i = (i + 1) % n;
         done += 1;

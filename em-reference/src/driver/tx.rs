@@ -30,6 +30,11 @@ pub(crate) struct TxRing<H: Hardware> {
     pub(crate) hw: Arc<H>,
     pub(crate) pool: Pool,
     pub(crate) ring: Arc<DescRing>,
+    /// The buffer address posted in each slot, written by the start routine
+    /// before it publishes `head`: the driver's own record, so a device
+    /// that rewrites a descriptor's address cannot make us free the wrong
+    /// buffer.
+    bufs: Box<[AtomicU64]>,
     pub(crate) bus: u64,
     pub(crate) n: AtomicU32,
     pub(crate) head: CachePadded<AtomicU32>,
@@ -51,6 +56,7 @@ impl<H: Hardware> TxRing<H> {
             core,
             pool: hw.pool().clone(),
             hw,
+            bufs: (0..ring.1.capacity()).map(|_| AtomicU64::new(0)).collect(),
             ring: ring.1,
             bus: ring.0,
             n: AtomicU32::new(0),
@@ -91,6 +97,8 @@ impl<H: Hardware> TxRing<H> {
             let len = m.len() as u16;
             let addr = m.into_ring(BufState::OnTxRing);
             let cmd = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS;
+            // Relaxed: published with `head` (Release) below.
+            self.bufs[head as usize].store(addr, Ordering::Relaxed);
             self.ring.get(head as usize).post_tx(addr, len, cmd);
             head = (head + 1) % n;
             posted += 1;
@@ -116,9 +124,11 @@ impl<H: Hardware> TxRing<H> {
             let mut tail = self.tail.load(Ordering::Relaxed);
             let mut done = Vec::new();
             while tail != head {
-                let Some(addr) = self.ring.get(tail as usize).tx_done() else {
+                if self.ring.get(tail as usize).tx_done().is_none() {
                     break;
-                };
+                }
+                // Relaxed: written before the `head` we loaded with Acquire.
+                let addr = self.bufs[tail as usize].load(Ordering::Relaxed);
                 done.push(self.pool.reclaim(addr, BufState::OnTxRing));
                 tail = (tail + 1) % n;
             }
@@ -159,10 +169,9 @@ impl<H: Hardware> TxRing<H> {
         let mut tail = self.tail.load(Ordering::Acquire);
         let mut bufs = Vec::new();
         while tail != head {
-            let d = self.ring.get(tail as usize);
-            let (addr, _, _) = d.tx_fetch();
+            let addr = self.bufs[tail as usize].load(Ordering::Relaxed);
             bufs.push(self.pool.reclaim(addr, BufState::OnTxRing));
-            d.clear();
+            self.ring.get(tail as usize).clear();
             tail = (tail + 1) % n;
         }
         self.flushed.fetch_add(bufs.len() as u64, Ordering::Relaxed);
