@@ -84,6 +84,21 @@ impl<R: RawMutex, T> LockedRxRing<R, T> {
         self.lock().init(lwm, hwm, now)
     }
 
+    /// [`RxRing::init_with_cwm`] under the mutex.
+    ///
+    /// # Errors
+    ///
+    /// As [`RxRing::init`]; the ring is unchanged.
+    pub fn init_with_cwm(
+        &self,
+        lwm: u32,
+        hwm: u32,
+        cwm: u32,
+        now: u64,
+    ) -> Result<u32, RxRingError> {
+        self.lock().init_with_cwm(lwm, hwm, cwm, now)
+    }
+
     /// [`RxRing::teardown`] under the mutex: once this returns, no `get`
     /// grants a slot, so a completion path that checks
     /// [`inuse`](RxRing::inuse) under the mutex first stays off the ring.

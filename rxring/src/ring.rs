@@ -179,6 +179,57 @@ impl RxRing {
         Ok(core::mem::replace(self, ring).alive)
     }
 
+    /// Re-initialises the ring like [`init`](Self::init), but with the
+    /// current watermark starting at `cwm` (clamped into `lwm ..= hwm`)
+    /// instead of at `lwm`.
+    ///
+    /// Seed 000 on tearing the ring down with `if_rxr_init(0, 0)`: "it also
+    /// resets the water marks, which may or may not be a good idea". A
+    /// driver that wants the watermark its traffic had grown to back after
+    /// `down`/`up` reads [`cwm`](Self::cwm) before [`teardown`](Self::teardown)
+    /// and passes it here; the ring then posts that many buffers on the
+    /// first refill instead of growing back by one per tick from `lwm`.
+    /// With `cwm <= lwm` this is exactly `init`.
+    ///
+    /// ```
+    /// use mpsafe_rxring::RxRing;
+    ///
+    /// let mut ring = RxRing::new(4, 64, 0)?;
+    /// let mut now = 0;
+    /// for _ in 0..20 {
+    ///     now += 1; // the ring ran empty every tick: it grows
+    ///     ring.get(64, now);
+    ///     ring.put(ring.inuse())?;
+    /// }
+    /// assert_eq!(ring.cwm(), 24);
+    ///
+    /// let kept = ring.cwm();
+    /// ring.teardown(); // down
+    /// ring.init_with_cwm(4, 64, kept, now)?; // up, keeping the watermark
+    /// assert_eq!(ring.get(64, now), 24); // the whole watermark at once
+    ///
+    /// ring.teardown();
+    /// ring.init(4, 64, now)?; // up, watermarks reset (seed 000)
+    /// assert_eq!(ring.get(64, now), 4);
+    /// # Ok::<(), mpsafe_rxring::RxRingError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new); on error the ring is unchanged.
+    pub fn init_with_cwm(
+        &mut self,
+        lwm: u32,
+        hwm: u32,
+        cwm: u32,
+        now: u64,
+    ) -> Result<u32, RxRingError> {
+        let mut ring = Self::new(lwm, hwm, now)?;
+        // lwm <= hwm was checked by `new`, so the clamp cannot panic.
+        ring.cwm = cwm.clamp(lwm, hwm);
+        Ok(core::mem::replace(self, ring).alive)
+    }
+
     /// Tears the ring down (`if_rxr_init(rxr, 0, 0)`): watermarks and use
     /// count to zero, so every later [`get`](Self::get) returns 0 until the
     /// next [`init`](Self::init).
@@ -558,6 +609,38 @@ mod tests {
 
     fn ring(lwm: u32, hwm: u32) -> RxRing {
         RxRing::new(lwm, hwm, 0).unwrap()
+    }
+
+    #[test]
+    fn init_with_cwm_starts_at_the_kept_watermark_clamped() {
+        let mut r = ring(4, 16);
+        assert_eq!(r.get(3, 0), 3);
+        // Returns what was in use, like `init`; nothing is in use after.
+        assert_eq!(r.init_with_cwm(4, 16, 10, 9), Ok(3));
+        assert_eq!(
+            (r.inuse(), r.cwm(), r.lwm(), r.hwm(), r.adjusted()),
+            (0, 10, 4, 16, 9)
+        );
+        // The whole kept watermark is granted at once, in the same tick.
+        assert_eq!(r.get(100, 9), 10);
+        // Clamped into lwm..=hwm.
+        r.init_with_cwm(4, 16, 99, 9).unwrap();
+        assert_eq!(r.cwm(), 16);
+        r.init_with_cwm(4, 16, 1, 9).unwrap();
+        assert_eq!(r, RxRing::new(4, 16, 9).unwrap(), "below lwm: plain init");
+        // Teardown form and errors as `init`.
+        r.init_with_cwm(0, 0, 7, 9).unwrap();
+        assert_eq!(r.get(100, 50), 0);
+        let before = r.clone();
+        assert_eq!(
+            r.init_with_cwm(5, 4, 5, 0),
+            Err(RxRingError::LowAboveHigh { lwm: 5, hwm: 4 })
+        );
+        assert_eq!(
+            r.init_with_cwm(0, 8, 5, 0),
+            Err(RxRingError::ZeroLow { hwm: 8 })
+        );
+        assert_eq!(r, before);
     }
 
     #[test]

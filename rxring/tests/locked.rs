@@ -174,3 +174,20 @@ fn completion_refill_and_teardown_keep_every_buffer_counted() {
         "a buffer leaked"
     );
 }
+
+#[test]
+fn init_with_cwm_under_the_mutex_keeps_the_watermark() {
+    let rx: LockedRxRing<RxLock> = LockedRxRing::new(RxRing::new(2, 16, 0).unwrap(), ());
+    for now in 1..=6 {
+        let got = rx.get(16, now);
+        rx.put(got).unwrap();
+    }
+    let kept = rx.lock().cwm();
+    assert_eq!(kept, 8);
+    assert_eq!(rx.get(16, 6), 8);
+    assert_eq!(rx.teardown(), 8);
+    assert_eq!(rx.init_with_cwm(2, 16, kept, 7), Ok(0));
+    assert_eq!(rx.get(16, 7), 8);
+    assert!(rx.init_with_cwm(3, 2, kept, 7).is_err());
+    assert_eq!(rx.inuse(), 8, "an error changes nothing");
+}
