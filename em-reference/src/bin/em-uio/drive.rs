@@ -35,12 +35,17 @@ pub(crate) struct Plan {
     pub cycles: u32,
     pub cycle_gap: Duration,
     pub window: u64,
+    /// Runtime mode switches ([`Em::set_mode`]) under load after the
+    /// cycles, both interfaces, through every mode; 0 for a fixed-mode run.
+    pub switches: u32,
 }
 
 /// What one mode measured.
 #[derive(Debug)]
 pub(crate) struct ModeReport {
     pub mode: Mode,
+    /// The table's row name: the mode, or `switching`.
+    pub label: String,
     pub secs: f64,
     pub rx_pps: f64,
     pub tx_pps: f64,
@@ -151,6 +156,23 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
             }
             thread::sleep(plan.cycle_gap);
         }
+        // 2b. Runtime switches under load, back to `mode` at the end.
+        for k in 0..plan.switches {
+            for (i, n) in nics.iter().enumerate() {
+                let to = Mode::ALL[(k as usize + 1 + i) % Mode::ALL.len()];
+                if let Err(e) = n.em.set_mode(to) {
+                    errors.push(format!("{}: set_mode({to}): {e}", n.name));
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        if plan.switches > 0 {
+            for n in nics {
+                if let Err(e) = n.em.set_mode(mode) {
+                    errors.push(format!("{}: set_mode({mode}): {e}", n.name));
+                }
+            }
+        }
         // 3. Let the last hold pass and the windows drain, then stop.
         thread::sleep(Duration::from_millis(1200));
         stop.store(true, Ordering::Relaxed);
@@ -234,8 +256,9 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     }
     // One kernel, one big lock: both interfaces report the same counts.
     let big_lock = after[0].big_lock;
-    // The modes whose policy never enters the big lock must not take it.
-    if Path::ALL.iter().all(|&p| !mode.locks(p)) && big_lock.total() != 0 {
+    // The modes whose policy never enters the big lock must not take it
+    // (a switching run visits the others).
+    if plan.switches == 0 && Path::ALL.iter().all(|&p| !mode.locks(p)) && big_lock.total() != 0 {
         errors.push(format!("{mode} took the big lock: {big_lock}"));
     }
     if interrupts == 0 {
@@ -244,6 +267,11 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     let (secs, rx, txn, cpu, intr) = measured;
     ModeReport {
         mode,
+        label: if plan.switches == 0 {
+            mode.name().to_string()
+        } else {
+            "switching".to_string()
+        },
         secs,
         rx_pps: rx as f64 / secs,
         tx_pps: txn as f64 / secs,
@@ -274,7 +302,7 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
     for r in reports {
         println!(
             "{:<12} {:>9.0} {:>9.0} {:>8.0} {:>9} {:>9} {:>9} {:>7}",
-            r.mode.name(),
+            r.label,
             r.rx_pps,
             r.tx_pps,
             r.intr_per_sec,
@@ -296,7 +324,7 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
     }
     println!();
     for r in reports {
-        print!("{:<12}", r.mode.name());
+        print!("{:<12}", r.label);
         for p in Path::ALL {
             print!(" {:>10}", r.big_lock.get(p));
         }
