@@ -379,8 +379,254 @@ fn one_producer_one_consumer(c: &mut Criterion) {
     g.finish();
 }
 
+/// The start routine of the two-CPU group: dequeue bursts of 32 into a
+/// sink until a burst comes back short (the same work as the big-lock peer's
+/// start routine below).
+#[derive(Default)]
+struct Sink32 {
+    sent: AtomicU64,
+}
+
+const TX_BURST: usize = 32;
+
+impl<D: Discipline<Packet = Pkt>, R: lock_api::RawMutex> Start<D, R> for Sink32 {
+    fn start(&self, q: &SendQueue<D, R>, _owner: &TaskOwner<'_>) {
+        let mut out = ArrayVec::<Pkt, TX_BURST>::new();
+        loop {
+            let n = q.dequeue_burst(&mut out, TX_BURST);
+            if n > 0 {
+                black_box(&out);
+                out.clear();
+                // Relaxed: a count read after the threads are joined.
+                self.sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            if n < TX_BURST {
+                break;
+            }
+        }
+    }
+}
+
+/// The big-lock design (the peer): one mutex around the queue and the start
+/// routine; `transmit` takes it, enqueues, and runs the start routine.
+struct BigLock {
+    inner: Mutex<(VecDeque<Pkt>, u64)>,
+}
+
+impl BigLock {
+    fn transmit(&self, p: Pkt) -> Result<(), Pkt> {
+        let mut g = self.inner.lock().unwrap();
+        let (q, sent) = &mut *g;
+        if q.len() >= 256 {
+            return Err(p);
+        }
+        q.push_back(p);
+        // The start routine, under the same lock.
+        loop {
+            let mut out = ArrayVec::<Pkt, TX_BURST>::new();
+            out.extend(q.drain(..q.len().min(TX_BURST)));
+            let n = out.len();
+            black_box(&out);
+            *sent += n as u64;
+            if n < TX_BURST {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Both threads run `send(i)` for their half of `iters` packets, retrying a
+/// refused packet after a back-off; the time until both are done.
+fn two_senders(iters: u64, send: impl Fn(Pkt) -> Result<(), Pkt> + Sync) -> Duration {
+    let half = iters / 2;
+    let run = |first: u64, n: u64| {
+        let mut spins = 0;
+        for i in first..first + n {
+            let mut p = Pkt(i as u32);
+            while let Err(back) = send(p) {
+                p = back;
+                backoff(&mut spins);
+            }
+        }
+    };
+    let begin = std::sync::Barrier::new(2);
+    thread::scope(|s| {
+        let other = s.spawn(|| {
+            begin.wait();
+            run(half, iters - half);
+        });
+        begin.wait();
+        let start = Instant::now();
+        run(0, half);
+        other.join().unwrap();
+        start.elapsed()
+    })
+}
+
+/// Two CPUs transmitting onto one interface at once (seed 002's case): both
+/// threads call `transmit`; the start routine drains bursts of 32. Peer: the
+/// big lock around queue and start routine.
+fn two_cpu_transmit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/2cpu_transmit");
+    g.throughput(Throughput::Elements(1));
+
+    g.bench_function("big_lock", |b| {
+        b.iter_custom(|iters| {
+            let q = BigLock {
+                inner: Mutex::new((VecDeque::with_capacity(256), 0)),
+            };
+            let t = two_senders(iters, |p| q.transmit(p));
+            assert_eq!(q.inner.lock().unwrap().1, iters);
+            t
+        })
+    });
+
+    for (name, config) in [
+        ("ifq_default", Config::default()),
+        ("ifq_bundle4", Config::default().bundle(4)),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let q = IfQueue::new(Fifo::with_capacity(256), config, Sink32::default()).unwrap();
+                let t = two_senders(iters, |p| q.transmit(p).map_err(Dropped::into_packet));
+                q.flush_bundle();
+                assert_eq!(q.driver().sent.load(Ordering::Relaxed), iters);
+                t
+            })
+        });
+    }
+    // The default Config with the queue lock the crate used before (the
+    // futex `RawSerializer`): what the spin-only default lock buys.
+    g.bench_function("ifq_futex_lock", |b| {
+        b.iter_custom(|iters| {
+            let q: IfQueue<_, _, mpsafe_serializer::RawSerializer> = IfQueue::with_lock(
+                Fifo::with_capacity(256),
+                Config::default(),
+                Sink32::default(),
+            )
+            .unwrap();
+            let t = two_senders(iters, |p| q.transmit(p).map_err(Dropped::into_packet));
+            assert_eq!(q.driver().sent.load(Ordering::Relaxed), iters);
+            t
+        })
+    });
+    g.finish();
+}
+
+/// The latency of a non-owner `transmit` (the call that enqueues, finds the
+/// start routine running on the other CPU and returns), each call timed
+/// alone with the TSC while both threads transmit; and, beside it, every
+/// big-lock `transmit` timed the same way. Printed, not a criterion figure.
+/// Runs when no filter is given or the filter names `2cpu`.
+#[cfg(target_arch = "x86_64")]
+fn non_owner_latency(_: &mut Criterion) {
+    use std::arch::x86_64::{_mm_lfence, _rdtsc};
+
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    if !(filters.is_empty() || filters.iter().any(|f| f.contains("2cpu"))) {
+        return;
+    }
+
+    fn tsc() -> u64 {
+        // SAFETY: `lfence` and `rdtsc` exist on every x86_64 CPU; the fences
+        // keep the timed call between the two reads.
+        unsafe {
+            _mm_lfence();
+            let t = _rdtsc();
+            _mm_lfence();
+            t
+        }
+    }
+    let (t0, c0) = (Instant::now(), tsc());
+    while t0.elapsed() < Duration::from_millis(50) {}
+    let ticks_per_ns = (tsc() - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    let mut timer: Vec<u64> = (0..100_000)
+        .map(|_| {
+            let a = tsc();
+            tsc() - a
+        })
+        .collect();
+    let pct = |v: &mut Vec<u64>, p: usize| {
+        v.sort_unstable();
+        v.get(v.len() * p / 100)
+            .map_or(f64::NAN, |&t| t as f64 / ticks_per_ns)
+    };
+
+    /// Runs `send` on two threads for a second; the measured thread times
+    /// each call and keeps those `keep` says to.
+    fn timed(send: impl Fn(u32) -> bool + Sync) -> (Vec<u64>, u64) {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    send(i);
+                    i = i.wrapping_add(1);
+                }
+            });
+            let (mut kept, mut calls) = (Vec::with_capacity(1 << 22), 0u64);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(1) {
+                for i in 0..1000 {
+                    let a = tsc();
+                    let keep = send(i);
+                    let d = tsc() - a;
+                    calls += 1;
+                    if keep {
+                        kept.push(d);
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            (kept, calls)
+        })
+    }
+
+    let q = IfQueue::new(
+        Fifo::with_capacity(256),
+        Config::default(),
+        Sink32::default(),
+    )
+    .unwrap();
+    // `transmit` is `enqueue` + `start`; split, so the call says whether it
+    // ran the start routine.
+    let (mut handed, calls) = timed(|i| {
+        let queued = q.enqueue(Pkt(i)).is_ok();
+        queued && q.start() == mpsafe_ifqueue::Started::Handed
+    });
+    println!(
+        "ifqueue/2cpu_transmit/ifq_default non-owner transmit, each call timed with the TSC: \
+         median {:.1} ns, p99 {:.1} ns ({} of {} calls were non-owner); timer alone median {:.1} ns",
+        pct(&mut handed, 50),
+        pct(&mut handed, 99),
+        handed.len(),
+        calls,
+        pct(&mut timer, 50),
+    );
+    let big = BigLock {
+        inner: Mutex::new((VecDeque::with_capacity(256), 0)),
+    };
+    let (mut all, calls) = timed(|i| big.transmit(Pkt(i)).is_ok());
+    println!(
+        "ifqueue/2cpu_transmit/big_lock transmit, each call timed with the TSC: \
+         median {:.1} ns, p99 {:.1} ns ({} calls)",
+        pct(&mut all, 50),
+        pct(&mut all, 99),
+        calls,
+    );
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn non_owner_latency(_: &mut Criterion) {}
+
 criterion_group!(
     benches,
+    two_cpu_transmit,
+    non_owner_latency,
     per_packet,
     burst,
     transmit_bundling,

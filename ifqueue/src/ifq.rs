@@ -3,6 +3,7 @@
 use core::fmt;
 use core::ops::Deref;
 
+use crossbeam_utils::CachePadded;
 use lock_api::{GetThreadId, RawMutex, ReentrantMutex};
 use mpsafe_serializer::{DefaultWait, Task, TaskOwner, TaskSerializer, Wait};
 
@@ -263,7 +264,10 @@ pub enum Started {
 /// ```
 pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = DefaultWait> {
     queue: SendQueue<D, R>,
-    serializer: TaskSerializer,
+    /// Padded: its state word bounces between the CPUs that start, and the
+    /// owner writes its identity beside it on every pass; neither may share
+    /// a line with the flags below, which every `transmit` reads.
+    serializer: CachePadded<TaskSerializer>,
     /// IFF_RUNNING: the start tasks skip the routine while clear.
     running: AtomicBool,
     /// A start deferred by bundling waits for `flush_bundle`.
@@ -272,7 +276,10 @@ pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = Defaul
     /// `min(bundle, maxlen)` with the maxlen of the moment (it can change).
     bundle: usize,
     barrier: StartBarrier<W>,
-    start: S,
+    /// The driver's state, which its start routine and tx completion write
+    /// on every burst: its own cache line, away from the flags and
+    /// configuration every `transmit` reads.
+    start: CachePadded<S>,
 }
 
 impl<D: Discipline, S: Start<D, DefaultLock>> IfQueue<D, S> {
@@ -337,12 +344,12 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         }
         Ok(Self {
             queue: SendQueue::with_lock(discipline, config.maxlen)?,
-            serializer: TaskSerializer::new(),
+            serializer: CachePadded::new(TaskSerializer::new()),
             running: AtomicBool::new(true),
             bundle_pending: AtomicBool::new(false),
             bundle: config.bundle,
             barrier: StartBarrier::new(),
-            start,
+            start: CachePadded::new(start),
         })
     }
 
