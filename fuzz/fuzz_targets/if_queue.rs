@@ -10,7 +10,9 @@
 //! the flags and the number of start-routine runs must match the model.
 //!
 //! Bundling follows `ifq_start`: the threshold is `min(bundle, maxlen)` with
-//! the `maxlen` of the moment of the call. See [`FROZEN_BUNDLE_BUG_OPEN`].
+//! the `maxlen` of the moment of the call. (This target found issue 12's bug
+//! 1, a threshold fixed when the queue was built; its reproducer is
+//! `corpus/if_queue/regression-frozen-bundle-threshold`.)
 
 #![no_main]
 
@@ -22,18 +24,6 @@ use libfuzzer_sys::fuzz_target;
 use mpsafe_ifqueue::{
     Config, DefaultLock, Dropped, Fifo, IfQueue, Packet, SendQueue, Start, Started, TaskOwner,
 };
-
-/// Issue 12, bug 1: `IfQueue` computes the bundling threshold
-/// `min(bundle, maxlen)` once, when it is built, where `ifq_start` (and this
-/// model) use the `maxlen` of the moment; after `set_maxlen` the two differ.
-/// `fuzz/regressions/if_queue/frozen-bundle-threshold` reproduces it
-/// (`SetMaxlen(6), Transmit` on a queue built with maxlen 1, bundle 2: the
-/// model defers the start, the queue starts at once) when this is `false`.
-///
-/// While the bug is open, inputs keep `maxlen >= bundle` at all times, where
-/// both readings agree, so the target keeps checking everything else. Set to
-/// `false` once the fix is on main.
-const FROZEN_BUNDLE_BUG_OPEN: bool = true;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pkt(u32);
@@ -162,10 +152,7 @@ impl Model {
 
 fuzz_target!(|input: Input| {
     let bundle = 1 + usize::from(input.bundle % 6);
-    let mut maxlen = 1 + usize::from(input.maxlen % 12);
-    if FROZEN_BUNDLE_BUG_OPEN {
-        maxlen = maxlen.max(bundle);
-    }
+    let maxlen = 1 + usize::from(input.maxlen % 12);
     let cap = 1 + usize::from(input.ring % 6);
     let driver = Driver {
         hw: RefCell::new(VecDeque::new()),
@@ -252,10 +239,7 @@ fuzz_target!(|input: Input| {
                 m.oactive = true;
             }
             Op::SetMaxlen(n) => {
-                let mut n = 1 + usize::from(n % 12);
-                if FROZEN_BUNDLE_BUG_OPEN {
-                    n = n.max(bundle);
-                }
+                let n = 1 + usize::from(n % 12);
                 assert!(ifq.lock().set_maxlen(n).is_ok(), "step {step}");
                 m.maxlen = n;
             }

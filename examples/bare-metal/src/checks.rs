@@ -76,11 +76,13 @@ fn rxring() {
         hardclock();
         let now = ticks64();
         check!(now == 1 << 32);
+        // The ring's own widening of the raw 32-bit tick agrees.
+        let raw = TICKS.load(core::sync::atomic::Ordering::Relaxed);
+        check!(ring.widen_ticks(raw) == now);
         let mut naive = ring.clone();
         check!(ring.get(8, now) == 3 && ring.cwm() == 3);
         // ...while the raw 32-bit value looks 2^32 ticks old: no growth.
-        let raw = u64::from(TICKS.load(core::sync::atomic::Ordering::Relaxed));
-        check!(naive.get(8, raw) == 2 && naive.cwm() == 2);
+        check!(naive.get(8, u64::from(raw)) == 2 && naive.cwm() == 2);
 
         // Livelock: at most one shrink per tick.
         ring.livelocked(now);
