@@ -130,9 +130,13 @@ impl Model {
     }
 
     fn start(&mut self) -> Started {
-        let threshold = self.bundle.min(self.maxlen);
-        if threshold > 1 {
-            if self.queue.len() < threshold {
+        // `ifq_start`: below `min(bundle, maxlen)` the start is deferred, even
+        // when that minimum is 1 and the queue is empty. A configured bundle
+        // of 1 means no bundling at all (the crate's documented choice: start
+        // on every call, which differs only for an empty queue, where the
+        // start does nothing).
+        if self.bundle > 1 {
+            if self.queue.len() < self.bundle.min(self.maxlen) {
                 self.pending = true;
                 return Started::Deferred;
             }
