@@ -37,8 +37,8 @@ OPTIONS:
   --queues <N>         queue pairs, 1 or 2 [default: 1]
   --cycles <N>         up/down cycles under load after each run [default: 50]
   --bundle <N>         transmit bundling: start the queue once per N packets
-                       (1 to 256; 1 = start on every packet) [default: the
-                       driver's]
+                       (1 to 256, at most the send queue's 256; 1 = start
+                       on every packet) [default: 1]
   --keep-watermarks    keep each rx ring's current watermark across down/up
                        instead of restarting it at the low watermark
   --after-up           after each run, bring the interface down and up once

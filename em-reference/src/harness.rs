@@ -42,6 +42,12 @@ pub struct RunConfig {
     /// Snapshot the counters this often during warm-up and measurement
     /// ([`RunReport::samples`]); `None`: only at the window's ends.
     pub interval: Option<Duration>,
+    /// Transmit bundling threshold ([`EmConfig::tx_bundle`]); the producer
+    /// calls [`Em::flush_tx`] after each burst.
+    pub tx_bundle: usize,
+    /// Keep the rx watermarks across down/up
+    /// ([`EmConfig::rx_keep_watermarks`]).
+    pub keep_watermarks: bool,
     /// After the measurement, bring the interface down and up once and
     /// watch the first second ([`RunReport::after_up`]).
     pub after_up: bool,
@@ -63,6 +69,8 @@ impl RunConfig {
             cycles: 0,
             switch_every: None,
             interval: None,
+            tx_bundle: 1,
+            keep_watermarks: false,
             after_up: false,
         }
     }
@@ -292,6 +300,8 @@ fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame
                 e.into_packet().free();
             }
         }
+        // End of the batch: a start that bundling deferred runs now.
+        em.flush_tx(q);
         sent = sent.max(due.saturating_sub(1024));
         thread::sleep(Duration::from_micros(100));
     }
@@ -338,7 +348,12 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
     let sink = Arc::new(Sink::new(pool.clone()));
     let em = Em::attach(
         Arc::clone(&dev),
-        EmConfig::new(cfg.mode),
+        {
+            let mut c = EmConfig::new(cfg.mode);
+            c.tx_bundle = cfg.tx_bundle;
+            c.rx_keep_watermarks = cfg.keep_watermarks;
+            c
+        },
         Arc::new(KernelLock::new()),
         sink.clone(),
     )

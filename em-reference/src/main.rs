@@ -134,6 +134,10 @@ fn demo(args: &Args) -> Result<bool, String> {
             cfg.cycles = args.cycles;
             cfg.interval = args.interval.map(Duration::from_secs_f64);
             cfg.after_up = args.after_up;
+            cfg.keep_watermarks = args.keep_watermarks;
+            if let Some(b) = args.bundle {
+                cfg.tx_bundle = b;
+            }
             cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
             // A live progress line on a terminal; one line per run in a log.
             if !live {
@@ -165,7 +169,7 @@ fn demo(args: &Args) -> Result<bool, String> {
             rec.cycles += u64::from(r.cycles);
             if let Some(p) = &r.after_up {
                 rec.after_up.push(AfterUp {
-                    kept: false,
+                    kept: args.keep_watermarks,
                     cwm_before: p.cwm_before,
                     cwm_at_up: p.cwm_at_up,
                     ms_to_steady: p.to_steady.map(|d| d.as_secs_f64() * 1e3),
@@ -191,6 +195,8 @@ fn demo(args: &Args) -> Result<bool, String> {
             ("seconds".into(), args.seconds.to_string()),
             ("repeat".into(), args.repeat.to_string()),
             ("cycles".into(), args.cycles.to_string()),
+            ("tx_bundle".into(), args.bundle.unwrap_or(1).to_string()),
+            ("keep_watermarks".into(), args.keep_watermarks.to_string()),
             (
                 "switch_every".into(),
                 args.switch_every.map_or("never".into(), |s| s.to_string()),

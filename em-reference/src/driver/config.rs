@@ -32,6 +32,17 @@ pub struct EmConfig {
     pub mtu: usize,
     /// Receive ring low watermark (`if_rxr_init` lwm).
     pub rx_lwm: u32,
+    /// Keep each receive ring's current watermark across `down`/`up`: `up`
+    /// starts at the watermark reached before `down`
+    /// ([`RxRing::init_with_cwm`](mpsafe_rxring::RxRing::init_with_cwm))
+    /// instead of at `rx_lwm` (seed 000's `if_rxr_init(0, 0)` reset, the
+    /// default).
+    pub rx_keep_watermarks: bool,
+    /// Transmit bundling threshold (`ifq` bundle): `transmit` runs the start
+    /// routine once this many packets are queued, and otherwise leaves it to
+    /// [`Em::flush_tx`](super::Em::flush_tx); 1 starts on every packet
+    /// (the default). `1..=ifq_maxlen`.
+    pub tx_bundle: usize,
     /// Interface name, for the statistics table.
     pub name: String,
 }
@@ -48,6 +59,8 @@ impl EmConfig {
             ints_per_sec: 8000,
             mtu: 1500,
             rx_lwm: 16,
+            rx_keep_watermarks: false,
+            tx_bundle: 1,
             name: "em0".into(),
         }
     }
@@ -89,6 +102,12 @@ impl EmConfig {
                 self.rx_lwm,
                 (1..self.rx_desc).contains(&self.rx_lwm),
                 "1 up to rx_desc - 1 descriptors",
+            ),
+            field(
+                "tx_bundle",
+                self.tx_bundle,
+                (1..=self.ifq_maxlen).contains(&self.tx_bundle),
+                "1 up to ifq_maxlen packets",
             ),
             field(
                 "name",

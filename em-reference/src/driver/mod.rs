@@ -80,7 +80,7 @@ impl<H: Hardware> QueuePair<H> {
         let tx = TxRing::new(q, Arc::clone(core), Arc::clone(hw), dma(MAX_DESC as usize)?);
         let ifq = IfQueue::new(
             Fifo::with_capacity(cfg.ifq_maxlen),
-            IfqConfig::with_maxlen(cfg.ifq_maxlen),
+            IfqConfig::with_maxlen(cfg.ifq_maxlen).bundle(cfg.tx_bundle),
             tx,
         )
         .map_err(|e| EmError::Config(e.to_string()))?;

@@ -30,6 +30,9 @@ pub(crate) struct RxSoft {
     bufs: Vec<u64>,
     pub(crate) packets: u64,
     pub(crate) errors: u64,
+    /// The current watermark when the ring was last torn down, for
+    /// [`EmConfig::rx_keep_watermarks`](super::EmConfig::rx_keep_watermarks).
+    kept_cwm: u32,
 }
 
 pub(crate) type RxLock = LockedRxRing<RawSerializer, RxSoft>;
@@ -150,7 +153,13 @@ impl<H: Hardware> Softc<H> {
         {
             let mut rx = rxq.rx.lock();
             let (rxr, soft) = rx.split();
-            rxr.init(self.cfg.rx_lwm, n - 1, self.ticks())
+            // 0 (clamped to lwm) is init's reset.
+            let cwm = if self.cfg.rx_keep_watermarks {
+                soft.kept_cwm
+            } else {
+                0
+            };
+            rxr.init_with_cwm(self.cfg.rx_lwm, n - 1, cwm, self.ticks())
                 .expect("0 < lwm < n: validated at attach and by set_ring_sizes");
             soft.n = n;
             soft.next = 0;
@@ -175,8 +184,14 @@ impl<H: Hardware> Softc<H> {
         let rxq = &self.queues[q].rxq;
         let (n, next, tail, inuse, addrs) = {
             let mut rx = rxq.rx.lock();
+            let cwm = rx.cwm();
             let inuse = rx.teardown();
             let soft = rx.data_mut();
+            // A ring already torn down (init stops first) has cwm 0 and
+            // must not overwrite what the last live ring reached.
+            if cwm != 0 {
+                soft.kept_cwm = cwm;
+            }
             let addrs = std::mem::take(&mut soft.bufs);
             let r = (soft.n, soft.next, soft.tail, inuse, addrs);
             soft.next = 0;

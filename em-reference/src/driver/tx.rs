@@ -215,3 +215,18 @@ impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
         }
     }
 }
+
+impl<H: Hardware> super::Em<H> {
+    /// Runs a start of send queue `queue` that bundling
+    /// ([`EmConfig::tx_bundle`](super::EmConfig::tx_bundle)) deferred, if
+    /// one is pending (OpenBSD's `ifq_bundle_task`): the stack calls it at
+    /// the end of a batch of [`transmit`](super::Em::transmit)s, or packets
+    /// below the threshold wait for the next one. Returns whether a start
+    /// was pending; with `tx_bundle` 1 none ever is.
+    pub fn flush_tx(&self, queue: usize) -> bool {
+        self.sc
+            .queues
+            .get(queue)
+            .is_some_and(|qp| qp.ifq.flush_bundle())
+    }
+}

@@ -1,0 +1,165 @@
+//! The two tuning options seed 000 and the tx-mitigation question raise:
+//! keeping the rx watermarks across down/up (`rx_keep_watermarks`) and
+//! transmit bundling (`tx_bundle` with `flush_tx`).
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use mpsafe_em::{
+    Device, DeviceConfig, Em, EmConfig, EmError, KernelLock, Mode, Pool, Sink, WireRate,
+};
+
+fn setup(cfg: EmConfig, loopback: bool) -> (Pool, Arc<Device>, Arc<Sink>, Em<Device>) {
+    let pool = Pool::new(4096 * 2 + 1024, 2048);
+    let dev = Device::new(
+        DeviceConfig {
+            wire: WireRate::Off,
+            loopback,
+            ..DeviceConfig::default()
+        },
+        pool.clone(),
+    )
+    .unwrap();
+    let sink = Arc::new(Sink::new(pool.clone()));
+    let em = Em::attach(
+        Arc::clone(&dev),
+        cfg,
+        Arc::new(KernelLock::new()),
+        sink.clone(),
+    )
+    .unwrap();
+    (pool, dev, sink, em)
+}
+
+fn cwm(em: &Em<Device>) -> (u32, u32) {
+    let r = em.stats().rxrings[0];
+    (r.cwm, r.alive)
+}
+
+/// Polls `f` every millisecond until it holds; bounded in iterations, not
+/// time-asserted.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..60_000 {
+        if f() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    panic!("never happened: {what}");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
+fn watermark_is_kept_across_down_up_only_when_asked() {
+    for keep in [false, true] {
+        let mut cfg = EmConfig::new(Mode::Mpsafe);
+        cfg.rx_keep_watermarks = keep;
+        let lwm = cfg.rx_lwm;
+        let (pool, dev, sink, em) = setup(cfg, true);
+        em.up().unwrap();
+        // Looped-back frames use up posted descriptors faster than one
+        // refill a tick restores them: the watermark grows.
+        let mut sent = 0u64;
+        until("the watermark grows", || {
+            for _ in 0..64 {
+                let Some(mut m) = pool.alloc() else { break };
+                m.fill(60, sent);
+                match em.transmit(0, m) {
+                    Ok(()) => sent += 1,
+                    Err(e) => e.into_packet().free(),
+                }
+            }
+            cwm(&em).0 >= lwm + 16
+        });
+        // Quiet: every frame back, the ring refilled to its watermark.
+        until("traffic drains", || {
+            sink.packets() + dev.stats().missed == sent && {
+                let (c, a) = cwm(&em);
+                a == c
+            }
+        });
+        let (before, _) = cwm(&em);
+        em.down();
+        assert_eq!(cwm(&em), (0, 0), "down tears the accounting down");
+        em.up().unwrap();
+        // With no traffic, nothing moves the watermark after up.
+        until("the first refill", || {
+            let (c, a) = cwm(&em);
+            a == c
+        });
+        let (after, alive) = cwm(&em);
+        if keep {
+            assert_eq!(after, before, "kept");
+            assert_eq!(alive, before, "the whole watermark posted at up");
+        } else {
+            assert_eq!(after, lwm, "reset to the low watermark (seed 000)");
+        }
+        em.down();
+        let s = em.stats();
+        assert_eq!((s.pool.in_use(), s.pool.leaked), (0, 0));
+        drop(em);
+        dev.shutdown();
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
+fn bundling_defers_the_start_until_the_threshold_or_a_flush() {
+    let mut cfg = EmConfig::new(Mode::Mpsafe);
+    cfg.tx_bundle = 4;
+    let (pool, dev, _sink, em) = setup(cfg, false);
+    em.up().unwrap();
+    let send = |n: u64| {
+        for i in 0..n {
+            let mut m = pool.alloc().unwrap();
+            m.fill(60, i);
+            em.transmit(0, m).unwrap();
+        }
+    };
+    send(3);
+    assert_eq!(em.stats().tx_posted, 0, "below the threshold: deferred");
+    send(1);
+    assert_eq!(em.stats().tx_posted, 4, "the fourth packet starts");
+    send(1);
+    assert_eq!(em.stats().tx_posted, 4);
+    assert!(em.flush_tx(0), "a start was pending");
+    assert_eq!(em.stats().tx_posted, 5);
+    assert!(!em.flush_tx(0), "nothing pending any more");
+    assert!(!em.flush_tx(7), "no such queue");
+    em.down();
+    let s = em.stats();
+    assert_eq!((s.pool.in_use(), s.pool.leaked), (0, 0));
+    drop(em);
+    dev.shutdown();
+
+    let (_, dev, _, em) = setup(EmConfig::new(Mode::Mpsafe), false);
+    em.up().unwrap();
+    assert!(!em.flush_tx(0), "no bundling: never pending");
+    em.down();
+    drop(em);
+    dev.shutdown();
+}
+
+#[test]
+fn bundle_threshold_is_validated() {
+    for bad in [0, 257] {
+        let mut cfg = EmConfig::new(Mode::Mpsafe);
+        cfg.tx_bundle = bad;
+        let e = cfg.validate(1, 2048).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EmError::Field {
+                    field: "tx_bundle",
+                    ..
+                }
+            ),
+            "{bad}: {e}"
+        );
+    }
+    let mut cfg = EmConfig::new(Mode::Mpsafe);
+    cfg.tx_bundle = 256;
+    cfg.validate(1, 2048).unwrap();
+}
