@@ -121,9 +121,12 @@ fn json_has_one_record_per_mode() {
         let rings = m["buffers"]["rings"].as_array().unwrap();
         assert_eq!(rings.len(), 1);
         assert_eq!(rings[0]["name"], "em0");
-        assert!(rings[0]["alive"].as_u64().unwrap() > 0, "{name}: {rings:?}");
-        assert!(rings[0]["hwm"].as_u64().unwrap() > 0);
-        assert!(m["buffers"]["pool"]["on_rx_ring"].as_u64().unwrap() > 0);
+        // A live ring has watermarks (a torn-down one reads all 0); how many
+        // buffers are posted at that instant may be anything, even 0 while
+        // the big lock delays the refill.
+        assert!(rings[0]["hwm"].as_u64().unwrap() > 0, "{name}: {rings:?}");
+        assert!(rings[0]["lwm"].as_u64().unwrap() > 0, "{name}: {rings:?}");
+        assert!(rings[0]["cwm"].as_u64().unwrap() >= rings[0]["lwm"].as_u64().unwrap());
         assert_eq!(m["buffers"]["pool"]["leaked"], 0);
         let probes = m["after_up"].as_array().unwrap();
         assert_eq!(probes.len(), 2, "{name}");
