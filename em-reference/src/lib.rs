@@ -89,7 +89,7 @@ pub mod uio;
 
 pub use biglock::{KernelGuard, KernelLock, LockCounts, Path};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
-pub use driver::{Em, EmConfig, EmError, EmStats, Entry, Mode, Sink, Stack, TxError};
+pub use driver::{Em, EmConfig, EmError, EmStats, Entry, InputQueues, Mode, Sink, Stack, TxError};
 pub use hw::{Hardware, IntrHandler, IntrLine};
 pub use pool::{BufState, Mbuf, Pool, PoolStats};
 pub use regs::{Reg, Regs};

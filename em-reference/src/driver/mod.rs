@@ -53,7 +53,7 @@ use mpsafe_serializer::{Serialized, Serializer};
 pub use self::config::{ETHER_HDR_LEN, EmConfig, MAX_DESC, MIN_DESC};
 pub use self::errors::{EmError, TxError};
 pub use self::mode::{Entry, Mode};
-pub use self::stack::{Sink, Stack};
+pub use self::stack::{InputQueues, Sink, Stack};
 pub use self::stats::EmStats;
 
 use self::core::Core;

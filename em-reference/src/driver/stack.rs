@@ -3,7 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::VecDeque;
+
 use crossbeam_utils::CachePadded;
+use mpsafe_ifqueue::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
 
 use crate::pool::{Mbuf, Pool};
 
@@ -52,5 +55,89 @@ impl Stack for Sink {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.pool.free_all(packets.drain(..));
         false
+    }
+}
+
+/// A stack with one input queue per receive queue (OpenBSD's `ifiq`): the
+/// driver's batch goes into an [`IfInputQueue`], whose [`Pressure`] is the
+/// driver's signal to back its receive ring off; the stack's softnet task
+/// ([`process`](InputQueues::process)) takes what is queued later, on its
+/// own thread. A batch the queue drops (far behind) is freed here and
+/// counted in the queue's `qdrops`.
+#[derive(Debug)]
+pub struct InputQueues {
+    queues: Box<[IfInputQueue<Mbuf>]>,
+    pool: Pool,
+    processed: AtomicU64,
+    pressured: AtomicU64,
+}
+
+impl InputQueues {
+    /// `queues` input queues with `config`, freeing into `pool`.
+    ///
+    /// # Errors
+    ///
+    /// The queue's [`InputConfigError`] for watermarks out of order.
+    pub fn new(pool: Pool, queues: usize, config: InputConfig) -> Result<Self, InputConfigError> {
+        let queues = (0..queues)
+            .map(|_| IfInputQueue::new(config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            queues: queues.into_boxed_slice(),
+            pool,
+            processed: AtomicU64::new(0),
+            pressured: AtomicU64::new(0),
+        })
+    }
+
+    /// The softnet task (`ifiq_process`): takes every queued packet of every
+    /// queue, "processes" it (counts and frees it). Returns how many.
+    pub fn process(&self) -> usize {
+        let mut batch = VecDeque::new();
+        for q in self.queues.iter() {
+            q.take_into(&mut batch);
+        }
+        let n = batch.len();
+        self.processed.fetch_add(n as u64, Ordering::Relaxed);
+        self.pool.free_all(batch);
+        n
+    }
+
+    /// Packets processed by [`process`](InputQueues::process) so far.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// Batches answered with high pressure (the driver was told to back
+    /// off).
+    pub fn pressured(&self) -> u64 {
+        self.pressured.load(Ordering::Relaxed)
+    }
+
+    /// Counters of input queue `q` (packets offered, bytes, `qdrops`).
+    ///
+    /// # Panics
+    ///
+    /// If there is no queue `q`.
+    pub fn counters(&self, q: usize) -> InputCounters {
+        self.queues[q].counters()
+    }
+}
+
+impl Stack for InputQueues {
+    fn input(&self, queue: usize, packets: &mut Vec<Mbuf>) -> bool {
+        let Some(q) = self.queues.get(queue) else {
+            self.pool.free_all(packets.drain(..));
+            return true;
+        };
+        let pressure = q.input(packets);
+        if matches!(pressure, Pressure::Dropped) {
+            // Left with us: the queue counted the drop.
+            self.pool.free_all(packets.drain(..));
+        }
+        if pressure.is_high() {
+            self.pressured.fetch_add(1, Ordering::Relaxed);
+        }
+        pressure.is_high()
     }
 }
