@@ -5,10 +5,12 @@
 //!
 //! The model is the one in `rxring/tests/model.rs`: `if_rxring` on unbounded
 //! integers and absolute `i128` time; the ring sees that time as a wrapping
-//! `u64`. A jump is at most 2^40 ticks, so however many an input holds, a
-//! tick stays far inside the ring's documented window ("up to 2^63 ahead
-//! counts as elapsed"); half the inputs start within 2^16 ticks of the
-//! 64-bit wrap.
+//! `u64`, or (half the inputs) as a 32-bit kernel tick widened by
+//! `RxRing::widen_ticks`. A jump is at most 2^40 ticks (2^20 with 32-bit
+//! ticks), so however many an input holds, a tick stays far inside the
+//! ring's window ("up to 2^63 ahead counts as elapsed", 2^31 for 32-bit
+//! ticks); half the inputs start within 2^16 ticks of the 64-bit wrap (of
+//! the 2^31 or 2^32 boundary, with 32-bit ticks).
 
 #![no_main]
 
@@ -49,6 +51,8 @@ enum Op {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// Drive the ring with 32-bit kernel ticks through `widen_ticks`.
+    ticks32: bool,
     near_wrap: bool,
     start: u64,
     lwm: u8,
@@ -127,10 +131,35 @@ fn check(ring: &RxRing, m: &Model, held: u64, step: usize) {
 }
 
 fuzz_target!(|input: Input| {
-    let mut t = if input.near_wrap {
-        i128::from(u64::MAX - (input.start & 0xffff))
+    // With 32-bit kernel ticks the ring is given `widen_ticks(t as u32)`,
+    // which is `t` itself while `t` stays within 2^31 of the last
+    // adjustment: jumps are then at most 2^20 ticks, and runs start near the
+    // 2^31 or 2^32 boundary of the 32-bit counter.
+    let mut t = match (input.ticks32, input.near_wrap) {
+        (false, true) => i128::from(u64::MAX - (input.start & 0xffff)),
+        (false, false) => i128::from(input.start),
+        (true, true) => {
+            let boundary = if input.start & 1 << 20 == 0 {
+                1 << 31
+            } else {
+                1 << 32
+            };
+            boundary - i128::from(input.start & 0xffff)
+        }
+        (true, false) => i128::from(input.start as u32),
+    };
+    let jump_mask: u64 = if input.ticks32 {
+        (1 << 20) - 1
     } else {
-        i128::from(input.start)
+        (1 << 40) - 1
+    };
+    // The `now` the ring is given for absolute tick `now`.
+    let ticks = |ring: &RxRing, now: i128| {
+        if input.ticks32 {
+            ring.widen_ticks(wrap(now) as u32)
+        } else {
+            wrap(now)
+        }
     };
     let lwm = 1 + u64::from(input.lwm % 16);
     let hwm = lwm + u64::from(input.extra % 48);
@@ -146,13 +175,14 @@ fuzz_target!(|input: Input| {
             }
             Clock::Behind(d) => t - i128::from(*d % 4),
             Clock::Jump(d) => {
-                t += i128::from(d & ((1 << 40) - 1));
+                t += i128::from(d & jump_mask);
                 t
             }
         };
         match *op {
             Op::Get(max) => {
-                let g = ring.get(u32::from(max), wrap(now));
+                let now_ = ticks(&ring, now);
+                let g = ring.get(u32::from(max), now_);
                 assert_eq!(u64::from(g), m.get(u64::from(max), now), "step {step}: get");
                 held += u64::from(g);
             }
@@ -162,7 +192,8 @@ fuzz_target!(|input: Input| {
                 bulk,
                 finish,
             } => {
-                let mut fill = ring.reserve(u32::from(max), wrap(now));
+                let now_ = ticks(&ring, now);
+                let mut fill = ring.reserve(u32::from(max), now_);
                 let granted = m.get(u64::from(max), now);
                 assert_eq!(u64::from(fill.len()), granted, "step {step}: reserve");
                 let take = u32::from(take % 64);
@@ -220,7 +251,7 @@ fuzz_target!(|input: Input| {
                 held = 0;
             }
             Op::Livelocked => {
-                ring.livelocked(wrap(now));
+                ring.livelocked(ticks(&ring, now));
                 m.livelocked(now);
             }
             Op::Teardown => {
@@ -232,7 +263,7 @@ fuzz_target!(|input: Input| {
                 let (lwm, hwm) = (u64::from(lwm % 20), u64::from(hwm % 40));
                 let before = ring.clone();
                 match (
-                    ring.init(lwm as u32, hwm as u32, wrap(now)),
+                    ring.init(lwm as u32, hwm as u32, ticks(&ring, now)),
                     Model::init(lwm, hwm, now),
                 ) {
                     (Ok(was), Some(new)) => {
