@@ -5,7 +5,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mpsafe_order::Ordered;
 use mpsafe_serializer::{Serialized, Serializer};
+
+use super::order::Ifnet;
 
 use super::mode::{Entry, Mode, Proof};
 use crate::biglock::{KernelGuard, KernelLock, Path};
@@ -18,7 +21,7 @@ pub(crate) struct Core {
     /// The ifnet serializer (DragonFly's `ifp->if_serializer`): init, stop
     /// and ioctl in every mode; also the interrupt and start in
     /// [`Mode::Serialized`].
-    pub(crate) ifnet: Serializer,
+    pub(crate) ifnet: Ordered<Ifnet, Serializer>,
     /// Inits and stops so far (see `bump_generation`).
     generation: AtomicU64,
     /// Serializes mode switches with each other (taken before `ifnet`).
@@ -31,7 +34,7 @@ impl Core {
             mode: AtomicU8::new(mode.to_u8()),
             running: AtomicBool::new(false),
             big,
-            ifnet: Serializer::new(),
+            ifnet: Ordered::new(Serializer::new()),
             generation: AtomicU64::new(0),
             switch: Mutex::new(()),
         }
@@ -94,7 +97,7 @@ impl Core {
     /// Panics unless `s` is a guard of this interface's ifnet serializer.
     pub(crate) fn check_ifnet(&self, s: &Serialized<'_>) {
         assert!(
-            std::ptr::eq(s.serializer(), &self.ifnet),
+            std::ptr::eq(s.serializer(), self.ifnet.unordered()),
             "proof from another interface's ifnet serializer"
         );
     }

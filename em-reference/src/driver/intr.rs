@@ -1,10 +1,12 @@
 //! The interrupt handler (`em_intr`), entered as the policy says: the big
 //! lock, nothing, or the ifnet serializer through its handler gating.
 
-use mpsafe_serializer::Serialized;
+use mpsafe_order::{Ctx, LockBefore};
+use mpsafe_serializer::{OrderedSerializer, Serialized};
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
+use super::order::{Ifnet, RxMutex};
 use crate::biglock::Path;
 use crate::hw::{Hardware, IntrHandler, Reg};
 
@@ -17,7 +19,9 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                     // DragonFly: the handler runs through the serializer's
                     // handler gating, so `handler_disable` in stop is the
                     // interrupt barrier.
-                    match self.core.ifnet.handler_call(|s| self.intr_serialized(s)) {
+                    match self.core.ifnet.handler_call(&mut Ctx::new(), |s, mut ctx| {
+                        self.intr_serialized(s, &mut ctx)
+                    }) {
                         // Handlers disabled: the interface is stopping.
                         None => return false,
                         Some(Some(claimed)) => return claimed,
@@ -27,7 +31,7 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                 }
                 _ => {
                     let p = self.core.enter(Path::Interrupt, None);
-                    return self.intr_locked(&p, None);
+                    return self.intr_locked(&p, None, &mut Ctx::new());
                 }
             }
         }
@@ -37,13 +41,19 @@ impl<H: Hardware> IntrHandler for Softc<H> {
 impl<H: Hardware> Softc<H> {
     /// Inside the serializer: the mode is re-read, as a switch may have
     /// changed it while the handler waited to enter.
-    fn intr_serialized(&self, s: &Serialized<'_>) -> Option<bool> {
-        (self.core.mode() == Mode::Serialized).then(|| self.intr_locked(&Proof::Ifnet(s), Some(s)))
+    fn intr_serialized(&self, s: &Serialized<'_>, ctx: &mut Ctx<'_, Ifnet>) -> Option<bool> {
+        (self.core.mode() == Mode::Serialized)
+            .then(|| self.intr_locked(&Proof::Ifnet(s), Some(s), ctx))
     }
 
     /// The handler body under its entry's proof; `outer` is the ifnet
     /// guard when the handler runs inside the serializer.
-    fn intr_locked(&self, proof: &Proof<'_>, outer: Option<&Serialized<'_>>) -> bool {
+    fn intr_locked<L: LockBefore<RxMutex>>(
+        &self,
+        proof: &Proof<'_>,
+        outer: Option<&Serialized<'_>>,
+        ctx: &mut Ctx<'_, L>,
+    ) -> bool {
         self.core.check(proof);
         let icr = self.hw.read(Reg::ICR);
         if icr == 0 {
@@ -54,9 +64,9 @@ impl<H: Hardware> Softc<H> {
             return true;
         }
         for q in 0..self.queues.len() {
-            self.rxeof(q, &self.core.enter(Path::Rx, outer));
+            self.rxeof(q, &self.core.enter(Path::Rx, outer), ctx);
             self.txeof(q, outer);
-            self.rxrefill(q, &self.core.enter(Path::RxFill, outer));
+            self.rxrefill(q, &self.core.enter(Path::RxFill, outer), ctx);
             self.kick(q, outer);
         }
         true

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use mpsafe_order::Ctx;
 use mpsafe_serializer::Serialized;
 
 use super::Softc;
@@ -29,7 +30,7 @@ impl<H: Hardware> Softc<H> {
         let tx_n = self.tx_desc.load(Ordering::Relaxed);
         for (q, qp) in self.queues.iter().enumerate() {
             qp.ifq.driver().init_locked(tx_n);
-            self.rx_init_locked(q, rx_n);
+            self.rx_init_locked(q, rx_n, &mut Ctx::new());
         }
         self.hw.write(Reg::TCTL, TCTL_EN);
         // SECRC: strip the CRC, as em does on the 82543 and later; without
@@ -41,7 +42,7 @@ impl<H: Hardware> Softc<H> {
             return Err(EmError::DeviceRefused);
         }
         for q in 0..self.queues.len() {
-            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)));
+            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)), &mut Ctx::new());
         }
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
@@ -99,7 +100,7 @@ impl<H: Hardware> Softc<H> {
             qp.ifq.driver().free_locked();
         }
         for q in 0..self.queues.len() {
-            self.rx_free_locked(q);
+            self.rx_free_locked(q, &mut Ctx::new());
         }
         if was_running {
             Counters::bump(&self.ctr.stops);

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_rxring::{LockedRxRing, RxRing, RxRingGuard};
 use mpsafe_serializer::RawSerializer;
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
+use super::order::RxMutex;
 use super::stats::Counters;
 use crate::biglock::Path;
 use crate::desc::{DESC_SIZE, DescRing, RXD_STAT_DD, RXD_STAT_EOP};
@@ -39,7 +41,7 @@ pub(crate) type RxLock = LockedRxRing<RawSerializer, RxSoft>;
 
 /// One receive queue: the accounting under its mutex and the descriptors.
 pub(crate) struct RxQueue {
-    pub(crate) rx: RxLock,
+    pub(crate) rx: Ordered<RxMutex, RxLock>,
     pub(crate) ring: Arc<DescRing>,
     pub(crate) bus: u64,
 }
@@ -47,7 +49,7 @@ pub(crate) struct RxQueue {
 impl RxQueue {
     pub(crate) fn new(ring: (u64, Arc<DescRing>)) -> Self {
         Self {
-            rx: LockedRxRing::new(RxRing::torn_down(), RxSoft::default()),
+            rx: Ordered::new(LockedRxRing::new(RxRing::torn_down(), RxSoft::default())),
             ring: ring.1,
             bus: ring.0,
         }
@@ -58,13 +60,18 @@ impl<H: Hardware> Softc<H> {
     /// Receive completion (`em_rxeof`), seed 000 style: the ring under the
     /// rx mutex, error frees deferred to a list and done after it, the stack
     /// called with no lock held.
-    pub(crate) fn rxeof(&self, q: usize, proof: &Proof<'_>) {
+    pub(crate) fn rxeof<L: LockBefore<RxMutex>>(
+        &self,
+        q: usize,
+        proof: &Proof<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         self.core.check(proof);
         let rxq = &self.queues[q].rxq;
         let mut input = Vec::new();
         let mut free = Vec::new();
         {
-            let mut rx = rxq.rx.lock();
+            let (mut rx, _) = ctx.lock(&rxq.rx);
             // Nothing posted (or torn down by stop): stay off the ring.
             if rx.inuse() == 0 {
                 return;
@@ -73,7 +80,7 @@ impl<H: Hardware> Softc<H> {
         }
         self.pool.free_all(free);
         if !input.is_empty() && self.stack.input(q, &mut input) {
-            rxq.rx.livelocked(self.ticks());
+            ctx.lock(&rxq.rx).0.livelocked(self.ticks());
         }
         // The stack takes everything; anything left is ours to free.
         self.pool.free_all(input);
@@ -81,11 +88,16 @@ impl<H: Hardware> Softc<H> {
 
     /// Receive refill (`em_rxfill`): reserve slots from the ring accounting,
     /// post a fresh buffer in each, write `RDT`. Returns whether it posted.
-    pub(crate) fn rxfill(&self, q: usize, proof: &Proof<'_>) -> bool {
+    pub(crate) fn rxfill<L: LockBefore<RxMutex>>(
+        &self,
+        q: usize,
+        proof: &Proof<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) -> bool {
         self.core.check(proof);
         let rxq = &self.queues[q].rxq;
         let now = self.ticks();
-        let mut rx = rxq.rx.lock();
+        let (mut rx, _) = ctx.lock(&rxq.rx);
         let (rxr, soft) = rx.split();
         let n = soft.n;
         if n == 0 {
@@ -115,8 +127,13 @@ impl<H: Hardware> Softc<H> {
     /// low watermark (the pool ran dry), retry one tick later
     /// (`em_rxrefill`: `timeout_add(&rx_refill, 1)`): with no descriptor
     /// posted the device raises no receive interrupt to retry from.
-    pub(crate) fn rxrefill(&self, q: usize, proof: &Proof<'_>) {
-        if !self.rxfill(q, proof) && self.queues[q].rxq.rx.needs_refill() {
+    pub(crate) fn rxrefill<L: LockBefore<RxMutex>>(
+        &self,
+        q: usize,
+        proof: &Proof<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
+        if !self.rxfill(q, proof, ctx) && ctx.lock(&self.queues[q].rxq.rx).0.needs_refill() {
             self.refill.add();
         }
     }
@@ -131,14 +148,15 @@ impl<H: Hardware> Softc<H> {
         Counters::bump(&self.ctr.refill_retries);
         if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
             for q in 0..self.queues.len() {
-                self.rxrefill(q, &self.core.enter(Path::RxFill, None));
+                self.rxrefill(q, &self.core.enter(Path::RxFill, None), &mut Ctx::new());
             }
             return;
         }
-        match self.core.ifnet.try_enter() {
-            Some(s) if self.core.mode() == Mode::Serialized => {
+        let mut ctx = Ctx::new();
+        match ctx.try_lock(&self.core.ifnet) {
+            Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
                 for q in 0..self.queues.len() {
-                    self.rxrefill(q, &Proof::Ifnet(&s));
+                    self.rxrefill(q, &Proof::Ifnet(&s), &mut ctx);
                 }
             }
             _ => self.refill.add(),
@@ -148,10 +166,15 @@ impl<H: Hardware> Softc<H> {
     /// Receive unit setup (`em_setup_receive_structures`): the accounting
     /// live again with its watermarks, the descriptors cleared, the ring
     /// registers programmed.
-    pub(crate) fn rx_init_locked(&self, q: usize, n: u32) {
+    pub(crate) fn rx_init_locked<L: LockBefore<RxMutex>>(
+        &self,
+        q: usize,
+        n: u32,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         let rxq = &self.queues[q].rxq;
         {
-            let mut rx = rxq.rx.lock();
+            let (mut rx, _) = ctx.lock(&rxq.rx);
             let (rxr, soft) = rx.split();
             // 0 (clamped to lwm) is init's reset.
             let cwm = if self.cfg.rx_keep_watermarks {
@@ -180,10 +203,10 @@ impl<H: Hardware> Softc<H> {
     /// Seed 000: `if_rxr_init(0, 0)` under the rx mutex first, so rx
     /// completion (which checks `inuse` under the mutex) stays off the ring
     /// from here on; then free the buffers outside the mutex.
-    pub(crate) fn rx_free_locked(&self, q: usize) {
+    pub(crate) fn rx_free_locked<L: LockBefore<RxMutex>>(&self, q: usize, ctx: &mut Ctx<'_, L>) {
         let rxq = &self.queues[q].rxq;
         let (n, next, tail, inuse, addrs) = {
-            let mut rx = rxq.rx.lock();
+            let (mut rx, _) = ctx.lock(&rxq.rx);
             let cwm = rx.cwm();
             let inuse = rx.teardown();
             let soft = rx.data_mut();

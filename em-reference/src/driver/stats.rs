@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mpsafe_order::Ctx;
 use mpsafe_rxring::{RxRingInfo, RxRingInfoTable, RxRingName};
 
 use super::Softc;
@@ -133,7 +134,8 @@ impl<H: Hardware> Softc<H> {
         let mut st = self.counters();
         for (i, qp) in self.queues.iter().enumerate() {
             let info = {
-                let rx = qp.rxq.rx.lock();
+                let mut ctx = Ctx::new();
+                let (rx, _) = ctx.lock(&qp.rxq.rx);
                 st.rx_packets += rx.data().packets;
                 st.rx_errors += rx.data().errors;
                 let name = if self.queues.len() == 1 {

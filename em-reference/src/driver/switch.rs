@@ -20,6 +20,7 @@
 //! serializer re-read it inside, so one that waited across a switch runs
 //! under the mode it finds.
 
+use mpsafe_order::Ctx;
 use mpsafe_serializer::Serialized;
 
 use super::mode::Mode;
@@ -39,14 +40,16 @@ impl<H: Hardware> Softc<H> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             let generation = {
-                let s = self.core.ifnet.enter();
+                let mut ctx = Ctx::new();
+                let (s, _) = ctx.lock(&self.core.ifnet);
                 if self.core.mode() == mode {
                     return Ok(());
                 }
                 self.pause_locked(&s)
             };
             self.barriers();
-            let s = self.core.ifnet.enter();
+            let mut ctx = Ctx::new();
+            let (s, _) = ctx.lock(&self.core.ifnet);
             if self.core.generation(&s) == generation {
                 self.core.set_mode(&s, mode);
                 self.resume_locked(&s);
@@ -80,7 +83,7 @@ impl<H: Hardware> Softc<H> {
             s.handler_enable();
         }
         for q in 0..self.queues.len() {
-            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)));
+            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)), &mut Ctx::new());
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
         for q in 0..self.queues.len() {

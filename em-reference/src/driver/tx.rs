@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use mpsafe_ifqueue::{DefaultLock, Fifo, Packet, SendQueue, Start};
+use mpsafe_order::Ctx;
 use mpsafe_serializer::{Combiner, TaskOwner};
 
 use super::core::Core;
@@ -185,7 +186,8 @@ impl<H: Hardware> TxRing<H> {
     /// this queue's start barrier), then re-read the mode, which a switch
     /// may have changed while this call waited.
     fn start_serialized(&self, queue: &SendQueue<Fifo<Mbuf>>) -> bool {
-        let s = self.core.ifnet.enter();
+        let mut ctx = Ctx::new();
+        let (s, _) = ctx.lock(&self.core.ifnet);
         if self.core.mode() != Mode::Serialized {
             return false;
         }
