@@ -250,7 +250,7 @@ impl<L> Ctx<'_, L> {
         T: Lock + ?Sized,
         L: LockBefore<M>,
     {
-        self.lock_with(lock, T::lock)
+        self.lock_with(lock, |t| t.lock())
     }
 
     /// Takes `lock` if it is free, as [`lock`](Ctx::lock); never waits, so
