@@ -309,6 +309,37 @@ where
     }
 }
 
+impl<D: Discipline, F, R: RawMutex, W: Wait> IfQueue<D, F, R, W>
+where
+    F: Fn(&SendQueue<D, R>, &TaskOwner<'_>),
+{
+    /// [`IfQueue::with_lock`] with a closure for the start routine: the
+    /// closure's argument types are inferred from the lock named in the
+    /// queue's type.
+    ///
+    /// # Errors
+    ///
+    /// As [`IfQueue::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mpsafe_ifqueue::{Config, Fifo, IfQueue};
+    /// use mpsafe_serializer::{RawSerializer, Spin};
+    ///
+    /// let ifq: IfQueue<Fifo<Vec<u8>>, _, RawSerializer, Spin> =
+    ///     IfQueue::from_fn_with_lock(Fifo::new(), Config::default(), |q, _owner| {
+    ///         while q.dequeue().is_some() {}
+    ///     })?;
+    /// ifq.transmit(vec![0; 60])?;
+    /// assert!(ifq.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fn_with_lock(discipline: D, config: Config, start: F) -> Result<Self, ConfigError> {
+        Self::with_lock(discipline, config, start)
+    }
+}
+
 impl<'g, D: Discipline, G: RawMutex, I: GetThreadId, T, F> IfQueue<D, BigLocked<'g, G, I, T, F>>
 where
     F: Fn(&T, &SendQueue<D, DefaultLock>, &TaskOwner<'_>),
@@ -342,15 +373,69 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         if config.bundle == 0 {
             return Err(ConfigError::ZeroBundle);
         }
-        Ok(Self {
-            queue: SendQueue::with_lock(discipline, config.maxlen)?,
-            serializer: CachePadded::new(TaskSerializer::new()),
-            running: AtomicBool::new(true),
-            bundle_pending: AtomicBool::new(false),
-            bundle: config.bundle,
-            barrier: StartBarrier::new(),
-            start: CachePadded::new(start),
-        })
+        let queue = SendQueue::with_lock(discipline, config.maxlen)?;
+        Ok(Self::build(queue, config, start))
+    }
+
+    crate::sync::const_fn! {
+        /// [`IfQueue::with_lock`] as a `const fn`, for a `static` queue; the
+        /// lock and wait are the ones the `static`'s type names. A start
+        /// routine in a `static` is a `fn` pointer or a value of a type of
+        /// your own.
+        ///
+        /// # Panics
+        ///
+        /// If `config.maxlen` is 0 or above [`MAX_MAXLEN`](crate::MAX_MAXLEN),
+        /// or `config.bundle` is 0; in a `const` or `static` initializer that
+        /// is a compile error.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, TaskOwner};
+        ///
+        /// type Frame = Vec<u8>;
+        /// type StartFn = fn(&SendQueue<Fifo<Frame>>, &TaskOwner<'_>);
+        ///
+        /// fn em_start(q: &SendQueue<Fifo<Frame>>, _: &TaskOwner<'_>) {
+        ///     while q.dequeue().is_some() {}
+        /// }
+        ///
+        /// static EM0_TXQ: IfQueue<Fifo<Frame>, StartFn> =
+        ///     IfQueue::new_const(Fifo::new(), Config::with_maxlen(256), em_start);
+        ///
+        /// EM0_TXQ.transmit(vec![0; 64]).unwrap();
+        /// assert!(EM0_TXQ.is_empty());
+        /// ```
+        ///
+        /// A zero bundling threshold does not compile:
+        ///
+        /// ```compile_fail
+        /// # use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, TaskOwner};
+        /// # type StartFn = fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>);
+        /// # fn em_start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {}
+        /// static Q: IfQueue<Fifo<Vec<u8>>, StartFn> =
+        ///     IfQueue::new_const(Fifo::new(), Config::with_maxlen(256).bundle(0), em_start);
+        /// ```
+        pub fn new_const(discipline: D, config: Config, start: S) -> Self {
+            assert!(config.bundle != 0, "bundling threshold is 0 (1 starts on every call)");
+            let queue = SendQueue::new_const(discipline, config.maxlen);
+            Self::build(queue, config, start)
+        }
+    }
+
+    crate::sync::const_fn! {
+        fn build(queue: SendQueue<D, R>, config: Config, start: S) -> Self {
+            Self {
+                queue,
+                serializer: CachePadded::new(TaskSerializer::new()),
+                running: AtomicBool::new(true),
+                bundle_pending: AtomicBool::new(false),
+                bundle: config.bundle,
+                barrier: StartBarrier::new(),
+                start: CachePadded::new(start),
+            }
+        }
     }
 
     /// The send queue (also reachable through `Deref`).

@@ -134,6 +134,27 @@ pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, Se
 /// serializer (re-exported from `mpsafe-serializer`).
 pub use mpsafe_serializer::TaskOwner;
 
+/// How the start barrier waits ([`IfQueue`]'s `W` parameter), re-exported
+/// from `mpsafe-serializer` so a kernel names its own strategy without
+/// depending on that crate: the trait, the spinning strategy and the
+/// default (a futex with `std`, [`Spin`] without).
+pub use mpsafe_serializer::{DefaultWait, Spin, Wait};
+
+/// The futex wait strategy (re-exported from `mpsafe-serializer`).
+#[cfg(feature = "std")]
+pub use mpsafe_serializer::Futex;
+
+/// The crate of [`lock_api::RawMutex`], the trait of the queue lock `R`:
+/// write a raw mutex of your own, or name `lock_api::Mutex`, without a direct
+/// dependency.
+pub use lock_api;
+
+/// The crate whose [`ArrayVec`] [`SendQueue::dequeue_burst`] and
+/// [`Discipline::dequeue_into`] fill.
+pub use arrayvec;
+/// The fixed-capacity vector [`SendQueue::dequeue_burst`] fills.
+pub use arrayvec::ArrayVec;
+
 /// The queue lock used when none is named: the serializer crate's
 /// spin-only `RawSpinMutex`, with or without `std`.
 ///

@@ -83,8 +83,13 @@ where
         }
     }
 
-    /// Wraps `N` queues built elsewhere.
-    pub fn from_queues(queues: [IfQueue<D, S, R, W>; N]) -> Self {
+    /// Wraps `N` queues built elsewhere; `const`, so with
+    /// [`IfQueue::new_const`] the queues of an interface can be a `static`.
+    ///
+    /// # Panics
+    ///
+    /// At compile time if `N == 0`.
+    pub const fn from_queues(queues: [IfQueue<D, S, R, W>; N]) -> Self {
         const { assert!(N > 0, "an interface has at least one send queue") };
         Self { queues }
     }

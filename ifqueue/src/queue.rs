@@ -161,16 +161,62 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     /// [`ConfigError::ZeroMaxlen`] or [`ConfigError::MaxlenTooLarge`].
     pub fn with_lock(discipline: D, maxlen: usize) -> Result<Self, ConfigError> {
         check_maxlen(maxlen)?;
-        Ok(Self {
-            inner: Lock::new(Inner {
-                discipline,
-                len: 0,
-                maxlen,
-                counters: Counters::default(),
-            }),
-            len_hint: AtomicUsize::new(0),
-            oactive: CachePadded::new(AtomicBool::new(false)),
-        })
+        Ok(Self::build(discipline, maxlen))
+    }
+
+    crate::sync::const_fn! {
+        /// [`SendQueue::with_lock`] as a `const fn`, for a `static` queue; the
+        /// lock is the one the `static`'s type names.
+        ///
+        /// # Panics
+        ///
+        /// If `maxlen` is 0 or above [`MAX_MAXLEN`]; in a `const` or `static`
+        /// initializer that is a compile error.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use mpsafe_ifqueue::{Fifo, SendQueue};
+        ///
+        /// static TXQ: SendQueue<Fifo<Vec<u8>>> = SendQueue::new_const(Fifo::new(), 256);
+        ///
+        /// TXQ.enqueue(vec![0; 64]).unwrap();
+        /// assert_eq!(TXQ.len(), 1);
+        /// ```
+        ///
+        /// A bad `maxlen` does not compile:
+        ///
+        /// ```compile_fail
+        /// use mpsafe_ifqueue::{Fifo, SendQueue};
+        ///
+        /// static TXQ: SendQueue<Fifo<Vec<u8>>> = SendQueue::new_const(Fifo::new(), 0);
+        /// ```
+        pub fn new_const(discipline: D, maxlen: usize) -> Self {
+            assert!(maxlen != 0, "send queue maxlen is 0");
+            assert!(maxlen <= MAX_MAXLEN, "send queue maxlen is above MAX_MAXLEN");
+            Self::build(discipline, maxlen)
+        }
+    }
+
+    crate::sync::const_fn! {
+        fn build(discipline: D, maxlen: usize) -> Self {
+            Self {
+                inner: Lock::new(Inner {
+                    discipline,
+                    len: 0,
+                    maxlen,
+                    counters: Counters {
+                        packets: 0,
+                        bytes: 0,
+                        mcasts: 0,
+                        qdrops: 0,
+                        errors: 0,
+                    },
+                }),
+                len_hint: AtomicUsize::new(0),
+                oactive: CachePadded::new(AtomicBool::new(false)),
+            }
+        }
     }
 
     /// Takes the queue lock; the guard's methods run under it.
