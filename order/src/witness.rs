@@ -34,8 +34,10 @@
 //! thread-local; without it, a kernel names the current CPU (or thread)
 //! through [`set_thread_hook`], and until it does the witness records
 //! nothing. The graph holds up to 256 locks and 1024 edges at once (a
-//! dropped [`Ordered`](crate::Ordered) forgets its locks); past that, new
-//! locks go unrecorded rather than reported.
+//! dropped [`Ordered`](crate::Ordered) forgets its locks), and each thread's
+//! stack the 16 innermost held locks; past that, new locks go unrecorded
+//! rather than reported. A recursive lock (one its holder may take again)
+//! cannot be recorded: the second acquisition is reported as recursion.
 
 #[cfg(doc)]
 use core::panic::Location;
