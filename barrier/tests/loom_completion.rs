@@ -45,6 +45,32 @@ fn signal_publishes_to_the_waiter() {
     });
 }
 
+/// `is_signalled` promises what `wait` does: a poller that sees the
+/// completion signalled reads the signaller's data. Weakening its Acquire to
+/// Relaxed fails this model (causality violation on the data cell).
+#[test]
+fn is_signalled_publishes_to_a_poller() {
+    model(|| {
+        let done = Arc::new(Completion::<ModelFutex>::new());
+        let data = Arc::new(UnsafeCell::new(0u32));
+        let poller = {
+            let (done, data) = (done.clone(), data.clone());
+            thread::spawn(move || {
+                while !done.is_signalled() {
+                    thread::yield_now();
+                }
+                // SAFETY: (model) written before the signal, never again.
+                let seen = data.with(|d| unsafe { *d });
+                assert_eq!(seen, 7);
+            })
+        };
+        // SAFETY: (model) the poller reads only after seeing the signal.
+        data.with_mut(|d| unsafe { *d = 7 });
+        done.signal();
+        poller.join().unwrap();
+    });
+}
+
 #[test]
 fn two_waiters_no_lost_wake_up() {
     model(|| {

@@ -483,10 +483,22 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
             // threshold, so the maxlen (read under the queue lock) is needed
             // only on the path that may defer.
             if len < self.bundle && len < self.queue.maxlen() {
-                self.bundle_pending.store(true, Ordering::Relaxed);
+                // Release, paired with `flush_bundle`'s Acquire: the flusher
+                // that takes this pending start sees the packet this caller
+                // queued before asking (the start task checks the queue's
+                // length without its lock, and a Relaxed hand-off let it
+                // find the queue empty and drop the start: the loom model
+                // `bundled_starts_are_never_lost` found that). A swap, not a
+                // store, and so are the other writes of the flag: every
+                // write is a read-modify-write, so the release sequence of
+                // each deferring caller reaches the flusher even when a
+                // later caller set the flag again.
+                self.bundle_pending.swap(true, Ordering::Release);
                 return Started::Deferred;
             }
-            self.bundle_pending.store(false, Ordering::Relaxed);
+            // Relaxed: this caller runs the start itself. A swap keeps the
+            // release sequences of earlier deferring callers intact.
+            self.bundle_pending.swap(false, Ordering::Relaxed);
         }
         self.run(START)
     }
@@ -497,7 +509,8 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// or packets below the threshold wait until the next one arrives.
     /// Returns whether a start was pending.
     pub fn flush_bundle(&self) -> bool {
-        if self.bundle_pending.swap(false, Ordering::Relaxed) {
+        // Acquire: pairs with the deferring `start`'s Release (see there).
+        if self.bundle_pending.swap(false, Ordering::Acquire) {
             self.run(START);
             true
         } else {
@@ -541,7 +554,7 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// [`BigLocked`]) gets it released while the barrier waits, through
     /// [`Start::release_while_waiting`].
     pub fn barrier(&self) -> Result<(), BarrierError> {
-        self.bundle_pending.store(false, Ordering::Relaxed);
+        self.bundle_pending.swap(false, Ordering::Relaxed);
         // Refuse before releasing anything: from inside the start routine
         // the barrier could never complete.
         #[cfg(feature = "std")]

@@ -10,7 +10,19 @@
 //! start routines at once, or a start routine racing the teardown that frees
 //! the ring, is reported by loom as a data race.
 //!
-//! Weakening checked (weaken, see the model fail, restore):
+//! Weakening checked (weaken, see the model fail, restore; `.ci/mutants
+//! ifqueue` does it for every ordering):
+//! - `set_running`'s Release or `is_running`'s Acquire to Relaxed:
+//!   `set_running_publishes_the_ring_to_start` fails (causality violation on
+//!   the ring the init path wrote before RUNNING).
+//! - the restart task not clearing `oactive`:
+//!   `two_completions_restart_and_later_packets_go_out` fails (the packet
+//!   sent after the ring filled up is stranded behind `oactive`).
+//! - the bundling hand-off (`start`'s Release swap of the pending flag,
+//!   `flush_bundle`'s Acquire swap) to Relaxed, or a deferral that does not
+//!   set the flag: `bundled_starts_are_never_lost` fails. (With the original
+//!   Relaxed store/swap it failed too: the flusher's start task read a stale
+//!   queue length, found the queue empty and dropped the deferred start.)
 //! - `SendQueue::set_oactive_unless`'s `fence(SeqCst)` weakened to
 //!   `fence(AcqRel)`: `oactive_restart_is_never_lost` fails (the second
 //!   packet stays queued with `oactive` set: the lost-restart race).
@@ -175,5 +187,147 @@ fn oactive_restart_is_never_lost() {
         completion.join().unwrap();
         assert_eq!(q.lock().len(), 0, "restart lost: a packet is stranded");
         assert_eq!(q.driver().sent.load(Ordering::Relaxed), 2);
+    });
+}
+
+/// The init path: the driver writes its ring state, then `set_running(true)`
+/// ("RUNNING last: a handler or start that sees it sees the rings"), while
+/// another CPU's `start()` runs the start routine, which reads that state if
+/// it finds the queue running. Weakening `set_running`'s Release or
+/// `is_running`'s Acquire to Relaxed fails this model (causality violation
+/// on the ring cell).
+#[test]
+fn set_running_publishes_the_ring_to_start() {
+    struct Init {
+        /// The ring's state, set up by init before RUNNING.
+        ring: UnsafeCell<usize>,
+        sent: AtomicUsize,
+    }
+    impl Start<Q, DefaultLock> for Init {
+        fn start(&self, q: &SendQueue<Q, DefaultLock>, _owner: &TaskOwner<'_>) {
+            // SAFETY: (model) init wrote the ring before set_running(true),
+            // and the start routine runs only once it sees RUNNING.
+            let size = self.ring.with(|p| unsafe { *p });
+            assert_eq!(size, 8, "the start routine saw the ring before init");
+            while q.dequeue().is_some() {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    loom::model(|| {
+        let q = ifq(Init {
+            ring: UnsafeCell::new(0),
+            sent: AtomicUsize::new(0),
+        });
+        q.set_running(false);
+        let stack = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.enqueue(Pkt).unwrap();
+                q.start();
+            })
+        };
+        // init: set up the ring, then RUNNING last.
+        // SAFETY: (model) no start routine reads the ring before RUNNING.
+        q.driver().ring.with_mut(|p| unsafe { *p = 8 });
+        q.set_running(true);
+        stack.join().unwrap();
+        // The packet went out, or waits for the next start.
+        q.start();
+        assert_eq!(q.driver().sent.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// Two ring slots, two completions and a packet sent after the ring filled
+/// up: the start routine fills both slots and sets `oactive` (a third packet
+/// waits); two completion CPUs each free a slot and `restart_if_oactive`,
+/// while the stack transmits a fourth packet. Every packet goes out. A
+/// restart must clear `oactive`, since a start skips an oactive queue: the
+/// "restart does not clear oactive" mutant strands the fourth packet.
+#[test]
+fn two_completions_restart_and_later_packets_go_out() {
+    struct TwoSlots {
+        busy: AtomicUsize,
+        sent: AtomicUsize,
+    }
+    impl Start<Q, DefaultLock> for TwoSlots {
+        fn start(&self, q: &SendQueue<Q, DefaultLock>, _owner: &TaskOwner<'_>) {
+            loop {
+                // As em_start: no room on the ring, mark oactive and stop
+                // (unless a completion freed a slot meanwhile).
+                if self.busy.load(Ordering::Relaxed) == 2
+                    && q.set_oactive_unless(|| self.busy.load(Ordering::Relaxed) < 2)
+                {
+                    break;
+                }
+                if q.dequeue().is_none() {
+                    break;
+                }
+                self.busy.fetch_add(1, Ordering::Relaxed);
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    loom::model(|| {
+        let q = ifq(TwoSlots {
+            busy: AtomicUsize::new(0),
+            sent: AtomicUsize::new(0),
+        });
+        for _ in 0..3 {
+            q.enqueue(Pkt).unwrap();
+        }
+        // Fills both slots, leaves the third packet, sets oactive.
+        q.start();
+        assert!(q.is_oactive());
+        let completions: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    // One slot's packet is transmitted: free it, restart.
+                    q.driver().busy.fetch_sub(1, Ordering::Relaxed);
+                    q.restart_if_oactive();
+                })
+            })
+            .collect();
+        q.transmit(Pkt).unwrap();
+        for c in completions {
+            c.join().unwrap();
+        }
+        assert_eq!(q.lock().len(), 0, "a packet is stranded");
+        assert_eq!(q.driver().sent.load(Ordering::Relaxed), 4);
+    });
+}
+
+/// Bundling (`Config::bundle`): a start below the threshold only marks a
+/// start pending, and `flush_bundle` (the softnet task) runs it. With two
+/// CPUs transmitting below the threshold (3) and a third flushing, no packet
+/// is ever left queued without a pending start for the next flush: when all
+/// have returned, the queue is empty or `flush_bundle` finds a start
+/// pending, and after it the queue is empty. A deferral that does not mark
+/// the start pending fails it.
+#[test]
+fn bundled_starts_are_never_lost() {
+    loom::model(|| {
+        let q = Arc::new(
+            IfQueue::new(Fifo::new(), Config::with_maxlen(4).bundle(3), Ring::new()).unwrap(),
+        );
+        let cpus: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    q.enqueue(Pkt).unwrap();
+                    q.start();
+                })
+            })
+            .collect();
+        q.flush_bundle();
+        for cpu in cpus {
+            cpu.join().unwrap();
+        }
+        if !q.is_empty() {
+            assert!(q.flush_bundle(), "a deferred start was lost");
+        }
+        assert_eq!(q.lock().len(), 0);
+        assert_eq!(q.driver().sent(), 2);
     });
 }
