@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | [`SendQueue`] | `ifq_enqueue`, `ifq_deq_begin`/`commit`/`rollback`, `ifq_purge` | a [`Discipline`] behind a lock, counters, `oactive` |
 //! | [`Fifo`], [`Priq`] | `priq_ops` | tail-drop FIFO; 8 priority levels evicting the lowest |
+//! | [`ArrayFifo`], [`ArrayPriq`] | | the same in `N` inline slots: no allocation, `const` constructors |
 //! | [`IfQueue`] | `ifq_start`, `ifq_restart`, `ifq_barrier`, `ifq_serialize` | a send queue plus the serialized start and the start barrier |
 //! | [`IfQueues`] | `if_ifqs`, `ifq_idx` | the queues of a multiqueue interface, chosen by flow hash |
 //! | [`IfInputQueue`] | `ifiq_input` | the receive hand-off with back-pressure |
@@ -108,6 +109,7 @@ extern crate alloc;
 extern crate std;
 
 mod discipline;
+mod fixed;
 mod ifq;
 #[cfg(feature = "alloc")]
 mod input;
@@ -120,6 +122,7 @@ mod sync;
 pub use discipline::{Accepted, Discipline, Enqueue};
 #[cfg(feature = "alloc")]
 pub use discipline::{Fifo, Priq, PriqPurged};
+pub use fixed::{ArrayFifo, ArrayFifoPurged, ArrayPriq, ArrayPriqPurged};
 pub use ifq::{BigLocked, Config, IfQueue, Start, Started};
 #[cfg(feature = "alloc")]
 pub use input::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};

@@ -5,7 +5,9 @@
 #![cfg(all(not(mpsafe_loom), feature = "alloc"))]
 
 use arrayvec::ArrayVec;
-use mpsafe_ifqueue::{Counters, Discipline, Dropped, Fifo, Packet, Priority, Priq, SendQueue};
+use mpsafe_ifqueue::{
+    ArrayFifo, ArrayPriq, Counters, Discipline, Dropped, Fifo, Packet, Priority, Priq, SendQueue,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pkt {
@@ -192,6 +194,17 @@ impl Contents for &Priq<Pkt> {
     }
 }
 
+impl<const N: usize> Contents for &ArrayFifo<Pkt, N> {
+    fn contents(self) -> Vec<Pkt> {
+        self.iter().cloned().collect()
+    }
+}
+impl<const N: usize> Contents for &ArrayPriq<Pkt, N> {
+    fn contents(self) -> Vec<Pkt> {
+        self.iter().cloned().collect()
+    }
+}
+
 fn steps() -> usize {
     if cfg!(miri) { 200 } else { 4000 }
 }
@@ -212,5 +225,21 @@ fn priq_matches_the_model() {
 fn fifo_matches_the_model() {
     for (i, seed) in seeds().enumerate() {
         run(seed, steps(), 1 + i % 9, false, Fifo::new());
+    }
+}
+
+// The allocation-free forms against the same model, with `maxlen` up to
+// their capacity (9 slots: every maxlen the seeds pick, 1..=9).
+#[test]
+fn array_priq_matches_the_model() {
+    for (i, seed) in seeds().enumerate() {
+        run(seed, steps(), 1 + i % 9, true, ArrayPriq::<Pkt, 9>::new());
+    }
+}
+
+#[test]
+fn array_fifo_matches_the_model() {
+    for (i, seed) in seeds().enumerate() {
+        run(seed, steps(), 1 + i % 9, false, ArrayFifo::<Pkt, 9>::new());
     }
 }
