@@ -50,8 +50,15 @@ fn run(what: &[String]) -> Result<(), String> {
     for w in what {
         match w.as_str() {
             "smoke" => smoke::run(&em0, &em1)?,
-            "driver" => driver(&em0, &em1)?,
-            other => return Err(format!("unknown test {other:?} (smoke, driver)")),
+            "driver" => driver(&em0, &em1, Duration::ZERO)?,
+            // The driver test with em0 kept down 1.5 s in its first cycle,
+            // as a stalled host would: shows QEMU dropping what it queued.
+            "driver-stall" => driver(&em0, &em1, Duration::from_millis(1500))?,
+            other => {
+                return Err(format!(
+                    "unknown test {other:?} (smoke, driver, driver-stall)"
+                ));
+            }
         }
     }
     Ok(())
@@ -118,12 +125,13 @@ fn attach(
     })
 }
 
-fn driver(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), String> {
+fn driver(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, stall: Duration) -> Result<(), String> {
     let plan = drive::Plan {
         measure: Duration::from_secs(3),
         cycles: 20,
         cycle_gap: Duration::from_millis(50),
         switches: 0,
+        first_down_stall: stall,
         // At most the receive ring's low watermark in flight per direction:
         // when QEMU flushes its queue into the ring it drops (and counts in
         // MPC) whatever does not fit, so a bigger window measures QEMU's

@@ -224,6 +224,33 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
         rx.get(slot).post_rx(again);
     }
     println!("smoke: frames 10, 11, 12 sent during the receiver's hold arrived as {order:?}");
+    // Frames sent while the receiver is disabled for longer than the hold:
+    // does QEMU keep them until RCTL.EN comes back?
+    em1.write(Reg::RCTL, 0);
+    let (rdh, rdt) = (
+        em1.read(Reg::rdh(0)) as usize,
+        em1.read(Reg::rdt(0)) as usize,
+    );
+    for (k, slot) in (5..7).enumerate() {
+        let f = frame(m1, m0, 20 + k as u32, 60);
+        let mut m = pool.alloc().ok_or("pool empty")?;
+        m.data_mut().ok_or("not a DMA pool")?[..f.len()].copy_from_slice(&f);
+        m.set_len(f.len() as u16);
+        tx.get(slot).post_tx(
+            m.into_ring(BufState::OnTxRing),
+            60,
+            TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS,
+        );
+        em0.write(Reg::tdt(0), slot as u32 + 1);
+    }
+    std::thread::sleep(Duration::from_millis(1300));
+    em1.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
+    std::thread::sleep(Duration::from_millis(1500));
+    println!(
+        "smoke: 2 frames sent while the receiver was disabled for 1.3 s: RDH {rdh} -> {} (RDT {rdt}): {} delivered",
+        em1.read(Reg::rdh(0)),
+        (em1.read(Reg::rdh(0)) as usize + NDESC - rdh) % NDESC
+    );
     // What CTRL.RST resets: on the 8254x, everything (rings, RCTL, TCTL).
     em1.mmio().write(Reg::CTRL, mpsafe_em::regs::CTRL_RST);
     println!(
@@ -244,7 +271,7 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     // Every buffer back: the devices are stopped, so reclaim what the rings
     // still hold (the second frame's tx buffer, the posted rx buffers).
     let mut back = Vec::new();
-    for slot in 1..5 {
+    for slot in 1..7 {
         if let Some(a) = tx.get(slot).tx_done() {
             back.push(pool.reclaim(a, BufState::OnTxRing));
         }
