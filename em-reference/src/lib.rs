@@ -78,6 +78,7 @@ pub mod desc;
 pub mod device;
 pub mod driver;
 pub mod harness;
+pub mod hostile;
 pub mod hw;
 pub mod measure;
 pub mod pool;
