@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 
 use mpsafe_serializer::{DefaultWait, Wait};
 
-use crate::sync::{AtomicU32, Backoff, Ordering};
+use crate::sync::{AtomicU32, Ordering, Poll, wait_until};
 
 /// Set once by [`signal`](Completion::signal), as its last touch of the
 /// completion; never cleared except by `reset`. A waiter returns only once it
@@ -126,38 +126,17 @@ impl<W: Wait> Completion<W> {
     /// "not signalled, a waiter is here", which `signal` both reads and
     /// changes (to "waking") in one compare-exchange before it wakes.
     pub fn wait(&self) {
-        let backoff = Backoff::new();
-        loop {
-            // Acquire pairs with the Release swap in `signal`.
-            let state = self.state.load(Ordering::Acquire);
+        wait_until::<W>(&self.state, WAITERS, |state| {
             if state & SIGNALLED != 0 {
-                return;
-            }
-            if state & WAKING != 0 {
+                Poll::Ready
+            } else if state & WAKING != 0 {
                 // The signaller is between its wake-up and its final store;
                 // it still uses the word, so wait for it without sleeping.
-                backoff.snooze();
-                continue;
+                Poll::Spin
+            } else {
+                Poll::Sleep
             }
-            if !backoff.is_completed() {
-                backoff.snooze();
-                continue;
-            }
-            if state & WAITERS == 0 {
-                // Announce ourselves before sleeping. Relaxed: this word is
-                // the only thing the protocol relies on, and a single word's
-                // modification order is total; publication rides on SIGNALLED.
-                if self
-                    .state
-                    .compare_exchange(state, WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-            }
-            // Sleeps only if the word still says "waiting, not signalled".
-            W::wait(&self.state, WAITERS);
-        }
+        });
     }
 
     /// Whether [`signal`](Completion::signal) has been called. If `true`, the

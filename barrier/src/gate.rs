@@ -42,9 +42,9 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
-use mpsafe_serializer::{DefaultWait, Wait};
+use mpsafe_serializer::{DefaultWait, Serializer, Wait};
 
-use crate::sync::{AtomicU32, Backoff, GATE_SLOTS, Ordering, slot_hint};
+use crate::sync::{AtomicU32, GATE_SLOTS, Ordering, Poll, slot_hint, wait_until};
 
 /// How many slots a gate spreads its invocations over (a power of two).
 const SLOTS: usize = GATE_SLOTS;
@@ -71,11 +71,6 @@ const fn count(word: u32, parity: u32) -> u32 {
 const fn one(parity: u32) -> u32 {
     1 << (FIELD_BITS * parity)
 }
-
-/// Barrier lock word values (a three-state futex mutex).
-const UNLOCKED: u32 = 0;
-const LOCKED: u32 = 1;
-const CONTENDED: u32 = 2;
 
 /// An interrupt barrier: handler invocations run through the gate, and
 /// [`barrier`](Gate::barrier) returns only once every invocation that started
@@ -129,15 +124,15 @@ pub struct Gate<W: Wait = DefaultWait> {
     /// Per-slot invocation counters, each on its own cache line.
     slots: [CachePadded<AtomicU32>; SLOTS],
     /// Read by every invocation, written only by disable/enable and barriers.
-    control: CachePadded<Control>,
+    control: CachePadded<Control<W>>,
     _wait: PhantomData<fn() -> W>,
 }
 
-struct Control {
+struct Control<W: Wait> {
     /// Non-zero while the gate is disabled.
     disabled: AtomicU32,
-    /// Serializes barriers: [`UNLOCKED`], [`LOCKED`] or [`CONTENDED`].
-    lock: AtomicU32,
+    /// Serializes barriers (the blocking serializer as a plain lock).
+    turn: Serializer<W>,
     /// Bumped by the last invocation to leave a retired counter; the draining
     /// barrier sleeps on it.
     wake: AtomicU32,
@@ -151,7 +146,7 @@ impl<W: Wait> Gate<W> {
                 slots: crate::sync::slot_array!(CachePadded::new(AtomicU32::new(0))),
                 control: CachePadded::new(Control {
                     disabled: AtomicU32::new(0),
-                    lock: AtomicU32::new(UNLOCKED),
+                    turn: Serializer::new(),
                     wake: AtomicU32::new(0),
                 }),
                 _wait: PhantomData,
@@ -267,7 +262,11 @@ impl<W: Wait> Gate<W> {
     ///
     /// Must not be called from inside an invocation of this gate.
     pub fn barrier(&self) {
-        self.lock_barrier();
+        // Barriers take turns: the flip-and-drain of one must be complete
+        // before the next flips the same counters back. The serializer's
+        // Acquire entry and Release exit order the previous drain before our
+        // flips.
+        let turn = self.control.turn.enter();
         let mut retired = 0;
         for word in &self.slots {
             // Release: an invocation that reads this flip (its CAS comes after
@@ -276,30 +275,22 @@ impl<W: Wait> Gate<W> {
             // drain, so the counter we make current is empty.
             retired = parity(word.fetch_xor(PARITY, Ordering::Release));
         }
-        let backoff = Backoff::new();
-        loop {
-            // Acquire, paired with the Release bump in `GateGuard::drop`: if
-            // we read a bump, we also read the decrement made before it, so
-            // we never sleep on a stale count.
-            let seq = self.control.wake.load(Ordering::Acquire);
-            // Acquire, paired with the invocations' Release decrements: once a
-            // counter reads zero, everything they did happens-before us.
+        // The wake word is read first (Acquire, in `wait_until`, paired with
+        // the Release bump in `GateGuard::drop`: if we read a bump, we also
+        // read the decrement made before it, so we never sleep on a stale
+        // count), then the counters. No sleepers bit: the last invocation out
+        // of a retired counter always bumps and wakes, and the sleep only
+        // begins if no bump happened since the read.
+        wait_until::<W>(&self.control.wake, 0, |_seq| {
+            // Acquire, paired with the invocations' Release decrements: once
+            // a counter reads zero, everything they did happens-before us.
             let drained = self
                 .slots
                 .iter()
                 .all(|word| count(word.load(Ordering::Acquire), retired) == 0);
-            if drained {
-                break;
-            }
-            if backoff.is_completed() {
-                // Sleeps only if no invocation left a retired counter since we
-                // read `seq`.
-                W::wait(&self.control.wake, seq);
-            } else {
-                backoff.snooze();
-            }
-        }
-        self.unlock_barrier();
+            if drained { Poll::Ready } else { Poll::Sleep }
+        });
+        drop(turn);
     }
 
     /// Stops new invocations: from now on [`enter`](Gate::enter) skips its
@@ -328,29 +319,6 @@ impl<W: Wait> Gate<W> {
     /// Whether the gate lets invocations run (a hint: it may change at once).
     pub fn is_enabled(&self) -> bool {
         self.control.disabled.load(Ordering::Relaxed) == 0
-    }
-
-    /// Barriers take turns: the flip-and-drain of one must be complete before
-    /// the next flips the same counters back.
-    fn lock_barrier(&self) {
-        let lock = &self.control.lock;
-        // Acquire: the previous holder's drain happens-before our flips.
-        if lock
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
-        }
-        while lock.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
-            W::wait(lock, CONTENDED);
-        }
-    }
-
-    fn unlock_barrier(&self) {
-        // Release: our drain happens-before the next barrier's flips.
-        if self.control.lock.swap(UNLOCKED, Ordering::Release) == CONTENDED {
-            W::wake_one(&self.control.lock);
-        }
     }
 
     /// Called by the last invocation to leave a retired counter.

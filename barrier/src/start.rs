@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 
 use mpsafe_serializer::{DefaultWait, Task, TaskOwner, TaskSerializer, Wait};
 
-use crate::sync::{AtomicU32, Backoff, Ordering};
+use crate::sync::{AtomicU32, Ordering, Poll, wait_until};
 
 /// Tickets count in steps of two: bit 0 of `completed` is [`SLEEPERS`].
 const STEP: u32 = 2;
@@ -203,35 +203,17 @@ impl<W: Wait> StartBarrier<W> {
             .fetch_add(STEP, Ordering::Release)
             .wrapping_add(STEP);
         serializer.add(task, run);
-        let backoff = Backoff::new();
-        loop {
-            // Acquire, paired with the Release swap in `run_locked`.
-            let completed = self.completed.load(Ordering::Acquire);
+        // Acquire (in `wait_until`), paired with the Release swap in
+        // `run_locked`. The sleepers bit is CASed in with Relaxed: a
+        // protocol on this one word only (as `Completion`).
+        wait_until::<W>(&self.completed, SLEEPERS, |completed| {
             if covers(completed, ticket) {
-                return Ok(());
+                Poll::Ready
+            } else {
+                Poll::Sleep
             }
-            if !backoff.is_completed() {
-                backoff.snooze();
-                continue;
-            }
-            if completed & SLEEPERS == 0 {
-                // Relaxed: a protocol on this one word only (as `Completion`).
-                if self
-                    .completed
-                    .compare_exchange(
-                        completed,
-                        completed | SLEEPERS,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    )
-                    .is_err()
-                {
-                    continue;
-                }
-            }
-            // Sleeps only while no run has swapped the word since.
-            W::wait(&self.completed, completed | SLEEPERS);
-        }
+        });
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 //! except that constructors (declared once, with `const_fn!`) are not `const`
 //! under the models: loom objects cannot be made at compile time.
 
-pub(crate) use mpsafe_serializer::__shim::{AtomicU32, Backoff, Ordering};
+pub(crate) use mpsafe_serializer::__shim::{AtomicU32, Ordering, Poll, wait_until};
 
 /// Declares a constructor once: a `const fn` normally, a plain `fn` under the
 /// models (a loom object must be created inside a model run, by the thread

@@ -22,8 +22,8 @@
 //!   store in `enable` `Release` → `Relaxed`): `enable_publishes_the_new_ring`
 //!   fails (causality violation: a handler let in by `enable` reads the ring
 //!   without the re-allocation ordered before);
-//! - the last invocation not calling `wake_barrier`: all four models
-//!   deadlock.
+//! - the last invocation not calling `wake_barrier`: the models in which a
+//!   barrier waits for an invocation in flight deadlock.
 //!
 //! Not caught: the barrier lock's contended `swap` `Acquire` → `Relaxed` (the
 //! flips are RMWs of the same words, so two barriers' flips stay ordered by

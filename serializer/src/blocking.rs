@@ -252,8 +252,8 @@ impl<W: Wait> fmt::Debug for RawSerializer<W> {
 }
 
 // SAFETY: `try_acquire` and `acquire` return only once this call set `HELD`
-// (a `fetch_or` that found it clear, or a compare-exchange from a value with it
-// clear), and only `release` clears it, so at most one holder exists at a time.
+// (a compare-exchange from a value with it clear, in both), and only
+// `release` clears it, so at most one holder exists at a time.
 // Both take it with Acquire and `release` clears it with Release, so what one
 // holder did happens before the next holder's critical section. `unlock`'s
 // contract (the caller holds the lock) is what `release` requires. The lock is

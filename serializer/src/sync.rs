@@ -31,6 +31,9 @@ pub mod shared {
     /// The calling thread's number, never reused for another thread.
     #[cfg(feature = "std")]
     pub use super::thread_id;
+
+    /// The one wait protocol (spin, announce a sleeper, sleep).
+    pub use crate::wait::{Poll, wait_until};
 }
 
 /// The model's atomics and back-off.

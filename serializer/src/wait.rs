@@ -81,6 +81,63 @@ impl Wait for Futex {
     }
 }
 
+/// What a waiter makes of the word it has just read, in [`wait_until`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// The event has happened: return.
+    Ready,
+    /// The waker is in the middle of its update: re-read after a back-off
+    /// step, and never sleep (the word may not change again).
+    Spin,
+    /// Not yet: spin a little, then sleep until the word changes.
+    Sleep,
+}
+
+/// The mpsafe crates' one wait protocol: read `word` (Acquire), let `check`
+/// decide; while it says [`Poll::Sleep`], spin with back-off, then announce
+/// a sleeper by setting the `sleepers` bit in the word (none if `sleepers`
+/// is 0: the waker then always wakes) and sleep with `W` while the word still
+/// holds the value read plus that bit, re-reading after every wake-up.
+///
+/// No lost wake-up, if the waker changes the word with a read-modify-write
+/// (or a store after one that read the bit) before it wakes: the sleep only
+/// begins while the word holds the value this waiter read and announced.
+/// `check` may read other words; it runs after the Acquire load of `word`.
+/// Used by `mpsafe-barrier`'s completion, start barrier and gate; not part
+/// of the supported API (re-exported through the hidden shim).
+pub fn wait_until<W: Wait>(word: &AtomicU32, sleepers: u32, mut check: impl FnMut(u32) -> Poll) {
+    let backoff = Backoff::new();
+    loop {
+        // Acquire: pairs with the waker's Release update of the word, so a
+        // waiter that returns sees everything the waker did before it.
+        let seen = word.load(Ordering::Acquire);
+        match check(seen) {
+            Poll::Ready => return,
+            Poll::Spin => {
+                backoff.snooze();
+                continue;
+            }
+            Poll::Sleep => {}
+        }
+        if !backoff.is_completed() {
+            backoff.snooze();
+            continue;
+        }
+        if sleepers != 0 && seen & sleepers == 0 {
+            // Relaxed: a protocol on this one word only, whose modification
+            // order is total; publication rides on the waker's Release.
+            if word
+                .compare_exchange(seen, seen | sleepers, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+        }
+        // Sleeps only while the word still says "not ready, sleeper here".
+        W::wait(word, seen | sleepers);
+    }
+}
+
 /// The strategy used when none is named: [`Futex`] with `std`, [`Spin`] without.
 #[cfg(feature = "std")]
 pub type DefaultWait = Futex;

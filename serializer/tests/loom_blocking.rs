@@ -21,8 +21,8 @@
 //! - `Serialized::handlers_enabled` Acquire -> Relaxed, or the enable's
 //!   `fetch_and` Release -> Relaxed: `handler_enable_publishes` fails with a
 //!   causality violation.
-//! - either acquiring read-modify-write (`try_acquire`'s `fetch_or`, the
-//!   waiter's compare-exchange) Acquire -> Relaxed: `mutual_exclusion` fails.
+//! - either acquiring compare-exchange (`try_acquire`'s, the waiter's)
+//!   Acquire -> Relaxed: `mutual_exclusion` fails.
 //!
 //! (All with `LOOM_MAX_PREEMPTIONS=3`. The enter path's bounded spin is
 //! compiled out under loom: it only repeats `try_enter`'s step.)
