@@ -17,6 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mpsafe_em::cpu::process_cpu_time;
+use mpsafe_em::measure::ThreadCpu;
 use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
 
 struct Pipeline {
@@ -108,5 +110,41 @@ fn em(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, em);
+/// The same round trips, timed by the driver side's CPU time instead of
+/// wall time: process CPU (every thread) less the simulated device's DMA
+/// and wire thread (`em-device`), read from its own CPU clock. On a shared
+/// machine wall time moves with whatever else runs; this moves with what the
+/// driver does per packet. Criterion repeats each mode and reports the
+/// median and its confidence interval, modes side by side.
+fn em_driver_cpu(c: &mut Criterion) {
+    if process_cpu_time().is_none() || ThreadCpu::snapshot().is_none() {
+        return; // no CPU clocks here
+    }
+    let mut g = c.benchmark_group("em/loopback_driver_cpu");
+    g.throughput(Throughput::Elements(1));
+    for mode in Mode::ALL {
+        let p = pipeline(mode);
+        p.round_trips(20_000);
+        g.bench_function(mode.name(), |b| {
+            b.iter_custom(|iters| {
+                let (c0, t0) = (process_cpu_time(), ThreadCpu::snapshot());
+                p.round_trips(iters);
+                let (c1, t1) = (process_cpu_time(), ThreadCpu::snapshot());
+                let process = c1
+                    .zip(c0)
+                    .map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a));
+                let device = t1
+                    .zip(t0)
+                    .map_or(Duration::ZERO, |(b, a)| b.named_since(&a, "em-device"));
+                process.saturating_sub(device)
+            })
+        });
+        p.em.down();
+        drop(p.em);
+        p.dev.shutdown();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, em, em_driver_cpu);
 criterion_main!(benches);
