@@ -39,7 +39,8 @@ use arrayvec::ArrayVec;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use mpsafe_ifqueue::{
-    Config, Discipline, Dropped, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start, TaskOwner,
+    Config, Discipline, Dropped, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start,
+    StartTask, TaskOwner,
 };
 
 const BURST: usize = 64;
@@ -496,6 +497,35 @@ fn two_cpu_transmit(c: &mut Criterion) {
             })
         });
     }
+    // Delegated start (seed 002's "mpsafe taskqs"): both CPUs only enqueue
+    // and post a request; a third thread, the task, runs the start routine.
+    // Timed until the task has sent every packet.
+    g.bench_function("ifq_delegated", |b| {
+        b.iter_custom(|iters| {
+            let q = IfQueue::new(
+                Fifo::with_capacity(256),
+                Config::default(),
+                Sink32::default(),
+            )
+            .unwrap();
+            let task: StartTask = StartTask::new();
+            thread::scope(|s| {
+                s.spawn(|| task.run(&q));
+                let start = Instant::now();
+                two_senders(iters, |p| {
+                    task.transmit(&q, p).map_err(Dropped::into_packet)
+                });
+                let mut spins = 0;
+                while q.driver().sent.load(Ordering::Relaxed) < iters {
+                    backoff(&mut spins);
+                }
+                let t = start.elapsed();
+                task.stop();
+                t
+            })
+        })
+    });
+
     // The default Config with the queue lock the crate used before (the
     // futex `RawSerializer`): what the spin-only default lock buys.
     g.bench_function("ifq_futex_lock", |b| {

@@ -13,6 +13,7 @@
 //! | [`Fifo`], [`Priq`] | `priq_ops` | tail-drop FIFO; 8 priority levels evicting the lowest |
 //! | [`ArrayFifo`], [`ArrayPriq`] | | the same in `N` inline slots: no allocation, `const` constructors |
 //! | [`IfQueue`] | `ifq_start`, `ifq_restart`, `ifq_barrier`, `ifq_serialize` | a send queue plus the serialized start and the start barrier |
+//! | [`StartTask`] | `ifq_start` through a taskq | a task thread runs the start routine; transmitting CPUs only enqueue |
 //! | [`IfQueues`] | `if_ifqs`, `ifq_idx` | the queues of a multiqueue interface, chosen by flow hash |
 //! | [`IfInputQueue`] | `ifiq_input` | the receive hand-off with back-pressure |
 //!
@@ -108,6 +109,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod delegate;
 mod discipline;
 mod fixed;
 mod ifq;
@@ -119,6 +121,7 @@ mod packet;
 mod queue;
 mod sync;
 
+pub use delegate::StartTask;
 pub use discipline::{Accepted, Discipline, Enqueue};
 #[cfg(feature = "alloc")]
 pub use discipline::{Fifo, Priq, PriqPurged};
