@@ -34,6 +34,10 @@ pub mod shared {
 
     /// The one wait protocol (spin, announce a sleeper, sleep).
     pub use crate::wait::{Poll, wait_until};
+
+    /// The modelled futex the loom models of every mpsafe crate wait with.
+    #[cfg(mpsafe_loom)]
+    pub use super::model_futex::ModelFutex;
 }
 
 /// The model's atomics and back-off.
@@ -106,6 +110,91 @@ macro_rules! const_init {
     };
 }
 pub(crate) use const_init;
+
+/// A futex for the loom models, shared by the mpsafe crates' models.
+///
+/// The crate's `Futex` is a yield under the models (a legal spurious
+/// return), which hides lost wake-ups: a waiter that would sleep forever just
+/// re-reads. This one really blocks. Like the kernel's futex, it checks the
+/// word and enqueues the sleeper under one lock that every wake also takes,
+/// and a wake only reaches sleepers of the same address (`wake_one` exactly
+/// one of them), so a waiter that misses its wake-up sleeps forever and loom
+/// reports the deadlock.
+#[cfg(mpsafe_loom)]
+mod model_futex {
+    extern crate alloc;
+
+    use alloc::vec::Vec;
+
+    use loom::sync::{Condvar, Mutex};
+
+    use super::{AtomicU32, Ordering};
+    use crate::Wait;
+
+    struct Table {
+        next_id: u64,
+        /// (sleeper id, word address, woken)
+        sleepers: Vec<(u64, usize, bool)>,
+    }
+
+    loom::lazy_static! {
+        static ref FUTEX: (Mutex<Table>, Condvar) = (
+            Mutex::new(Table { next_id: 0, sleepers: Vec::new() }),
+            Condvar::new(),
+        );
+    }
+
+    fn address(word: &AtomicU32) -> usize {
+        core::ptr::from_ref(word).addr()
+    }
+
+    /// A futex whose sleepers block until a wake on their word reaches them.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct ModelFutex;
+
+    impl Wait for ModelFutex {
+        fn wait(word: &AtomicU32, expected: u32) {
+            let (lock, condvar) = &*FUTEX;
+            let mut table = lock.lock().unwrap();
+            // Relaxed, like the kernel's read: the table lock orders it after
+            // any waker that already took the lock.
+            if word.load(Ordering::Relaxed) != expected {
+                return;
+            }
+            let id = table.next_id;
+            table.next_id += 1;
+            table.sleepers.push((id, address(word), false));
+            loop {
+                table = condvar.wait(table).unwrap();
+                if let Some(at) = table.sleepers.iter().position(|s| s.0 == id && s.2) {
+                    table.sleepers.swap_remove(at);
+                    return;
+                }
+            }
+        }
+
+        fn wake_one(word: &AtomicU32) {
+            wake(word, 1);
+        }
+
+        fn wake_all(word: &AtomicU32) {
+            wake(word, usize::MAX);
+        }
+    }
+
+    fn wake(word: &AtomicU32, mut count: usize) {
+        let (lock, condvar) = &*FUTEX;
+        let mut table = lock.lock().unwrap();
+        let at = address(word);
+        for sleeper in table.sleepers.iter_mut() {
+            if count > 0 && sleeper.1 == at && !sleeper.2 {
+                sleeper.2 = true;
+                count -= 1;
+            }
+        }
+        condvar.notify_all();
+    }
+}
 
 /// The futex calls behind [`Futex`](crate::Futex).
 #[cfg(all(feature = "std", not(mpsafe_loom), not(miri)))]

@@ -29,61 +29,13 @@
 #![cfg(mpsafe_loom)]
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::Ordering::Relaxed;
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::Arc;
 use loom::thread;
-use mpsafe_serializer::__shim::AtomicU32;
 use mpsafe_serializer::{Serializer, Wait, enter_all};
 
-loom::lazy_static! {
-    /// The one sleep queue of [`ModelFutex`]. Each model uses one word at a
-    /// time per sleeper, and `notify_one` may wake a sleeper of another word
-    /// only in `enter_all_in_order_does_not_deadlock`, which wakes all.
-    static ref SLEEP_QUEUE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
-}
-
-/// A futex for loom: sleeps until woken (no spurious returns), and checks the
-/// word and goes to sleep atomically with respect to wakers, as the kernel's
-/// hash-bucket lock makes a real futex do.
-struct ModelFutex;
-
-impl Wait for ModelFutex {
-    fn wait(word: &AtomicU32, expected: u32) {
-        let (lock, queue) = &*SLEEP_QUEUE;
-        let guard = lock.lock().unwrap();
-        if word.load(Relaxed) == expected {
-            drop(queue.wait(guard).unwrap());
-        }
-    }
-
-    fn wake_one(_word: &AtomicU32) {
-        let (lock, queue) = &*SLEEP_QUEUE;
-        let _guard = lock.lock().unwrap();
-        queue.notify_one();
-    }
-
-    fn wake_all(_word: &AtomicU32) {
-        let (lock, queue) = &*SLEEP_QUEUE;
-        let _guard = lock.lock().unwrap();
-        queue.notify_all();
-    }
-}
-
-/// Like [`ModelFutex`] but every wake is a broadcast, for models with
-/// several words sharing the one sleep queue.
-struct ModelFutexAll;
-
-impl Wait for ModelFutexAll {
-    fn wait(word: &AtomicU32, expected: u32) {
-        ModelFutex::wait(word, expected);
-    }
-    fn wake_one(word: &AtomicU32) {
-        ModelFutex::wake_all(word);
-    }
-    fn wake_all(word: &AtomicU32) {
-        ModelFutex::wake_all(word);
-    }
-}
+/// The modelled futex of every mpsafe crate's models (from the shim): a
+/// sleeper blocks until a wake on its own word reaches it.
+use mpsafe_serializer::__shim::ModelFutex;
 
 struct Counter<W: Wait> {
     serializer: Serializer<W>,
@@ -244,7 +196,7 @@ fn enter_all_in_order_does_not_deadlock() {
     // One thread serializes all, another takes the second serializer alone
     // (a tx ring's start), with sleeping waits.
     loom::model(|| {
-        let serializers: Arc<[Serializer<ModelFutexAll>; 2]> =
+        let serializers: Arc<[Serializer<ModelFutex>; 2]> =
             Arc::new([Serializer::new(), Serializer::new()]);
         let single = {
             let serializers = Arc::clone(&serializers);
