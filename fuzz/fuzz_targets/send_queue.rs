@@ -1,10 +1,13 @@
-//! `SendQueue` with `Fifo` or `Priq` against a reference model: enqueue,
+//! `SendQueue` with `Fifo`, `Priq` or their allocation-free forms
+//! `ArrayFifo` and `ArrayPriq` (8 slots) against a reference model: enqueue,
 //! bursts both ways, transactional dequeue (commit, rollback, the locked
 //! forms), purge, `set_maxlen` (including invalid values and shrinking below
 //! the current length) and every counter, compared after each operation.
 //!
 //! The model is the one in `ifqueue/tests/model.rs` (a `Vec` per priority,
-//! counters computed the obvious way), plus `set_maxlen` and errors.
+//! counters computed the obvious way), plus `set_maxlen`, errors and the
+//! fixed forms' capacity (full at `min(maxlen, N)`; `maxlen` ranges on both
+//! sides of `N`).
 
 #![no_main]
 
@@ -12,8 +15,12 @@ use arbitrary::Arbitrary;
 use arrayvec::ArrayVec;
 use libfuzzer_sys::fuzz_target;
 use mpsafe_ifqueue::{
-    ConfigError, Counters, Discipline, Dropped, Fifo, MAX_MAXLEN, Packet, Priority, Priq, SendQueue,
+    ArrayFifo, ArrayPriq, ConfigError, Counters, Discipline, Dropped, Fifo, MAX_MAXLEN, Packet,
+    Priority, Priq, SendQueue,
 };
+
+/// Slots of the fixed-capacity disciplines.
+const SLOTS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pkt {
@@ -65,6 +72,8 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     priq: bool,
+    /// `ArrayFifo`/`ArrayPriq` instead of `Fifo`/`Priq`.
+    fixed: bool,
     maxlen: u8,
     ops: Vec<Op>,
 }
@@ -75,6 +84,8 @@ struct Model {
     priq: bool,
     levels: [Vec<Pkt>; 8],
     maxlen: usize,
+    /// The discipline's own capacity (`usize::MAX` for the allocating ones).
+    capacity: usize,
     c: Counters,
 }
 
@@ -90,7 +101,7 @@ impl Model {
     }
     fn enqueue(&mut self, p: Pkt) -> Result<(), Dropped<Pkt>> {
         let mut evicted = None;
-        if self.len() >= self.maxlen {
+        if self.len() >= self.maxlen.min(self.capacity) {
             let below = if self.priq { usize::from(p.prio) } else { 0 };
             match (0..below).find(|&l| !self.levels[l].is_empty()) {
                 Some(l) => evicted = Some(self.levels[l].remove(0)),
@@ -148,13 +159,24 @@ impl Contents for Priq<Pkt> {
         self.iter().cloned().collect()
     }
 }
+impl Contents for ArrayFifo<Pkt, SLOTS> {
+    fn contents(&self) -> Vec<Pkt> {
+        self.iter().cloned().collect()
+    }
+}
+impl Contents for ArrayPriq<Pkt, SLOTS> {
+    fn contents(&self) -> Vec<Pkt> {
+        self.iter().cloned().collect()
+    }
+}
 
-fn run<D: Discipline<Packet = Pkt> + Contents>(input: &Input, disc: D) {
+fn run<D: Discipline<Packet = Pkt> + Contents>(input: &Input, disc: D, capacity: usize) {
     let maxlen = 1 + usize::from(input.maxlen % 16);
     let q: SendQueue<D> = SendQueue::new(disc, maxlen).expect("valid maxlen");
     let mut m = Model {
         priq: input.priq,
         maxlen,
+        capacity,
         ..Model::default()
     };
     let mut next_id = 0u32;
@@ -276,9 +298,10 @@ fn run<D: Discipline<Packet = Pkt> + Contents>(input: &Input, disc: D) {
 }
 
 fuzz_target!(|input: Input| {
-    if input.priq {
-        run(&input, Priq::new());
-    } else {
-        run(&input, Fifo::new());
+    match (input.priq, input.fixed) {
+        (false, false) => run(&input, Fifo::new(), usize::MAX),
+        (true, false) => run(&input, Priq::new(), usize::MAX),
+        (false, true) => run(&input, ArrayFifo::<Pkt, SLOTS>::new(), SLOTS),
+        (true, true) => run(&input, ArrayPriq::<Pkt, SLOTS>::new(), SLOTS),
     }
 });
