@@ -10,13 +10,15 @@ use core::ptr;
 
 use arrayvec::ArrayVec;
 use mpsafe_barrier::{Completion, Gate};
-use mpsafe_ifqueue::{Config, Dropped, IfQueue, IfQueues, SendQueue, Start, TaskOwner};
+use mpsafe_ifqueue::{
+    ArrayFifo, ArrayPriq, Config, Dropped, IfQueue, IfQueues, SendQueue, Start, TaskOwner,
+};
 use mpsafe_rxring::{LockedRxRing, RxRing};
 use mpsafe_serializer::{Combiner, Serializer, SerializerMutex, Task, TaskSerializer};
 
 use crate::check;
 use crate::kernel::{
-    KernelWait, LOCKS, Mbuf, Ring, SpinLock, TICKS, WAKES, hardclock, set_ticks, ticks64,
+    KernelWait, LOCKS, Mbuf, SpinLock, TICKS, WAKES, hardclock, set_ticks, ticks64,
 };
 use crate::sys::fail;
 
@@ -174,11 +176,12 @@ fn gate() {
     check!(IRQ.enter_on(3, handler).is_some() && handled.get() == 2);
 }
 
-/// The send queue with the kernel's lock and the fixed ring discipline.
+/// A send queue in a `static`, with the kernel's lock and the allocation-free
+/// FIFO: four inline slots.
+static SNDQ: SendQueue<ArrayFifo<Mbuf, 4>, SpinLock> = SendQueue::new_const(ArrayFifo::new(), 4);
+
 fn send_queue() {
-    let Ok(q) = SendQueue::<Ring<Mbuf, 4>, SpinLock>::with_lock(Ring::new(), 4) else {
-        fail(line!())
-    };
+    let q = &SNDQ;
     let locks = LOCKS.load(core::sync::atomic::Ordering::Relaxed);
     for slot in 0..4 {
         check!(q.enqueue(Mbuf::new(slot)).is_ok());
@@ -223,7 +226,9 @@ impl TxRing {
     }
 }
 
-type Txq = Ring<Mbuf, 8>;
+/// The transmit queues' discipline: eight priority levels in eight inline
+/// slots.
+type Txq = ArrayPriq<Mbuf, 8>;
 
 impl Start<Txq, SpinLock> for TxRing {
     fn start(&self, q: &SendQueue<Txq, SpinLock>, _owner: &TaskOwner<'_>) {
@@ -245,15 +250,12 @@ impl Start<Txq, SpinLock> for TxRing {
 }
 
 /// The serialized start, `oactive`, restart, and the start barrier at
-/// teardown.
+/// teardown, on a queue in a `static`.
+static TXQ: IfQueue<Txq, TxRing, SpinLock, KernelWait> =
+    IfQueue::new_const(ArrayPriq::new(), Config::with_maxlen(8), TxRing::new());
+
 fn if_queue() {
-    let Ok(ifq) = IfQueue::<Txq, TxRing, SpinLock, KernelWait>::with_lock(
-        Ring::new(),
-        Config::with_maxlen(8),
-        TxRing::new(),
-    ) else {
-        fail(line!())
-    };
+    let ifq = &TXQ;
     for slot in 0..3 {
         check!(ifq.transmit(Mbuf::new(slot)).is_ok());
     }
@@ -273,12 +275,13 @@ fn if_queue() {
 }
 
 /// Two send queues; the flow hash picks one.
+static TXQS: IfQueues<Txq, TxRing, 2, SpinLock, KernelWait> = IfQueues::from_queues([
+    IfQueue::new_const(ArrayPriq::new(), Config::with_maxlen(8), TxRing::new()),
+    IfQueue::new_const(ArrayPriq::new(), Config::with_maxlen(8), TxRing::new()),
+]);
+
 fn if_queues() {
-    let Ok(ifqs) = IfQueues::<Txq, TxRing, 2, SpinLock, KernelWait>::try_new(|_| {
-        IfQueue::with_lock(Ring::new(), Config::with_maxlen(8), TxRing::new())
-    }) else {
-        fail(line!())
-    };
+    let ifqs = &TXQS;
     let frame = Mbuf {
         flow: Some(3),
         ..Mbuf::new(0)

@@ -1,10 +1,11 @@
-//! What the kernel brings: a spin lock, a wait, a tick counter, a packet type
-//! and an allocation-free queueing discipline. Each is the smallest honest
-//! version of what a real kernel already has.
+//! What the kernel brings: a spin lock, a wait, a tick counter and a packet
+//! type. Each is the smallest honest version of what a real kernel already
+//! has. (The queueing disciplines are the crate's allocation-free
+//! `ArrayFifo` and `ArrayPriq`.)
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use mpsafe_ifqueue::{Discipline, Enqueue, Packet, Priority};
+use mpsafe_ifqueue::{Packet, Priority};
 use mpsafe_serializer::Wait;
 
 /// How many times any [`SpinLock`] was taken: lets the checks see that the
@@ -165,92 +166,5 @@ impl Packet for Mbuf {
 
     fn flow_hash(&self) -> Option<u32> {
         self.flow
-    }
-}
-
-/// A tail-drop FIFO in a fixed array of `N` slots: no allocation, ever.
-///
-/// Holds at most `min(N, maxlen)` packets; the queue's `maxlen` may be set
-/// lower than `N`, never effectively higher.
-pub(crate) struct Ring<P, const N: usize> {
-    slots: [Option<P>; N],
-    /// Index of the oldest packet.
-    head: usize,
-    len: usize,
-}
-
-impl<P, const N: usize> Ring<P, N> {
-    /// An empty ring.
-    pub(crate) const fn new() -> Self {
-        const { assert!(N > 0, "a ring holds at least one packet") };
-        Self {
-            slots: [const { None }; N],
-            head: 0,
-            len: 0,
-        }
-    }
-}
-
-impl<P: Packet, const N: usize> Discipline for Ring<P, N> {
-    type Packet = P;
-    /// The head is always at `head`: nothing to remember.
-    type Cookie = ();
-    type Purged = RingDrain<P, N>;
-
-    fn enqueue(&mut self, packet: P, len: usize, maxlen: usize) -> Enqueue<P> {
-        debug_assert_eq!(len, self.len);
-        if self.len >= maxlen.min(N) {
-            return Enqueue::Refused(packet);
-        }
-        self.slots[(self.head + self.len) % N] = Some(packet);
-        self.len += 1;
-        Enqueue::Queued
-    }
-
-    fn deq_begin(&self) -> Option<()> {
-        (self.len > 0).then_some(())
-    }
-
-    fn peek(&self, (): ()) -> &P {
-        // The queue calls this only after `deq_begin` found a packet, and
-        // every slot in `head..head + len` (mod N) holds one.
-        self.slots[self.head]
-            .as_ref()
-            .expect("deq_begin found the head")
-    }
-
-    fn deq_commit(&mut self, (): ()) -> P {
-        let packet = self.slots[self.head]
-            .take()
-            .expect("deq_begin found the head");
-        self.head = (self.head + 1) % N;
-        self.len -= 1;
-        packet
-    }
-
-    fn purge(&mut self) -> RingDrain<P, N> {
-        RingDrain(core::mem::replace(self, Self::new()))
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
-/// What [`Ring`]'s purge returns: the packets, oldest first.
-pub(crate) struct RingDrain<P, const N: usize>(Ring<P, N>);
-
-impl<P, const N: usize> Iterator for RingDrain<P, N> {
-    type Item = P;
-
-    fn next(&mut self) -> Option<P> {
-        let ring = &mut self.0;
-        if ring.len == 0 {
-            return None;
-        }
-        let packet = ring.slots[ring.head].take();
-        ring.head = (ring.head + 1) % N;
-        ring.len -= 1;
-        packet
     }
 }

@@ -1,8 +1,9 @@
 //! A kernel's view of the mpsafe crates: a `#![no_std]`, `#![no_main]` binary
 //! for `x86_64-unknown-none` that uses every primitive once, with the pieces a
 //! kernel supplies itself ([`kernel`]): its spin lock as the `RawMutex`, its
-//! sleep as the [`Wait`](mpsafe_serializer::Wait), its packet type, an
-//! allocation-free queueing discipline and its tick counter.
+//! sleep as the [`Wait`](mpsafe_serializer::Wait), its packet type and its
+//! tick counter; the queues use the allocation-free `ArrayFifo` and
+//! `ArrayPriq` disciplines and live in `static`s.
 //!
 //! There is no heap and no OS underneath, but the binary is linked as a plain
 //! static ELF (`-C relocation-model=static`) whose `_start` runs the checks
