@@ -15,8 +15,13 @@
 //! - [`pool`]: the packet buffers, each with an owner state, so a double
 //!   free, DMA into a buffer the device does not own, or a leaked buffer is
 //!   caught and counted.
-//! - [`driver`]: the driver in three modes chosen at attach, [`Mode::BigLock`],
-//!   [`Mode::RxUnlocked`] (seed 000) and [`Mode::Mpsafe`] (seeds 002/001),
+//! - [`hw`]: the seam the driver is generic over ([`Hardware`]: registers,
+//!   DMA memory, the interrupt); [`hostile`]: a device that writes garbage,
+//!   for testing the driver against untrusted hardware.
+//! - [`driver`]: the driver in four modes chosen at attach and switchable
+//!   under load ([`Em::set_mode`]), [`Mode::BigLock`], [`Mode::RxUnlocked`]
+//!   (seed 000), [`Mode::Mpsafe`] (seed 002) and [`Mode::Serialized`] (seed
+//!   001),
 //!   composed from `mpsafe-rxring` ([`LockedRxRing`](mpsafe_rxring::LockedRxRing)
 //!   as the rx mutex), `mpsafe-ifqueue` ([`IfQueue`](mpsafe_ifqueue::IfQueue)
 //!   start, restart, barrier), `mpsafe-barrier` (the interrupt gate) and
