@@ -15,6 +15,13 @@ pub trait Level: 'static {
     /// Position in the chain, from 1 ([`Unlocked`] is 0): a lock may be taken
     /// only while every held lock of the same chain has a smaller rank.
     const RANK: u32;
+    /// Whether a thread that holds a lock of this level may take the same
+    /// lock again (WITNESS's `LO_RECURSABLE`, lockdep's recursive read
+    /// locks): the [witness](crate::witness) lets such a re-acquisition
+    /// through unchecked, since it cannot block, and still checks the
+    /// outermost one against every other held lock. Declared with
+    /// `(recursive)` after the level's name in [`lock_order!`](crate::lock_order).
+    const RECURSIVE: bool = false;
 }
 
 /// The level of a context that holds no ordered lock: the root of every
@@ -47,12 +54,17 @@ impl<A, B: LockAfter<A>> LockBefore<B> for A {}
 /// Each entry declares an uninhabited `enum` (doc comments and `pub`
 /// carried over) implementing [`Level`], and the macro implements
 /// [`LockAfter`] for every pair `(earlier, later)`, so the relation is
-/// transitive by construction and has no cycle.
+/// transitive by construction and has no cycle. A level followed by
+/// `(recursive)` is [`RECURSIVE`](Level::RECURSIVE): its locks may be taken
+/// again by the thread that holds them (a big lock whose holder calls a
+/// routine that takes it again). The types still never let a context at
+/// that level take it again: the re-acquisition goes through a fresh
+/// context (a callback's), which only the witness sees.
 ///
 /// ```
 /// mpsafe_order::lock_order! {
-///     /// The kernel's giant lock.
-///     pub BigLock,
+///     /// The kernel's giant lock, which its holder may take again.
+///     pub BigLock (recursive),
 ///     /// The interface serializer.
 ///     pub Ifnet,
 ///     /// The send queue's mutex.
@@ -65,6 +77,7 @@ impl<A, B: LockAfter<A>> LockBefore<B> for A {}
 /// ordered::<BigLock, IfqMutex>(); // transitive
 /// assert_eq!(IfqMutex::RANK, 3);
 /// assert_eq!(Ifnet::NAME, "Ifnet");
+/// assert!(BigLock::RECURSIVE && !Ifnet::RECURSIVE);
 /// ```
 ///
 /// The reverse does not compile:
@@ -76,25 +89,28 @@ impl<A, B: LockAfter<A>> LockBefore<B> for A {}
 /// ```
 #[macro_export]
 macro_rules! lock_order {
-    ($($(#[$meta:meta])* $vis:vis $level:ident),+ $(,)?) => {
+    ($($(#[$meta:meta])* $vis:vis $level:ident $(($rec:ident))?),+ $(,)?) => {
         $(
             $(#[$meta])*
             #[derive(Debug)]
             $vis enum $level {}
         )+
-        $crate::lock_order!(@rank 1u32; $($level),+);
+        $crate::lock_order!(@rank 1u32; $($level $(($rec))?),+);
         $crate::lock_order!(@pairs [$crate::Unlocked] $($level)+);
     };
-    (@rank $rank:expr; $level:ident $(, $rest:ident)*) => {
+    (@rank $rank:expr; $level:ident $(($rec:ident))? $(, $($rest:tt)*)?) => {
         impl $crate::Level for $level {
             const NAME: &'static str = ::core::stringify!($level);
             const CHAIN: &'static str =
                 ::core::concat!(::core::module_path!(), ":", ::core::line!());
             const RANK: u32 = $rank;
+            const RECURSIVE: bool = $crate::lock_order!(@recursive $($rec)?);
         }
-        $crate::lock_order!(@rank $rank + 1; $($rest),*);
+        $crate::lock_order!(@rank $rank + 1; $($($rest)*)?);
     };
     (@rank $rank:expr;) => {};
+    (@recursive recursive) => { true };
+    (@recursive) => { false };
     (@pairs [$($before:path),*] $level:ident $($rest:ident)*) => {
         $(impl $crate::LockAfter<$before> for $level {})*
         $crate::lock_order!(@pairs [$($before,)* $level] $($rest)*);

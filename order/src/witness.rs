@@ -36,8 +36,14 @@
 //! nothing. The graph holds up to 256 locks and 1024 edges at once (a
 //! dropped [`Ordered`](crate::Ordered) forgets its locks), and each thread's
 //! stack the 16 innermost held locks; past that, new locks go unrecorded
-//! rather than reported. A recursive lock (one its holder may take again)
-//! cannot be recorded: the second acquisition is reported as recursion.
+//! rather than reported.
+//!
+//! A lock of a [`RECURSIVE`](crate::Level::RECURSIVE) level (a big lock whose
+//! holder runs a routine that takes it again) is checked like any other
+//! when the thread does not hold it yet; taken again by the thread that
+//! holds it, it cannot block, so it is pushed (each nesting is released by
+//! its own guard) without a check and adds no edge. Check 1 applies to the
+//! other levels only.
 
 #[cfg(doc)]
 use core::panic::Location;
@@ -88,6 +94,8 @@ pub(crate) struct LockRef {
     chain: &'static str,
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     rank: u32,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    recursive: bool,
 }
 
 impl LockRef {
@@ -98,6 +106,7 @@ impl LockRef {
             name: L::NAME,
             chain: L::CHAIN,
             rank: L::RANK,
+            recursive: L::RECURSIVE,
         }
     }
 }
@@ -419,10 +428,11 @@ mod imp {
             check: bool,
             batch: usize,
         ) -> Option<Report> {
-            if check {
+            let same = |e: &Entry| e.lock.addr == lock.addr && e.lock.name == lock.name;
+            if check && !(lock.recursive && stack.held().any(same)) {
                 let new = self.node(&lock);
                 for held in stack.held() {
-                    if held.lock.addr == lock.addr && held.lock.name == lock.name {
+                    if same(held) {
                         return Some(Report::Recursive {
                             lock,
                             at,
@@ -512,8 +522,9 @@ mod imp {
                 Report::Recursive { lock, at, held } => write!(
                     f,
                     "witness: {} taken at {at} is already held by this thread, \
-                     taken at {} (recursion, or a barrier waited for from \
-                     inside its own routine)",
+                     taken at {} (recursion of a level not declared \
+                     `recursive`, or a barrier waited for from inside its own \
+                     routine)",
                     Named(lock),
                     held.at,
                 ),

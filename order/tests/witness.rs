@@ -226,3 +226,119 @@ fn a_dropped_lock_is_forgotten() {
         });
     }
 }
+
+mod kernel {
+    mpsafe_order::lock_order! {
+        /// A big lock its holder may take again.
+        pub Giant (recursive),
+        /// A mutex taken under it.
+        pub Mtx,
+    }
+}
+use kernel::{Giant, Mtx};
+
+/// A thread id for `lock_api::ReentrantMutex`: the address of a thread-local.
+struct Tid;
+// SAFETY: a thread-local's address is unique among live threads and nonzero.
+unsafe impl lock_api::GetThreadId for Tid {
+    const INIT: Self = Tid;
+    fn nonzero_thread_id(&self) -> core::num::NonZeroUsize {
+        std::thread_local!(static MARK: u8 = const { 0 });
+        MARK.with(|m| core::num::NonZeroUsize::new(core::ptr::from_ref(m).addr()).unwrap())
+    }
+}
+
+/// A recursive big lock: the thread that holds it takes it again at once.
+struct BigLock(lock_api::ReentrantMutex<RawSerializer, Tid, ()>);
+
+impl BigLock {
+    fn new() -> Self {
+        Self(lock_api::ReentrantMutex::new(()))
+    }
+}
+
+impl mpsafe_order::Lock for BigLock {
+    type Guard<'a> = lock_api::ReentrantMutexGuard<'a, RawSerializer, Tid, ()>;
+    fn lock(&self) -> Self::Guard<'_> {
+        self.0.lock()
+    }
+    fn try_lock(&self) -> Option<Self::Guard<'_>> {
+        self.0.try_lock()
+    }
+}
+
+/// A lock of a recursive level, taken again by its holder through fresh
+/// contexts (the interrupt holds the big lock and runs a start routine that
+/// takes it again), even under a lock taken after it: not reported, since
+/// the re-acquisition cannot wait. Each nesting is released by its own
+/// guard: once all are dropped, another thread takes it.
+#[test]
+fn a_recursive_lock_is_taken_again_by_its_holder() {
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let mtx: Ordered<Mtx, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    fresh(&giant, || {
+        fresh(&giant, || {
+            fresh(&mtx, || {
+                fresh(&giant, || {});
+            });
+        });
+        // Still held by the outermost guard: taken again, and Mtx after it.
+        fresh(&giant, || {});
+        fresh(&mtx, || {});
+    });
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            fresh(&giant, || {
+                fresh(&mtx, || {});
+            })
+        });
+    });
+}
+
+/// The outermost acquisition of a recursive lock is still checked: taken
+/// under a lock that comes after it in the declared order, it is a lock
+/// order violation naming both.
+#[test]
+fn a_recursive_lock_still_reports_a_declared_inversion() {
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let mtx: Ordered<Mtx, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    let base = line!();
+    let msg = report(|| {
+        fresh(&mtx, || {
+            fresh(&giant, || {});
+        });
+    });
+    let (held, taken) = (base + 2, base + 3);
+    assert!(msg.contains("lock order violation"), "{msg}");
+    assert!(
+        msg.contains(&format!("`Giant` ({})", addr(&giant))),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("`Mtx` ({})", addr(&mtx))), "{msg}");
+    assert!(msg.contains(&at(held)) && msg.contains(&at(taken)), "{msg}");
+}
+
+/// Against a lock of another chain, the graph still sees a recursive lock
+/// taken both ways round: a lock order reversal naming both.
+#[test]
+fn a_recursive_lock_still_reports_a_reversal() {
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let cache: Ordered<Cache, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    fresh(&giant, || {
+        fresh(&cache, || {}); // Giant → Cache
+    });
+    let msg = report(|| {
+        fresh(&cache, || {
+            fresh(&giant, || {});
+        });
+    });
+    assert!(msg.contains("lock order reversal"), "{msg}");
+    assert!(
+        msg.contains(&format!("`Giant` ({})", addr(&giant))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("`Cache` ({})", addr(&cache))),
+        "{msg}"
+    );
+}
