@@ -11,12 +11,20 @@
 //! Every acquisition, outermost or nested, is counted against the [`Path`]
 //! that asked: the DragonFly `ps` 'M' marker made into numbers. A driver
 //! running MP-safe shows zero on every path.
+//!
+//! The lock is declared at level [`BigLock`] of the driver's order
+//! ([`driver::order`](crate::driver::order)): the driver takes it through
+//! [`KernelLock::lock_in`], from a context that holds nothing after it.
 
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use mpsafe_order::{Ctx, Held, LockBefore, Ordered};
+
+use crate::driver::order::BigLock;
 
 /// The driver code paths whose big-lock acquisitions are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,9 +102,16 @@ struct State {
     depth: u32,
 }
 
-/// A recursive, blocking, counted big lock.
+/// A recursive, blocking, counted big lock, declared at level [`BigLock`].
 #[derive(Default)]
 pub struct KernelLock {
+    /// The lock at its level; dropping it makes the witness forget it.
+    raw: Ordered<BigLock, RawKernelLock>,
+}
+
+/// The lock itself, as [`Ordered`] declares it at its level.
+#[derive(Default)]
+struct RawKernelLock {
     state: Mutex<State>,
     cv: Condvar,
     /// Mirror of `state.owner`, so a nested acquisition by the holder skips
@@ -108,7 +123,7 @@ pub struct KernelLock {
 /// Proof that the current thread holds the [`KernelLock`]: the argument of
 /// every `*_locked` entry point that needs the big lock.
 pub struct KernelGuard<'a> {
-    lock: &'a KernelLock,
+    lock: &'a RawKernelLock,
     /// !Send: the lock belongs to this thread.
     _not_send: PhantomData<*const ()>,
 }
@@ -124,13 +139,90 @@ impl KernelLock {
         Self::default()
     }
 
+    /// Takes the lock for `path` (or nests, if this thread holds it),
+    /// without the lock order: the plain API, for callers outside the
+    /// driver's order. The driver takes it with [`lock_in`](Self::lock_in).
+    pub fn lock(&self, path: Path) -> KernelGuard<'_> {
+        self.raw.unordered().lock(path)
+    }
+
+    /// Takes the lock for `path` from `ctx`, which holds nothing declared
+    /// after [`BigLock`] (the rx mutex): the outermost acquisition of
+    /// every driver path that needs the big lock. Returns the guard and the
+    /// context at [`BigLock`]. The runtime witness records it at its level;
+    /// taken again by the thread that holds it (the interrupt running a
+    /// start routine, through the routine's own context), it nests
+    /// unchecked, since [`BigLock`] is declared recursive.
+    ///
+    /// Taking it while holding the rx mutex does not compile:
+    ///
+    /// ```compile_fail,E0277
+    /// use mpsafe_em::driver::order::RxMutex;
+    /// use mpsafe_em::{KernelLock, Path};
+    /// use mpsafe_order::{Ctx, Lock, Ordered};
+    ///
+    /// fn inverted<T: Lock>(rx: &Ordered<RxMutex, T>, big: &KernelLock) {
+    ///     let mut ctx = Ctx::new();
+    ///     let (_rx, mut ctx) = ctx.lock(rx);
+    ///     let _k = big.lock_in(&mut ctx, Path::Rx); // RxMutex: LockBefore<BigLock> is not implemented
+    /// }
+    /// ```
+    ///
+    /// nor does entering the ifnet serializer while holding it (seed 002's
+    /// inversion: a caller holding the kernel lock calls into an ioctl):
+    ///
+    /// ```compile_fail,E0277
+    /// use mpsafe_em::driver::order::Ifnet;
+    /// use mpsafe_em::{KernelLock, Path};
+    /// use mpsafe_order::{Ctx, Ordered};
+    /// use mpsafe_serializer::Serializer;
+    ///
+    /// fn inverted(ifnet: &Ordered<Ifnet, Serializer>, big: &KernelLock) {
+    ///     let mut ctx = Ctx::new();
+    ///     let (_k, mut ctx) = big.lock_in(&mut ctx, Path::Ioctl);
+    ///     let _s = ctx.lock(ifnet); // BigLock: LockBefore<Ifnet> is not implemented
+    /// }
+    /// ```
+    ///
+    /// In the declared order it does:
+    ///
+    /// ```
+    /// use mpsafe_em::driver::order::{Ifnet, RxMutex};
+    /// use mpsafe_em::{KernelLock, Path};
+    /// use mpsafe_order::{Ctx, Lock, Ordered};
+    /// use mpsafe_serializer::Serializer;
+    ///
+    /// fn in_order<T: Lock>(ifnet: &Ordered<Ifnet, Serializer>, big: &KernelLock, rx: &Ordered<RxMutex, T>) {
+    ///     let mut ctx = Ctx::new();
+    ///     let (_s, mut ctx) = ctx.lock(ifnet);
+    ///     let (_k, mut ctx) = big.lock_in(&mut ctx, Path::Ioctl);
+    ///     let _rx = ctx.lock(rx);
+    /// }
+    /// ```
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn lock_in<'b, L: LockBefore<BigLock>>(
+        &'b self,
+        ctx: &'b mut Ctx<'_, L>,
+        path: Path,
+    ) -> (Held<'b, BigLock, KernelGuard<'b>>, Ctx<'b, BigLock>) {
+        ctx.lock_with(&self.raw, |raw| raw.lock(path))
+    }
+
+    /// Acquisitions so far, per path.
+    pub fn counts(&self) -> LockCounts {
+        self.raw.unordered().counts()
+    }
+}
+
+impl RawKernelLock {
     fn state(&self) -> MutexGuard<'_, State> {
         // Two plain integers: consistent even after a panic elsewhere.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes the lock for `path` (or nests, if this thread holds it).
-    pub fn lock(&self, path: Path) -> KernelGuard<'_> {
+    fn lock(&self, path: Path) -> KernelGuard<'_> {
         self.counts[path as usize].fetch_add(1, Ordering::Relaxed);
         let me = thread_identity();
         let mut s = if self.owner.load(Ordering::Relaxed) == me {
@@ -152,8 +244,7 @@ impl KernelLock {
         }
     }
 
-    /// Acquisitions so far, per path.
-    pub fn counts(&self) -> LockCounts {
+    fn counts(&self) -> LockCounts {
         LockCounts(core::array::from_fn(|i| {
             self.counts[i].load(Ordering::Relaxed)
         }))
@@ -186,7 +277,7 @@ impl KernelGuard<'_> {
     /// Whether this guard holds `lock` (and not some other big lock): how a
     /// `*_locked` entry point checks that its proof names its own lock.
     pub fn is_of(&self, lock: &KernelLock) -> bool {
-        core::ptr::eq(self.lock, lock)
+        core::ptr::eq(self.lock, lock.raw.unordered())
     }
 
     /// Runs `f` with the big lock fully released (every nesting level), then
@@ -205,12 +296,15 @@ impl KernelGuard<'_> {
     /// g.sleep(|| needs_big_lock(&g)); // error: `g` is borrowed mutably
     /// ```
     ///
+    /// The runtime witness still records the lock as held while `f` runs
+    /// (the guard lives on): what `f` takes is ordered after the big lock.
+    ///
     /// Unwind-safe: if `f` panics, the lock is taken back at the same
     /// depth before the panic goes on, so the guards drop cleanly.
     pub fn sleep<R>(&mut self, f: impl FnOnce() -> R) -> R {
         /// Takes the lock back when dropped, on return or unwind.
         struct Retake<'a> {
-            lock: &'a KernelLock,
+            lock: &'a RawKernelLock,
             depth: u32,
         }
         impl Drop for Retake<'_> {
@@ -242,6 +336,14 @@ impl Drop for KernelGuard<'_> {
 impl fmt::Debug for KernelLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelLock")
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RawKernelLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawKernelLock")
             .field("counts", &self.counts())
             .finish_non_exhaustive()
     }

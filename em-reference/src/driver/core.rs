@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mpsafe_order::Ordered;
+use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_serializer::{Serialized, Serializer};
 
-use super::order::Ifnet;
+use super::order::{BigLock, Ifnet};
 
 use super::mode::{Entry, Mode, Proof};
 use crate::biglock::{KernelGuard, KernelLock, Path};
@@ -76,16 +76,24 @@ impl Core {
 
     /// The policy applied: enters what `path` needs in the current mode.
     /// `outer` is the ifnet guard of a caller inside the serializer (the
-    /// interrupt in [`Mode::Serialized`], every ioctl).
+    /// interrupt in [`Mode::Serialized`], every ioctl). The big lock is
+    /// taken from `ctx` at its level ([`KernelLock::lock_in`]), and the
+    /// proof keeps `ctx` borrowed while it lives.
     ///
     /// # Panics
     ///
     /// If the policy asks for the serializer and the caller is not inside
     /// it (a path entered the wrong way: a driver bug).
-    pub(crate) fn enter<'a>(&'a self, path: Path, outer: Option<&'a Serialized<'a>>) -> Proof<'a> {
+    #[track_caller]
+    pub(crate) fn enter<'a, L: LockBefore<BigLock>>(
+        &'a self,
+        path: Path,
+        outer: Option<&'a Serialized<'a>>,
+        ctx: &'a mut Ctx<'_, L>,
+    ) -> Proof<'a> {
         match self.mode().entry(path) {
             Entry::Unlocked => Proof::Unlocked,
-            Entry::BigLock => Proof::Big(self.big.lock(path)),
+            Entry::BigLock => Proof::Big(self.big.lock_in(ctx, path).0),
             Entry::Serializer => {
                 let s = outer.expect("path entered outside the ifnet serializer");
                 self.check_ifnet(s);

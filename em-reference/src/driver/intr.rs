@@ -30,7 +30,8 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                     }
                 }
                 _ => {
-                    let p = self.core.enter(Path::Interrupt, None);
+                    let mut ctx = Ctx::new();
+                    let p = self.core.enter(Path::Interrupt, None, &mut ctx);
                     return self.intr_locked(&p, None, &mut Ctx::new());
                 }
             }
@@ -64,9 +65,15 @@ impl<H: Hardware> Softc<H> {
             return true;
         }
         for q in 0..self.queues.len() {
-            self.rxeof(q, &self.core.enter(Path::Rx, outer), ctx);
+            // The big lock, if the mode asks for it here, from a context of
+            // its own: `ctx` stays free for the rx mutex under it.
+            self.rxeof(q, &self.core.enter(Path::Rx, outer, &mut Ctx::new()), ctx);
             self.txeof(q, outer);
-            self.rxrefill(q, &self.core.enter(Path::RxFill, outer), ctx);
+            self.rxrefill(
+                q,
+                &self.core.enter(Path::RxFill, outer, &mut Ctx::new()),
+                ctx,
+            );
             self.kick(q, outer);
         }
         true
@@ -77,7 +84,8 @@ impl<H: Hardware> Softc<H> {
     /// send queue unless inside the ifnet serializer.
     fn txeof(&self, q: usize, outer: Option<&Serialized<'_>>) {
         let ifq = &self.queues[q].ifq;
-        let p = self.core.enter(Path::TxEof, outer);
+        let mut ctx = Ctx::new();
+        let p = self.core.enter(Path::TxEof, outer, &mut ctx);
         ifq.driver().txeof(&p);
         if !matches!(p, Proof::Ifnet(_)) {
             ifq.restart_if_oactive();

@@ -21,7 +21,8 @@ impl<H: Hardware> Softc<H> {
     /// RUNNING last, unmask, start what was queued while down.
     pub(crate) fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
         self.core.check_ifnet(s);
-        let _k = self.core.enter(Path::Ioctl, Some(s));
+        let mut ctx = Ctx::new();
+        let _k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
         self.stop_locked(s);
         self.core.bump_generation(s);
         self.hw.write(Reg::CTRL, CTRL_SLU);
@@ -42,7 +43,11 @@ impl<H: Hardware> Softc<H> {
             return Err(EmError::DeviceRefused);
         }
         for q in 0..self.queues.len() {
-            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)), &mut Ctx::new());
+            self.rxrefill(
+                q,
+                &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
+                &mut Ctx::new(),
+            );
         }
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
@@ -73,7 +78,8 @@ impl<H: Hardware> Softc<H> {
     /// `oactive`, free the transmit then the receive structures.
     pub(crate) fn stop_locked(&self, s: &Serialized<'_>) {
         self.core.check_ifnet(s);
-        let mut k = self.core.enter(Path::Ioctl, Some(s));
+        let mut ctx = Ctx::new();
+        let mut k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
         self.core.bump_generation(s);
         let was_running = self.core.is_running();
         // 1. Clear RUNNING: new handler passes and starts do nothing.
@@ -164,7 +170,8 @@ impl<H: Hardware> Softc<H> {
                 accepts: "less than the new rx ring size",
             });
         }
-        let _k = self.core.enter(Path::Ioctl, Some(s));
+        let mut ctx = Ctx::new();
+        let _k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
         self.rx_desc.store(rx, Ordering::Relaxed);
         self.tx_desc.store(tx, Ordering::Relaxed);
         if self.core.is_running() {

@@ -7,7 +7,10 @@
 
 use std::fmt;
 
+use mpsafe_order::Held;
 use mpsafe_serializer::{Serialized, TaskOwner};
+
+use super::order::BigLock;
 
 use crate::biglock::{KernelGuard, Path};
 
@@ -117,7 +120,7 @@ pub(crate) enum Proof<'a> {
     /// owner token serializes it.
     Task(&'a TaskOwner<'a>),
     /// [`Entry::BigLock`]: the big lock, taken by this path.
-    Big(KernelGuard<'a>),
+    Big(Held<'a, BigLock, KernelGuard<'a>>),
     /// [`Entry::BigLock`]: the big lock, held by the caller.
     BigHeld(&'a KernelGuard<'a>),
     /// [`Entry::Serializer`]: inside this interface's ifnet serializer

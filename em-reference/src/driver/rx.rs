@@ -148,7 +148,11 @@ impl<H: Hardware> Softc<H> {
         Counters::bump(&self.ctr.refill_retries);
         if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
             for q in 0..self.queues.len() {
-                self.rxrefill(q, &self.core.enter(Path::RxFill, None), &mut Ctx::new());
+                self.rxrefill(
+                    q,
+                    &self.core.enter(Path::RxFill, None, &mut Ctx::new()),
+                    &mut Ctx::new(),
+                );
             }
             return;
         }

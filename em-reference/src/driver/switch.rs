@@ -83,7 +83,11 @@ impl<H: Hardware> Softc<H> {
             s.handler_enable();
         }
         for q in 0..self.queues.len() {
-            self.rxrefill(q, &self.core.enter(Path::RxFill, Some(s)), &mut Ctx::new());
+            self.rxrefill(
+                q,
+                &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
+                &mut Ctx::new(),
+            );
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
         for q in 0..self.queues.len() {

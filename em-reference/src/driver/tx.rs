@@ -205,7 +205,8 @@ impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
                 // Not MPSAFE: the start routine runs under the big lock too
                 // (seed 002's default for unconverted drivers).
                 Entry::BigLock => {
-                    let k = self.core.big.lock(Path::Start);
+                    let mut ctx = Ctx::new();
+                    let (k, _) = self.core.big.lock_in(&mut ctx, Path::Start);
                     return self.start_locked(queue, &Proof::Big(k));
                 }
                 Entry::Serializer => {
