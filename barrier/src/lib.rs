@@ -11,9 +11,10 @@
 //! | [`Gate`] | OpenBSD `intr_barrier`, Linux `synchronize_irq` | [`barrier`](Gate::barrier) returns once every handler invocation that started before it has finished |
 //! | [`StartBarrier`] | OpenBSD `ifq_barrier` (2015: `if_start_barrier`) | returns once every start routine that began before it has finished |
 //!
-//! All are `no_std`. Blocking goes through the [`Wait`](mpsafe_serializer::Wait)
-//! strategy of `mpsafe-serializer`: a futex with the `std` feature (default),
-//! a back-off spin without it, or the kernel's own sleep queue.
+//! All are `no_std`. Blocking goes through the [`Wait`] strategy of
+//! `mpsafe-serializer` (re-exported here, so this crate alone is enough): a
+//! futex with the `std` feature (default), a back-off spin ([`Spin`]) without
+//! it, or the kernel's own sleep queue.
 //!
 //! # The teardown order
 //!
@@ -199,3 +200,13 @@ pub use completion::Completion;
 pub use gate::{Gate, GateGuard};
 pub use order::OrderedGate;
 pub use start::{BarrierError, StartBarrier};
+
+/// How the barriers block (their `W` parameter), re-exported from
+/// `mpsafe-serializer` so a kernel names its own strategy without depending
+/// on that crate: the trait, the spinning strategy and the default (a futex
+/// with `std`, [`Spin`] without).
+pub use mpsafe_serializer::{DefaultWait, Spin, Wait};
+
+/// The futex wait strategy (re-exported from `mpsafe-serializer`).
+#[cfg(feature = "std")]
+pub use mpsafe_serializer::Futex;
