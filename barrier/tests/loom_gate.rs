@@ -25,10 +25,12 @@
 //! - the last invocation not calling `wake_barrier`: the models in which a
 //!   barrier waits for an invocation in flight deadlock.
 //!
-//! Not caught: the barrier lock's contended `swap` `Acquire` → `Relaxed` (the
-//! flips are RMWs of the same words, so two barriers' flips stay ordered by
-//! modification order in these small models; the Acquire is kept because the
-//! argument in `gate.rs` needs the previous drain to happen-before).
+//! Barriers take turns through a `Serializer` (it replaced a hand-written
+//! futex mutex), whose orderings `mpsafe-serializer`'s models check. These
+//! models do not: with the old lock, weakening its Acquire/Release went
+//! unnoticed here (the flips are RMWs of the same words, so two barriers'
+//! flips stay ordered by modification order in such small models), while
+//! the argument in `gate.rs` needs the previous drain to happen-before.
 #![cfg(mpsafe_loom)]
 
 mod common;
