@@ -13,16 +13,17 @@ use core::fmt;
 use crate::discipline::{Discipline, Enqueue};
 use crate::packet::{Packet, Priority};
 
-/// A ring of `N` slots: the storage of [`ArrayFifo`].
-struct Ring<P, const N: usize> {
+/// A ring of `N` slots: the storage of [`ArrayFifo`] and
+/// [`ArrayInputQueue`](crate::ArrayInputQueue).
+pub(crate) struct Ring<P, const N: usize> {
     slots: [Option<P>; N],
     /// Index of the oldest packet.
     head: usize,
-    len: usize,
+    pub(crate) len: usize,
 }
 
 impl<P, const N: usize> Ring<P, N> {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             slots: [const { None }; N],
             head: 0,
@@ -31,7 +32,7 @@ impl<P, const N: usize> Ring<P, N> {
     }
 
     #[inline]
-    fn push_back(&mut self, packet: P) {
+    pub(crate) fn push_back(&mut self, packet: P) {
         debug_assert!(self.len < N);
         let tail = (self.head + self.len) % N;
         self.slots[tail] = Some(packet);
@@ -47,7 +48,7 @@ impl<P, const N: usize> Ring<P, N> {
     }
 
     #[inline]
-    fn pop_front(&mut self) -> Option<P> {
+    pub(crate) fn pop_front(&mut self) -> Option<P> {
         if self.len == 0 {
             return None;
         }
@@ -163,9 +164,10 @@ impl<P: Packet, const N: usize> Discipline for ArrayFifo<P, N> {
     }
 }
 
-/// The packets an [`ArrayFifo`] held, oldest first.
+/// The packets an [`ArrayFifo`] (or an
+/// [`ArrayInputQueue`](crate::ArrayInputQueue)) held, oldest first.
 pub struct ArrayFifoPurged<P, const N: usize> {
-    ring: Ring<P, N>,
+    pub(crate) ring: Ring<P, N>,
 }
 
 impl<P, const N: usize> Iterator for ArrayFifoPurged<P, N> {

@@ -16,6 +16,7 @@
 //! | [`StartTask`] | `ifq_start` through a taskq | a task thread runs the start routine; transmitting CPUs only enqueue |
 //! | [`IfQueues`] | `if_ifqs`, `ifq_idx` | the queues of a multiqueue interface, chosen by flow hash |
 //! | [`IfInputQueue`] | `ifiq_input` | the receive hand-off with back-pressure |
+//! | [`ArrayInputQueue`] | | the same in `N` inline slots: no allocation, a `const` constructor |
 //!
 //! # Example
 //!
@@ -77,8 +78,9 @@
 //!
 //! - `alloc`: [`Fifo`], [`Priq`] and [`IfInputQueue`] (they keep packets in
 //!   `VecDeque`s) and [`Packet`] for `Box<[u8]>` and `Vec<u8>`. Without it the
-//!   crate still has [`SendQueue`], [`IfQueue`] and [`IfQueues`] for a
-//!   [`Discipline`] of your own (a fixed ring, say).
+//!   crate still has [`SendQueue`], [`IfQueue`] and [`IfQueues`], the
+//!   fixed-capacity [`ArrayFifo`], [`ArrayPriq`] and [`ArrayInputQueue`],
+//!   and any [`Discipline`] of your own.
 //! - `std` (default, implies `alloc`): futex waits for [`IfQueue::barrier`],
 //!   yielding spins for the default lock, and detection of a barrier called
 //!   from inside the start routine.
@@ -113,7 +115,6 @@ mod delegate;
 mod discipline;
 mod fixed;
 mod ifq;
-#[cfg(feature = "alloc")]
 mod input;
 mod multi;
 mod order;
@@ -128,7 +129,8 @@ pub use discipline::{Fifo, Priq, PriqPurged};
 pub use fixed::{ArrayFifo, ArrayFifoPurged, ArrayPriq, ArrayPriqPurged};
 pub use ifq::{BigLocked, Config, IfQueue, Start, Started};
 #[cfg(feature = "alloc")]
-pub use input::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
+pub use input::IfInputQueue;
+pub use input::{ArrayInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
 /// Why [`IfQueue::barrier`] could not wait (re-exported from `mpsafe-barrier`).
 pub use mpsafe_barrier::BarrierError;
 pub use multi::IfQueues;
