@@ -11,7 +11,8 @@ use core::ptr;
 use arrayvec::ArrayVec;
 use mpsafe_barrier::{Completion, Gate};
 use mpsafe_ifqueue::{
-    ArrayFifo, ArrayPriq, Config, Dropped, IfQueue, IfQueues, SendQueue, Start, TaskOwner,
+    ArrayFifo, ArrayInputQueue, ArrayPriq, Config, Dropped, IfQueue, IfQueues, InputConfig,
+    Pressure, SendQueue, Start, TaskOwner,
 };
 use mpsafe_rxring::{LockedRxRing, RxRing};
 use mpsafe_serializer::{Combiner, Serializer, SerializerMutex, Task, TaskSerializer};
@@ -34,6 +35,7 @@ pub(crate) fn run() {
     send_queue();
     if_queue();
     if_queues();
+    input_queue();
 }
 
 /// The 32-bit tick counter widened across its wrap.
@@ -290,4 +292,26 @@ fn if_queues() {
     check!(ifqs.queue(0).counters().packets == 0 && ifqs.queue(1).counters().packets == 1);
     ifqs.set_running_all(false);
     check!(ifqs.barrier_all().is_ok());
+}
+
+/// A receive ring's input queue in a `static`: pressure above 2 pending
+/// packets, drops above 4, in 8 inline slots (4 + a 4-packet batch fit).
+static RXQ: ArrayInputQueue<Mbuf, 8, SpinLock> = ArrayInputQueue::new_const(InputConfig::new(2, 4));
+
+fn input_queue() {
+    let q = &RXQ;
+    let mut batch: ArrayVec<Mbuf, 4> = (0..3).map(Mbuf::new).collect();
+    check!(q.input(&mut batch) == Pressure::Normal && batch.is_empty());
+    batch.extend([Mbuf::new(3), Mbuf::new(4)]);
+    // 3 > 2 were pending: queued, but the driver should back off.
+    check!(q.input(&mut batch) == Pressure::High && q.len() == 5);
+    batch.push(Mbuf::new(5));
+    // 5 > 4 were pending: dropped whole, still the driver's to free.
+    check!(q.input(&mut batch) == Pressure::Dropped && batch.len() == 1);
+    // The stack takes what its vector holds, oldest first.
+    let mut stack = ArrayVec::<Mbuf, 4>::new();
+    check!(q.take_into(&mut stack) == 4 && stack[0].slot == 0 && stack[3].slot == 3);
+    check!(q.purge().map(|m| m.slot).eq([4]) && q.is_empty());
+    let c = q.counters();
+    check!(c.packets == 6 && c.bytes == 360 && c.qdrops == 1);
 }

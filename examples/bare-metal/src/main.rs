@@ -3,7 +3,7 @@
 //! kernel supplies itself ([`kernel`]): its spin lock as the `RawMutex`, its
 //! sleep as the [`Wait`](mpsafe_serializer::Wait), its packet type and its
 //! tick counter; the queues use the allocation-free `ArrayFifo` and
-//! `ArrayPriq` disciplines and live in `static`s.
+//! `ArrayPriq` disciplines and `ArrayInputQueue`, and live in `static`s.
 //!
 //! There is no heap and no OS underneath, but the binary is linked as a plain
 //! static ELF (`-C relocation-model=static`) whose `_start` runs the checks
