@@ -6,18 +6,14 @@
 //! "Resource deadlock avoided".
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod common;
+use common::scale;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
-
-fn scale() -> u64 {
-    std::env::var("MPSAFE_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
-}
 
 #[test]
 #[cfg_attr(miri, ignore = "device threads: too slow under Miri")]

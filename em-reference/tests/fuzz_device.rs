@@ -11,14 +11,10 @@
 //! same run under a fuzzer: `fuzz/fuzz_targets/em_device.rs`.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
-use mpsafe_em::hostile;
+mod common;
+use common::scale;
 
-fn scale() -> u64 {
-    std::env::var("MPSAFE_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
-}
+use mpsafe_em::hostile;
 
 #[test]
 #[cfg_attr(miri, ignore = "thousands of steps: too slow under Miri")]

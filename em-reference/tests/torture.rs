@@ -3,42 +3,17 @@
 //! watchdog. Nothing may panic, deadlock or leak.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod common;
+use common::{scale, with_watchdog};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mpsafe_em::{
     Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, TxError, WireRate,
 };
-
-fn scale() -> u64 {
-    std::env::var("MPSAFE_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
-}
-
-/// Aborts the whole test process if `f` takes longer than `limit`: a
-/// deadlock must fail the test, not hang CI.
-fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = Arc::clone(&done);
-    let dog = thread::spawn(move || {
-        let start = Instant::now();
-        while !d.load(Ordering::Acquire) {
-            if start.elapsed() > limit {
-                eprintln!("watchdog: no progress in {limit:?}, deadlock?");
-                std::process::abort();
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    });
-    let r = f();
-    done.store(true, Ordering::Release);
-    dog.join().unwrap();
-    r
-}
 
 fn torture(mode: Mode) {
     let cycles = (200 * scale() / 100).max(10);
