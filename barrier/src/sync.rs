@@ -12,22 +12,9 @@
 
 pub(crate) use mpsafe_serializer::__shim::{AtomicU32, Ordering, Poll, wait_until};
 
-/// Declares a constructor once: a `const fn` normally, a plain `fn` under the
-/// models (a loom object must be created inside a model run, by the thread
-/// that builds it).
-#[cfg(not(mpsafe_loom))]
-macro_rules! const_fn {
-    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
-        $(#[$attr])* $vis const fn $($rest)*
-    };
-}
-#[cfg(mpsafe_loom)]
-macro_rules! const_fn {
-    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
-        $(#[$attr])* $vis fn $($rest)*
-    };
-}
-pub(crate) use const_fn;
+/// Declares a constructor once (`const fn`, or a plain `fn` under the
+/// models): the serializer shim's one definition.
+pub(crate) use mpsafe_serializer::__const_fn as const_fn;
 
 /// `[$slot; GATE_SLOTS]` for a non-`Copy` slot: an inline `const` normally,
 /// built at run time under the models.

@@ -88,22 +88,6 @@ mod lock {
 
 pub(crate) use lock::{Guard, Lock};
 
-/// Declares a constructor once: a `const fn` normally, a plain `fn` under the
-/// models (a loom object must be created inside a model run, by the thread
-/// that builds it).
-#[cfg(not(mpsafe_loom))]
-#[allow(unused_macros)]
-macro_rules! const_fn {
-    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
-        $(#[$attr])* $vis const fn $($rest)*
-    };
-}
-#[cfg(mpsafe_loom)]
-#[allow(unused_macros)]
-macro_rules! const_fn {
-    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
-        $(#[$attr])* $vis fn $($rest)*
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use const_fn;
+/// Declares a constructor once (`const fn`, or a plain `fn` under the
+/// models): the serializer shim's one definition.
+pub(crate) use mpsafe_serializer::__const_fn as const_fn;

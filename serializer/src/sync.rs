@@ -79,19 +79,24 @@ mod model {
 /// Declares a constructor once: a `const fn` normally, a plain `fn` under the
 /// models, because a loom object must be created inside a model run, by the
 /// thread that builds it (loom checks every access against its creation).
+/// Exported (hidden) so the sibling crates' shims use this one definition.
 #[cfg(not(mpsafe_loom))]
-macro_rules! const_fn {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __const_fn {
     ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
         $(#[$attr])* $vis const fn $($rest)*
     };
 }
 #[cfg(mpsafe_loom)]
-macro_rules! const_fn {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __const_fn {
     ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
         $(#[$attr])* $vis fn $($rest)*
     };
 }
-pub(crate) use const_fn;
+pub(crate) use crate::__const_fn as const_fn;
 
 /// The value of `lock_api::RawMutex::INIT`: the constructor normally; under
 /// the models there is no compile-time lock, and using `INIT` (as
