@@ -84,18 +84,29 @@ fn watermark_is_kept_across_down_up_only_when_asked() {
         em.down();
         assert_eq!(cwm(&em), (0, 0), "down tears the accounting down");
         em.up().unwrap();
-        // With no traffic, nothing moves the watermark after up.
+        // With no traffic only the first refill can move the watermark, and
+        // by one at most: `init` stamps the adjustment tick, and if a tick
+        // (here a millisecond) passes before the first `get`, the empty ring
+        // is below its low watermark and grows it once, as `if_rxr_get`
+        // does. The filled ring is then at its watermark and never grows it
+        // again. Whether that tick passes is up to the scheduler, so both
+        // outcomes are allowed; either is far from `before` (>= lwm + 16).
         until("the first refill", || {
             let (c, a) = cwm(&em);
             a == c
         });
         let (after, alive) = cwm(&em);
-        if keep {
-            assert_eq!(after, before, "kept");
-            assert_eq!(alive, before, "the whole watermark posted at up");
-        } else {
-            assert_eq!(after, lwm, "reset to the low watermark (seed 000)");
-        }
+        let expected = if keep { before } else { lwm };
+        assert!(
+            after == expected || after == expected + 1,
+            "{}: {after}, expected {expected} (+1 if a tick passed before the first refill)",
+            if keep {
+                "kept"
+            } else {
+                "reset to the low watermark (seed 000)"
+            },
+        );
+        assert_eq!(alive, after, "the whole watermark posted at up");
         em.down();
         let s = em.stats();
         assert_eq!((s.pool.in_use(), s.pool.leaked), (0, 0));
