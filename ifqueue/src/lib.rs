@@ -133,7 +133,7 @@ pub use input::IfInputQueue;
 pub use input::{ArrayInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
 /// Why [`IfQueue::barrier`] could not wait (re-exported from `mpsafe-barrier`).
 pub use mpsafe_barrier::BarrierError;
-pub use multi::IfQueues;
+pub use multi::{IfQueues, QueueCountError};
 pub use order::{OrderedIfQueue, OrderedStart};
 pub use packet::{Packet, Priority, PriorityError};
 pub use queue::{ConfigError, Counters, DeqGuard, Dropped, Locked, MAX_MAXLEN, SendQueue};
