@@ -451,6 +451,54 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         &self.start
     }
 
+    /// Whether `owner` is the token of the serializer of the `IfQueue` whose
+    /// send queue is `queue`: what a start routine asserts before it touches
+    /// its ring, since a token from another queue's serializer (a start
+    /// routine calling its neighbour's) proves nothing about this one.
+    ///
+    /// Exact and cheap: two address comparisons, no memory access. `queue`
+    /// must be the send queue of an `IfQueue` of this very type (the one
+    /// the start routine received, or [`IfQueue::queue`]); for a
+    /// [`SendQueue`] standing alone the answer means nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, Start, TaskOwner};
+    ///
+    /// struct Ring;
+    /// impl Start<Fifo<Vec<u8>>, mpsafe_ifqueue::DefaultLock> for Ring {
+    ///     fn start(&self, q: &SendQueue<Fifo<Vec<u8>>>, owner: &TaskOwner<'_>) {
+    ///         assert!(IfQueue::<_, Self>::owns(q, owner), "another queue's token");
+    ///         while q.dequeue().is_some() {}
+    ///     }
+    /// }
+    ///
+    /// let a = IfQueue::new(Fifo::new(), Config::default(), Ring)?;
+    /// let b = IfQueue::new(Fifo::new(), Config::default(), Ring)?;
+    /// a.transmit(vec![0; 60])?; // a's start routine, with a's token
+    /// // From inside b's serializer, a's routine gets b's token: refused.
+    /// let wrong = IfQueue::from_fn(Fifo::<Vec<u8>>::new(), Config::default(), |_, owner| {
+    ///     assert!(!IfQueue::<_, Ring>::owns(a.queue(), owner));
+    ///     assert!(!IfQueue::<_, Ring>::owns(b.queue(), owner));
+    /// })?;
+    /// wrong.transmit(vec![0; 60])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn owns(queue: &SendQueue<D, R>, owner: &TaskOwner<'_>) -> bool {
+        // The IfQueue that holds `queue`, then its serializer field. A
+        // TaskSerializer starting inside that field is the one it holds:
+        // live objects do not overlap, and the field holds one serializer
+        // (plus padding), so the comparison cannot match another's token.
+        let base = core::ptr::from_ref(queue)
+            .addr()
+            .wrapping_sub(core::mem::offset_of!(Self, queue));
+        let field = base.wrapping_add(core::mem::offset_of!(Self, serializer));
+        let at = core::ptr::from_ref(owner.serializer()).addr();
+        at.wrapping_sub(field) < core::mem::size_of::<CachePadded<TaskSerializer>>()
+    }
+
     /// Enqueues `packet` and, unless it was refused, starts: the stack's
     /// `if_enqueue`.
     ///
@@ -989,6 +1037,37 @@ mod tests {
         assert!(GIANT.is_owned_by_current_thread());
         drop(outer);
         assert!(!GIANT.is_locked());
+    }
+
+    /// A start routine that checks its token: its own queue's is accepted
+    /// (including a restart's and a token taken while another queue's
+    /// serializer is also held on this thread), another queue's refused.
+    #[test]
+    fn owns_tells_a_queue_s_token_from_another_s() {
+        type Fq = IfQueue<Fifo<Vec<u8>>, fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>)>;
+        static OWN: StdUsize = StdUsize::new(0);
+        fn start(q: &SendQueue<Fifo<Vec<u8>>>, owner: &TaskOwner<'_>) {
+            assert!(Fq::owns(q, owner));
+            OWN.fetch_add(1, O::Relaxed);
+            while q.dequeue().is_some() {}
+        }
+        let a: Fq = IfQueue::new(Fifo::new(), Config::default(), start as _).unwrap();
+        let b: Fq = IfQueue::new(Fifo::new(), Config::default(), start as _).unwrap();
+        a.transmit(frame()).unwrap();
+        a.set_oactive();
+        a.enqueue(frame()).unwrap();
+        a.restart();
+        let seen = StdUsize::new(0);
+        let outer: Q<_> = IfQueue::from_fn(Fifo::new(), Config::default(), |_, owner| {
+            assert!(!Fq::owns(a.queue(), owner));
+            assert!(!Fq::owns(b.queue(), owner));
+            // b's own start, run from inside this serializer: b's token.
+            b.transmit(frame()).unwrap();
+            seen.fetch_add(1, O::Relaxed);
+        })
+        .unwrap();
+        outer.transmit(frame()).unwrap();
+        assert_eq!((seen.load(O::Relaxed), OWN.load(O::Relaxed)), (1, 3));
     }
 
     #[test]
