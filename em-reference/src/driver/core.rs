@@ -122,8 +122,9 @@ impl Core {
     pub(crate) fn check(&self, proof: &Proof<'_>) {
         match proof {
             Proof::Unlocked => {}
-            // The ifq serializer's token: its serializer is running tasks
-            // on this very thread.
+            // The ifq serializer's token: the start routine checks it
+            // against its own send queue (`IfQueue::owns`), exactly; here
+            // only that its serializer runs on this thread.
             Proof::Task(o) => assert!(
                 o.serializer().is_owned_by_current_thread(),
                 "start routine token of a serializer this thread does not run"

@@ -39,6 +39,9 @@ pub enum EmError {
     NoQueue(usize),
     /// A configuration the send queue refused.
     Config(String),
+    /// The device has this many queue pairs: none, or more than
+    /// [`MAX_QUEUES`](super::MAX_QUEUES).
+    Queues(usize),
 }
 
 impl fmt::Display for EmError {
@@ -58,6 +61,11 @@ impl fmt::Display for EmError {
             Self::WrongMode(m) => write!(f, "lock-held big-lock entry point called in {m} mode"),
             Self::NoQueue(q) => write!(f, "no queue {q}"),
             Self::Config(e) => write!(f, "send queue configuration: {e}"),
+            Self::Queues(n) => write!(
+                f,
+                "the device has {n} queue pairs: the driver handles 1 to {}",
+                super::MAX_QUEUES
+            ),
         }
     }
 }

@@ -64,7 +64,7 @@ impl<H: Hardware> Softc<H> {
         if !self.core.is_running() {
             return true;
         }
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             // The big lock, if the mode asks for it here, from a context of
             // its own: `ctx` stays free for the rx mutex under it.
             self.rxeof(q, &self.core.enter(Path::Rx, outer, &mut Ctx::new()), ctx);
@@ -83,7 +83,7 @@ impl<H: Hardware> Softc<H> {
     /// (seed 002: "restart from an mpsafe interrupt context"), through the
     /// send queue unless inside the ifnet serializer.
     fn txeof(&self, q: usize, outer: Option<&Serialized<'_>>) {
-        let ifq = &self.queues[q].ifq;
+        let ifq = self.ifqs.queue(q);
         let mut ctx = Ctx::new();
         let p = self.core.enter(Path::TxEof, outer, &mut ctx);
         ifq.driver().txeof(&p);

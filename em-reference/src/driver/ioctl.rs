@@ -29,8 +29,8 @@ impl<H: Hardware> Softc<H> {
         self.hw.write(Reg::ITR, self.cfg.itr());
         let rx_n = self.rx_desc.load(Ordering::Relaxed);
         let tx_n = self.tx_desc.load(Ordering::Relaxed);
-        for (q, qp) in self.queues.iter().enumerate() {
-            qp.ifq.driver().init_locked(tx_n);
+        for (q, ifq) in self.ifqs.queues().iter().enumerate() {
+            ifq.driver().init_locked(tx_n);
             self.rx_init_locked(q, rx_n, &mut Ctx::new());
         }
         self.hw.write(Reg::TCTL, TCTL_EN);
@@ -42,7 +42,7 @@ impl<H: Hardware> Softc<H> {
             self.stop_locked(s);
             return Err(EmError::DeviceRefused);
         }
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             self.rxrefill(
                 q,
                 &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
@@ -52,7 +52,7 @@ impl<H: Hardware> Softc<H> {
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
         // Packets queued while down go out now.
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             self.kick(q, Some(s));
         }
         Ok(())
@@ -62,10 +62,10 @@ impl<H: Hardware> Softc<H> {
     /// the rings), the send queues running, handlers enabled, unmasked.
     fn go_running(&self, s: &Serialized<'_>) {
         self.core.set_running(s, true);
-        for qp in self.queues.iter() {
-            qp.ifq.clear_oactive();
-            qp.ifq.set_running(true);
+        for ifq in self.ifqs.queues() {
+            ifq.clear_oactive();
         }
+        self.ifqs.set_running_all(true);
         if !s.handlers_enabled() {
             // Before unmasking: the first interrupt must find them on.
             s.handler_enable();
@@ -84,9 +84,7 @@ impl<H: Hardware> Softc<H> {
         let was_running = self.core.is_running();
         // 1. Clear RUNNING: new handler passes and starts do nothing.
         self.core.set_running(s, false);
-        for qp in self.queues.iter() {
-            qp.ifq.set_running(false);
-        }
+        self.ifqs.set_running_all(false);
         // Disable interrupts (em_disable_intr).
         self.hw.write(Reg::IMC, !0);
         // 2. Interrupt barrier, 3. start barrier.
@@ -99,13 +97,13 @@ impl<H: Hardware> Softc<H> {
         // for it, without a counter (the guide's QEMU chapter).
         self.hw.write(Reg::CTRL, CTRL_RST);
         // 4. Clear oactive. 5. Free transmit, then receive structures.
-        for qp in self.queues.iter() {
-            qp.ifq.clear_oactive();
+        for ifq in self.ifqs.queues() {
+            ifq.clear_oactive();
         }
-        for qp in self.queues.iter() {
-            qp.ifq.driver().free_locked();
+        for ifq in self.ifqs.queues() {
+            ifq.driver().free_locked();
         }
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             self.rx_free_locked(q, &mut Ctx::new());
         }
         if was_running {
@@ -144,11 +142,9 @@ impl<H: Hardware> Softc<H> {
     /// timeout's barrier.
     pub(crate) fn barriers(&self) {
         self.hw.intr_barrier();
-        for qp in self.queues.iter() {
-            qp.ifq
-                .barrier()
-                .expect("never called from inside the start routine");
-        }
+        self.ifqs
+            .barrier_all()
+            .expect("never called from inside the start routine");
         self.refill.del_barrier();
     }
 
@@ -182,8 +178,8 @@ impl<H: Hardware> Softc<H> {
 
     /// `if_down`'s purge: whatever the send queues hold is freed and counted.
     pub(crate) fn purge(&self) {
-        for qp in self.queues.iter() {
-            let purged: Vec<Mbuf> = qp.ifq.purge().collect();
+        for purged in self.ifqs.purge_all() {
+            let purged: Vec<Mbuf> = purged.collect();
             self.ctr
                 .tx_purged
                 .fetch_add(purged.len() as u64, Ordering::Relaxed);
@@ -197,7 +193,7 @@ impl<H: Hardware> Softc<H> {
     /// through the send queue would enter the serializer again, which is
     /// not recursive. Otherwise the send queue's serialized start runs it.
     pub(crate) fn kick(&self, q: usize, outer: Option<&Serialized<'_>>) {
-        let ifq = &self.queues[q].ifq;
+        let ifq = self.ifqs.queue(q);
         match (self.core.mode().entry(Path::Start), outer) {
             (Entry::Serializer, Some(s)) => {
                 if ifq.is_oactive() || !ifq.is_empty() {

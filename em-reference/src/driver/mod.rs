@@ -51,7 +51,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use mpsafe_ifqueue::{Config as IfqConfig, Dropped, Fifo, IfQueue};
+use mpsafe_ifqueue::{Config as IfqConfig, Dropped, Fifo, IfQueue, IfQueues, QueueCountError};
 use mpsafe_order::Ctx;
 use mpsafe_serializer::{Serialized, Serializer};
 
@@ -71,27 +71,54 @@ use crate::biglock::{KernelGuard, KernelLock, Path};
 use crate::hw::{Hardware, IntrHandler};
 use crate::pool::{Mbuf, Pool};
 
-/// One queue pair: the receive ring and the send queue whose start routine
-/// feeds the transmit ring.
-struct QueuePair<H: Hardware> {
-    rxq: RxQueue,
-    ifq: IfQueue<Fifo<Mbuf>, TxRing<H>>,
+/// The most queue pairs the driver handles (the 82571 and 82574 have two).
+pub const MAX_QUEUES: usize = 2;
+
+/// The send queues, one per transmit ring; each start routine feeds its
+/// ring (OpenBSD `ifp->if_ifqs`).
+type SendQueues<H> = IfQueues<Fifo<Mbuf>, TxRing<H>, MAX_QUEUES>;
+
+/// One send queue.
+type SendQ<H> = IfQueue<Fifo<Mbuf>, TxRing<H>>;
+
+/// Queue pair `q`'s DMA memory: its receive ring and its send queue, whose
+/// start routine feeds the transmit ring (built stopped).
+fn queue_pair<H: Hardware>(
+    q: usize,
+    hw: &Arc<H>,
+    core: &Arc<Core>,
+    cfg: &EmConfig,
+) -> Result<(RxQueue, SendQ<H>), EmError> {
+    let dma = |n| hw.dma_alloc(n).map_err(|e| EmError::Dma(e.to_string()));
+    let rxq = RxQueue::new(dma(MAX_DESC as usize)?);
+    let tx = TxRing::new(q, Arc::clone(core), Arc::clone(hw), dma(MAX_DESC as usize)?);
+    let ifq = IfQueue::new(
+        Fifo::with_capacity(cfg.ifq_maxlen),
+        IfqConfig::with_maxlen(cfg.ifq_maxlen).bundle(cfg.tx_bundle),
+        tx,
+    )
+    .map_err(|e| EmError::Config(e.to_string()))?;
+    ifq.set_running(false);
+    Ok((rxq, ifq))
 }
 
-impl<H: Hardware> QueuePair<H> {
-    fn new(q: usize, hw: &Arc<H>, core: &Arc<Core>, cfg: &EmConfig) -> Result<Self, EmError> {
-        let dma = |n| hw.dma_alloc(n).map_err(|e| EmError::Dma(e.to_string()));
-        let rxq = RxQueue::new(dma(MAX_DESC as usize)?);
-        let tx = TxRing::new(q, Arc::clone(core), Arc::clone(hw), dma(MAX_DESC as usize)?);
-        let ifq = IfQueue::new(
-            Fifo::with_capacity(cfg.ifq_maxlen),
-            IfqConfig::with_maxlen(cfg.ifq_maxlen).bundle(cfg.tx_bundle),
-            tx,
-        )
-        .map_err(|e| EmError::Config(e.to_string()))?;
-        ifq.set_running(false);
-        Ok(Self { rxq, ifq })
-    }
+/// The queue pairs of `hw`: as many as it has, `1..=MAX_QUEUES`.
+fn queue_pairs<H: Hardware>(
+    hw: &Arc<H>,
+    core: &Arc<Core>,
+    cfg: &EmConfig,
+) -> Result<(Box<[RxQueue]>, SendQueues<H>), EmError> {
+    let mut rxqs = Vec::with_capacity(hw.queues());
+    let ifqs = IfQueues::with_count(hw.queues(), |q| {
+        let (rxq, ifq) = queue_pair(q, hw, core, cfg)?;
+        rxqs.push(rxq);
+        Ok(ifq)
+    })
+    .map_err(|e| match e {
+        QueueCountError::Queue { error, .. } => error,
+        _ => EmError::Queues(hw.queues()),
+    })?;
+    Ok((rxqs.into_boxed_slice(), ifqs))
 }
 
 /// The driver's state (`em_softc`), shared with the interrupt handler.
@@ -103,7 +130,10 @@ struct Softc<H: Hardware> {
     /// Ring sizes for the next init (ioctl), written under `ifnet`.
     rx_desc: AtomicU32,
     tx_desc: AtomicU32,
-    queues: Box<[QueuePair<H>]>,
+    /// The receive rings, one per queue pair.
+    rxqs: Box<[RxQueue]>,
+    /// The send queues, one per queue pair.
+    ifqs: SendQueues<H>,
     stack: Arc<dyn Stack>,
     epoch: Instant,
     ctr: Counters,
@@ -112,6 +142,11 @@ struct Softc<H: Hardware> {
 }
 
 impl<H: Hardware> Softc<H> {
+    /// Send queue `queue`.
+    fn ifq(&self, queue: usize) -> Result<&SendQ<H>, EmError> {
+        self.ifqs.queues().get(queue).ok_or(EmError::NoQueue(queue))
+    }
+
     fn ticks(&self) -> u64 {
         // Milliseconds since attach: the rx ring's watermark clock.
         self.epoch.elapsed().as_millis() as u64
@@ -166,9 +201,7 @@ impl<H: Hardware> Em<H> {
     ) -> Result<Self, EmError> {
         cfg.validate(hw.queues(), hw.pool().buf_size())?;
         let core = Arc::new(Core::new(cfg.mode, big));
-        let queues = (0..hw.queues())
-            .map(|q| QueuePair::new(q, &hw, &core, &cfg))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (rxqs, ifqs) = queue_pairs(&hw, &core, &cfg)?;
         let sc = Arc::new(Softc {
             rx_desc: AtomicU32::new(cfg.rx_desc),
             tx_desc: AtomicU32::new(cfg.tx_desc),
@@ -176,7 +209,8 @@ impl<H: Hardware> Em<H> {
             pool: hw.pool().clone(),
             hw,
             core,
-            queues: queues.into_boxed_slice(),
+            rxqs,
+            ifqs,
             stack,
             epoch: Instant::now(),
             ctr: Counters::default(),
@@ -195,7 +229,7 @@ impl<H: Hardware> Em<H> {
 
     /// Number of queue pairs.
     pub fn queues(&self) -> usize {
-        self.sc.queues.len()
+        self.sc.rxqs.len()
     }
 
     /// The device.
@@ -343,7 +377,7 @@ impl<H: Hardware> Em<H> {
     pub fn transmit(&self, queue: usize, packet: Mbuf) -> Result<(), TxError> {
         let sc = &self.sc;
         let max = sc.cfg.mtu + ETHER_HDR_LEN;
-        let Some(qp) = sc.queues.get(queue) else {
+        let Some(ifq) = sc.ifqs.queues().get(queue) else {
             return Err(TxError::NoQueue(packet));
         };
         if packet.is_empty() || packet.len() > max {
@@ -358,7 +392,7 @@ impl<H: Hardware> Em<H> {
             Counters::bump(&sc.ctr.tx_down);
             return Err(TxError::Down(packet));
         }
-        qp.ifq.transmit(packet).or_else(|d| {
+        ifq.transmit(packet).or_else(|d| {
             Counters::bump(&sc.ctr.tx_qdrops);
             match d {
                 // A FIFO never evicts; a priority queue would, and the
@@ -377,8 +411,8 @@ impl<H: Hardware> Em<H> {
     /// [`Mode::Serialized`], where the start routine enters the ifnet
     /// serializer.
     pub fn start(&self, queue: usize) {
-        if let Some(qp) = self.sc.queues.get(queue) {
-            qp.ifq.start();
+        if let Some(ifq) = self.sc.ifqs.queues().get(queue) {
+            ifq.start();
         }
     }
 
@@ -398,8 +432,7 @@ impl<H: Hardware> Em<H> {
         if !self.mode().locks(Path::Start) {
             return Err(EmError::WrongMode(self.mode()));
         }
-        let qp = self.sc.queues.get(queue).ok_or(EmError::NoQueue(queue))?;
-        let ifq = &qp.ifq;
+        let ifq = self.sc.ifq(queue)?;
         ifq.driver().start_locked(ifq.queue(), &Proof::BigHeld(k));
         Ok(())
     }
@@ -420,10 +453,8 @@ impl<H: Hardware> Em<H> {
         if self.mode() != Mode::Serialized {
             return Err(EmError::WrongMode(self.mode()));
         }
-        let qp = self.sc.queues.get(queue).ok_or(EmError::NoQueue(queue))?;
-        qp.ifq
-            .driver()
-            .start_locked(qp.ifq.queue(), &Proof::Ifnet(s));
+        let ifq = self.sc.ifq(queue)?;
+        ifq.driver().start_locked(ifq.queue(), &Proof::Ifnet(s));
         Ok(())
     }
 

@@ -107,7 +107,7 @@ mod tests {
             let sink = Arc::new(Sink::new(pool.clone()));
             let em =
                 Em::attach(dev, EmConfig::new(mode), Arc::new(KernelLock::new()), sink).unwrap();
-            let rx = &em.sc.queues[0].rxq.rx;
+            let rx = &em.sc.rxqs[0].rx;
             let err = catch_unwind(AssertUnwindSafe(|| {
                 let mut ctx = Ctx::new();
                 let (_rx, _) = ctx.lock(rx);
@@ -151,7 +151,7 @@ mod tests {
         em.up().unwrap();
         // Held and taken again by the same thread: quiet.
         em.sc.intr();
-        let rx = &em.sc.queues[0].rxq.rx;
+        let rx = &em.sc.rxqs[0].rx;
         let err = catch_unwind(AssertUnwindSafe(|| {
             let mut ctx = Ctx::new();
             let (_rx, _) = ctx.lock(rx);

@@ -67,7 +67,7 @@ impl<H: Hardware> Softc<H> {
         ctx: &mut Ctx<'_, L>,
     ) {
         self.core.check(proof);
-        let rxq = &self.queues[q].rxq;
+        let rxq = &self.rxqs[q];
         let mut input = Vec::new();
         let mut free = Vec::new();
         {
@@ -95,7 +95,7 @@ impl<H: Hardware> Softc<H> {
         ctx: &mut Ctx<'_, L>,
     ) -> bool {
         self.core.check(proof);
-        let rxq = &self.queues[q].rxq;
+        let rxq = &self.rxqs[q];
         let now = self.ticks();
         let (mut rx, _) = ctx.lock(&rxq.rx);
         let (rxr, soft) = rx.split();
@@ -133,7 +133,7 @@ impl<H: Hardware> Softc<H> {
         proof: &Proof<'_>,
         ctx: &mut Ctx<'_, L>,
     ) {
-        if !self.rxfill(q, proof, ctx) && ctx.lock(&self.queues[q].rxq.rx).0.needs_refill() {
+        if !self.rxfill(q, proof, ctx) && ctx.lock(&self.rxqs[q].rx).0.needs_refill() {
             self.refill.add();
         }
     }
@@ -147,7 +147,7 @@ impl<H: Hardware> Softc<H> {
         }
         Counters::bump(&self.ctr.refill_retries);
         if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
-            for q in 0..self.queues.len() {
+            for q in 0..self.rxqs.len() {
                 self.rxrefill(
                     q,
                     &self.core.enter(Path::RxFill, None, &mut Ctx::new()),
@@ -159,7 +159,7 @@ impl<H: Hardware> Softc<H> {
         let mut ctx = Ctx::new();
         match ctx.try_lock(&self.core.ifnet) {
             Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
-                for q in 0..self.queues.len() {
+                for q in 0..self.rxqs.len() {
                     self.rxrefill(q, &Proof::Ifnet(&s), &mut ctx);
                 }
             }
@@ -176,7 +176,7 @@ impl<H: Hardware> Softc<H> {
         n: u32,
         ctx: &mut Ctx<'_, L>,
     ) {
-        let rxq = &self.queues[q].rxq;
+        let rxq = &self.rxqs[q];
         {
             let (mut rx, _) = ctx.lock(&rxq.rx);
             let (rxr, soft) = rx.split();
@@ -208,7 +208,7 @@ impl<H: Hardware> Softc<H> {
     /// completion (which checks `inuse` under the mutex) stays off the ring
     /// from here on; then free the buffers outside the mutex.
     pub(crate) fn rx_free_locked<L: LockBefore<RxMutex>>(&self, q: usize, ctx: &mut Ctx<'_, L>) {
-        let rxq = &self.queues[q].rxq;
+        let rxq = &self.rxqs[q];
         let (n, next, tail, inuse, addrs) = {
             let (mut rx, _) = ctx.lock(&rxq.rx);
             let cwm = rx.cwm();

@@ -132,13 +132,13 @@ impl<H: Hardware> Softc<H> {
     /// Statistics, with the rx ring table and buffer accounting.
     pub(crate) fn stats(&self) -> EmStats {
         let mut st = self.counters();
-        for (i, qp) in self.queues.iter().enumerate() {
+        for (i, (rxq, ifq)) in self.rxqs.iter().zip(self.ifqs.queues()).enumerate() {
             let info = {
                 let mut ctx = Ctx::new();
-                let (rx, _) = ctx.lock(&qp.rxq.rx);
+                let (rx, _) = ctx.lock(&rxq.rx);
                 st.rx_packets += rx.data().packets;
                 st.rx_errors += rx.data().errors;
-                let name = if self.queues.len() == 1 {
+                let name = if self.rxqs.len() == 1 {
                     self.cfg.name.clone()
                 } else {
                     format!("{}:rx{i}", self.cfg.name)
@@ -149,11 +149,11 @@ impl<H: Hardware> Softc<H> {
                 )
             };
             st.rxrings.push(info);
-            let tx = qp.ifq.driver();
+            let tx = ifq.driver();
             st.tx_posted += tx.posted.load(Ordering::Relaxed);
             st.tx_completed += tx.completed.load(Ordering::Relaxed);
             st.tx_flushed += tx.flushed.load(Ordering::Relaxed);
-            st.ifq_packets += qp.ifq.counters().packets;
+            st.ifq_packets += ifq.counters().packets;
         }
         st
     }

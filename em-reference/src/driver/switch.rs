@@ -62,9 +62,7 @@ impl<H: Hardware> Softc<H> {
     /// Step 1: returns the init/stop generation seen.
     fn pause_locked(&self, s: &Serialized<'_>) -> u64 {
         self.hw.write(Reg::IMC, !0);
-        for qp in self.queues.iter() {
-            qp.ifq.set_running(false);
-        }
+        self.ifqs.set_running_all(false);
         if self.core.mode() == Mode::Serialized {
             s.handler_disable();
         }
@@ -76,13 +74,11 @@ impl<H: Hardware> Softc<H> {
         if !self.core.is_running() {
             return;
         }
-        for qp in self.queues.iter() {
-            qp.ifq.set_running(true);
-        }
+        self.ifqs.set_running_all(true);
         if self.core.mode() == Mode::Serialized && !s.handlers_enabled() {
             s.handler_enable();
         }
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             self.rxrefill(
                 q,
                 &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
@@ -90,7 +86,7 @@ impl<H: Hardware> Softc<H> {
             );
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
-        for q in 0..self.queues.len() {
+        for q in 0..self.rxqs.len() {
             self.kick(q, Some(s));
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
-use mpsafe_ifqueue::{DefaultLock, Fifo, Packet, SendQueue, Start};
+use mpsafe_ifqueue::{DefaultLock, Fifo, IfQueue, Packet, SendQueue, Start};
 use mpsafe_order::Ctx;
 use mpsafe_serializer::{Combiner, TaskOwner};
 
@@ -74,7 +74,18 @@ impl<H: Hardware> TxRing<H> {
     /// one descriptor per frame, then ring the `TDT` doorbell once. `proof`
     /// is what serializes it: the ifq serializer's owner token, the big lock
     /// or the ifnet serializer, as the policy said.
+    ///
+    /// # Panics
+    ///
+    /// If `proof` is not one of this queue's: a token of another send
+    /// queue's serializer, or a foreign big lock or ifnet serializer.
     pub(crate) fn start_locked(&self, queue: &SendQueue<Fifo<Mbuf>>, proof: &Proof<'_>) {
+        if let Proof::Task(owner) = proof {
+            assert!(
+                IfQueue::<Fifo<Mbuf>, Self>::owns(queue, owner),
+                "start routine token of another send queue's serializer"
+            );
+        }
         self.core.check(proof);
         if !self.core.is_running() {
             return;
@@ -228,8 +239,44 @@ impl<H: Hardware> super::Em<H> {
     /// was pending; with `tx_bundle` 1 none ever is.
     pub fn flush_tx(&self, queue: usize) -> bool {
         self.sc
-            .queues
+            .ifqs
+            .queues()
             .get(queue)
-            .is_some_and(|qp| qp.ifq.flush_bundle())
+            .is_some_and(IfQueue::flush_bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mpsafe_ifqueue::{Config, Fifo, IfQueue, Start};
+
+    use crate::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink};
+
+    /// Queue 0's start routine called from inside another send queue's
+    /// serializer, with that queue's token: the token proves only that
+    /// *a* serializer runs on this thread, not queue 0's, so two start
+    /// routines could write ring 0 at once. Refused with a panic.
+    #[test]
+    #[should_panic(expected = "token of another send queue's serializer")]
+    fn start_routine_refuses_another_queue_s_token() {
+        let pool = Pool::new(1024, 2048);
+        let dev = Device::new(DeviceConfig::default(), pool.clone()).unwrap();
+        let sink = Arc::new(Sink::new(pool.clone()));
+        let em = Em::attach(
+            dev,
+            EmConfig::new(Mode::Mpsafe),
+            Arc::new(KernelLock::new()),
+            sink,
+        )
+        .unwrap();
+        em.up().unwrap();
+        let ifq0 = em.sc.ifqs.queue(0);
+        let other = IfQueue::from_fn(Fifo::<Vec<u8>>::new(), Config::default(), |_, owner| {
+            ifq0.driver().start(ifq0.queue(), owner);
+        })
+        .unwrap();
+        let _ = other.transmit(vec![0; 60]);
     }
 }
