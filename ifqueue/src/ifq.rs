@@ -4,7 +4,7 @@ use core::fmt;
 use core::ops::Deref;
 
 use crossbeam_utils::CachePadded;
-use lock_api::{GetThreadId, RawMutex, ReentrantMutex};
+use lock_api::RawMutex;
 use mpsafe_serializer::{DefaultWait, Task, TaskOwner, TaskSerializer, Wait};
 
 use crate::DefaultLock;
@@ -42,16 +42,6 @@ pub trait Start<D: Discipline, R: RawMutex> {
     /// Transmits what `queue` holds. Must not panic (a panic leaves the
     /// serializer owned: the queue never starts again).
     fn start(&self, queue: &SendQueue<D, R>, owner: &TaskOwner<'_>);
-
-    /// Runs `wait` (the sleeping part of [`IfQueue::barrier`]) with whatever
-    /// the start routine blocks on released, if the calling thread holds it:
-    /// OpenBSD's `cond_wait` sleeps with `KERNEL_LOCK` released. Otherwise a
-    /// barrier called with that lock held would wait for a start routine that
-    /// waits for the lock. The default holds nothing and just runs `wait`;
-    /// [`BigLocked`] releases its giant.
-    fn release_while_waiting(&self, wait: &mut dyn FnMut()) {
-        wait();
-    }
 }
 
 impl<D, R, F> Start<D, R> for F
@@ -63,115 +53,6 @@ where
     #[inline]
     fn start(&self, queue: &SendQueue<D, R>, owner: &TaskOwner<'_>) {
         self(queue, owner)
-    }
-}
-
-/// Compatibility mode for a driver that is not MPSAFE (seed 002's default,
-/// DragonFly's `intr_mpsafe = 0`): its start routine runs inside the
-/// serializer *and* under the caller's big lock, with the data it protects.
-///
-/// The big lock has OpenBSD's `KERNEL_LOCK` semantics:
-///
-/// - **Recursive**: a [`lock_api::ReentrantMutex`], so a thread that holds it
-///   (a non-MPSAFE interrupt handler calling [`IfQueue::restart`] or
-///   [`IfQueue::transmit`]) can become the serializer's owner and run the
-///   start routine, which takes the lock again. Its data is reached through
-///   `&T` (use `Cell`/`RefCell` inside), as with any recursive lock.
-/// - **Released while sleeping**: [`IfQueue::barrier`] called by a thread
-///   that holds it releases every level it holds while it waits and takes
-///   them back before returning, as `ifq_barrier`'s `cond_wait` sleeps with
-///   the kernel lock released; otherwise it would wait forever for a start
-///   routine blocked on the lock. So what the giant protects may change
-///   across a `barrier()` call, and no borrow of it (a `RefCell` borrow) may
-///   be held across one.
-///
-/// The ifq serializer itself never blocks, but the barrier does (on the start
-/// routine, hence on this lock): it is not outside the lock order, which is
-/// why it releases the lock.
-///
-/// # Examples
-///
-/// ```
-/// use core::cell::Cell;
-/// use mpsafe_ifqueue::{Config, Fifo, IfQueue};
-/// use mpsafe_serializer::{CurrentThreadId, RawSerializer};
-///
-/// // The kernel's giant lock and the old driver's state under it.
-/// static GIANT: lock_api::ReentrantMutex<RawSerializer, CurrentThreadId, Cell<u64>> =
-///     lock_api::ReentrantMutex::new(Cell::new(0));
-///
-/// let ifq = IfQueue::big_locked(Fifo::<Vec<u8>>::new(), Config::default(), &GIANT, |bytes, q, _| {
-///     while let Some(frame) = q.dequeue() {
-///         bytes.set(bytes.get() + frame.len() as u64);
-///     }
-/// })?;
-/// ifq.transmit(vec![0u8; 60])?;
-/// assert_eq!(GIANT.lock().get(), 60);
-///
-/// // From a thread that holds the giant (a non-MPSAFE interrupt handler):
-/// let giant = GIANT.lock();
-/// ifq.transmit(vec![0u8; 40])?; // the start routine takes it again
-/// ifq.barrier()?; // sleeps with it released, holds it again on return
-/// assert_eq!(giant.get(), 100);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct BigLocked<'g, G: RawMutex, I: GetThreadId, T, F> {
-    giant: &'g ReentrantMutex<G, I, T>,
-    start: F,
-}
-
-impl<'g, G: RawMutex, I: GetThreadId, T, F> BigLocked<'g, G, I, T, F> {
-    /// Runs `start` under `giant`, with the data it protects.
-    pub fn new<D, R>(giant: &'g ReentrantMutex<G, I, T>, start: F) -> Self
-    where
-        D: Discipline,
-        R: RawMutex,
-        F: Fn(&T, &SendQueue<D, R>, &TaskOwner<'_>),
-    {
-        Self { giant, start }
-    }
-
-    /// The start routine.
-    pub fn inner(&self) -> &F {
-        &self.start
-    }
-}
-
-impl<G, I, T, F, D, R> Start<D, R> for BigLocked<'_, G, I, T, F>
-where
-    G: RawMutex,
-    I: GetThreadId,
-    D: Discipline,
-    R: RawMutex,
-    F: Fn(&T, &SendQueue<D, R>, &TaskOwner<'_>),
-{
-    fn start(&self, queue: &SendQueue<D, R>, owner: &TaskOwner<'_>) {
-        let giant = self.giant.lock();
-        (self.start)(&giant, queue, owner);
-    }
-
-    fn release_while_waiting(&self, wait: &mut dyn FnMut()) {
-        // OpenBSD's __mp_release_all / __mp_acquire_count around a sleep.
-        let mut held = 0usize;
-        while self.giant.is_owned_by_current_thread() {
-            // SAFETY: the calling thread holds the giant (checked just
-            // above), so it may release one level; the guards it holds stay
-            // alive and each level is taken back below before they can be
-            // dropped, so every guard's unlock still pairs with one lock.
-            unsafe { self.giant.force_unlock() };
-            held += 1;
-        }
-        wait();
-        for _ in 0..held {
-            // Re-take a level released above; the caller's guards own it.
-            core::mem::forget(self.giant.lock());
-        }
-    }
-}
-
-impl<G: RawMutex, I: GetThreadId, T, F> fmt::Debug for BigLocked<'_, G, I, T, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BigLocked").finish_non_exhaustive()
     }
 }
 
@@ -337,28 +218,6 @@ where
     /// ```
     pub fn from_fn_with_lock(discipline: D, config: Config, start: F) -> Result<Self, ConfigError> {
         Self::with_lock(discipline, config, start)
-    }
-}
-
-impl<'g, D: Discipline, G: RawMutex, I: GetThreadId, T, F> IfQueue<D, BigLocked<'g, G, I, T, F>>
-where
-    F: Fn(&T, &SendQueue<D, DefaultLock>, &TaskOwner<'_>),
-{
-    /// [`IfQueue::new`] for a driver that is not MPSAFE: its start routine
-    /// `start` runs under the recursive `giant` with the data it protects,
-    /// and [`barrier`](IfQueue::barrier) sleeps with `giant` released (see
-    /// [`BigLocked`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`IfQueue::new`].
-    pub fn big_locked(
-        discipline: D,
-        config: Config,
-        giant: &'g ReentrantMutex<G, I, T>,
-        start: F,
-    ) -> Result<Self, ConfigError> {
-        Self::with_lock(discipline, config, BigLocked { giant, start })
     }
 }
 
@@ -598,9 +457,11 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// [`BarrierError`] if called from inside the serializer (from the start
     /// routine itself), which could never return.
     ///
-    /// A start routine that blocks on a lock the caller holds (the giant of
-    /// [`BigLocked`]) gets it released while the barrier waits, through
-    /// [`Start::release_while_waiting`].
+    /// A caller that holds a lock the start routine takes (a big lock) must
+    /// release it around this call, as OpenBSD's `cond_wait` sleeps with
+    /// the kernel lock released: otherwise it waits for a start routine
+    /// that waits for it (the reference driver's stop does this with
+    /// `KernelGuard::sleep`).
     pub fn barrier(&self) -> Result<(), BarrierError> {
         self.bundle_pending.swap(false, Ordering::Relaxed);
         // Refuse before releasing anything: from inside the start routine
@@ -609,13 +470,9 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         if self.serializer.is_owned_by_current_thread() {
             return Err(BarrierError::InsideSerializer);
         }
-        let mut result = Ok(());
-        self.start.release_while_waiting(&mut || {
-            result = self.barrier.wait(&self.serializer, BARRIER, |task, owner| {
-                self.run_task(task, owner)
-            });
-        });
-        result
+        self.barrier.wait(&self.serializer, BARRIER, |task, owner| {
+            self.run_task(task, owner)
+        })
     }
 
     /// Sets or clears "running" (OpenBSD `IFF_RUNNING`). A new queue is
@@ -942,101 +799,6 @@ mod tests {
         q.transmit(frame()).unwrap();
         assert!(!entered.load(O::SeqCst));
         assert_eq!(q.len(), 1);
-    }
-
-    type Giant<T> = lock_api::ReentrantMutex<DefaultLock, mpsafe_serializer::CurrentThreadId, T>;
-
-    #[test]
-    fn big_locked_routine_runs_under_the_giant_lock() {
-        static GIANT: Giant<core::cell::RefCell<Vec<usize>>> =
-            lock_api::ReentrantMutex::new(core::cell::RefCell::new(Vec::new()));
-        let q = IfQueue::big_locked(
-            Fifo::<Vec<u8>>::new(),
-            Config::default(),
-            &GIANT,
-            |log, q, _| {
-                assert!(GIANT.is_owned_by_current_thread());
-                while let Some(p) = q.dequeue() {
-                    log.borrow_mut().push(p.len());
-                }
-            },
-        )
-        .unwrap();
-        q.transmit(vec![0; 42]).unwrap();
-        assert_eq!(*GIANT.lock().borrow(), [42]);
-        assert!(!GIANT.is_locked());
-        let _ = q.driver().inner();
-        assert!(std::format!("{:?}", q.driver()).contains("BigLocked"));
-    }
-
-    /// Seed 002: a non-MPSAFE interrupt handler holds the giant and restarts
-    /// (or transmits). It becomes the serializer's owner, and the start
-    /// routine takes the giant again on the same thread: it must not
-    /// deadlock (with a non-recursive giant a debug build panicked inside
-    /// the task, leaving the serializer owned forever).
-    #[test]
-    fn big_locked_start_from_a_thread_holding_the_giant() {
-        static GIANT: Giant<core::cell::Cell<usize>> =
-            lock_api::ReentrantMutex::new(core::cell::Cell::new(0));
-        let q = IfQueue::big_locked(
-            Fifo::<Vec<u8>>::new(),
-            Config::default(),
-            &GIANT,
-            |n, q, _| {
-                while q.dequeue().is_some() {
-                    n.set(n.get() + 1);
-                }
-            },
-        )
-        .unwrap();
-        let giant = GIANT.lock();
-        q.transmit(vec![0; 60]).unwrap();
-        q.enqueue(vec![0; 60]).unwrap();
-        assert_eq!(q.restart(), Started::Ran);
-        assert_eq!(giant.get(), 2);
-        assert!(!q.is_starting(), "the serializer was let go");
-        drop(giant);
-        assert!(!GIANT.is_locked());
-    }
-
-    /// `barrier()` from a thread holding the giant, while another CPU's start
-    /// routine waits for the giant inside the serializer: the barrier must
-    /// sleep with the giant released (OpenBSD's cond_wait under
-    /// KERNEL_LOCK), or it waits forever for an owner blocked on the giant.
-    #[test]
-    fn big_locked_barrier_from_a_thread_holding_the_giant() {
-        static GIANT: Giant<core::cell::Cell<usize>> =
-            lock_api::ReentrantMutex::new(core::cell::Cell::new(0));
-        let q = IfQueue::big_locked(
-            Fifo::<Vec<u8>>::new(),
-            Config::default(),
-            &GIANT,
-            |n, q, _| {
-                while q.dequeue().is_some() {
-                    n.set(n.get() + 1);
-                }
-            },
-        )
-        .unwrap();
-        let outer = GIANT.lock();
-        let inner = GIANT.lock(); // held twice: both levels are released
-        std::thread::scope(|s| {
-            s.spawn(|| q.transmit(vec![0; 60]).unwrap());
-            // Wait until the other thread owns the serializer: its start
-            // routine is then blocked on the giant we hold.
-            while !q.is_starting() {
-                std::thread::yield_now();
-            }
-            q.barrier().unwrap();
-            // The start that began before the barrier has finished, and the
-            // giant is ours again (both levels).
-            assert_eq!(inner.get(), 1);
-            assert!(GIANT.is_owned_by_current_thread());
-        });
-        drop(inner);
-        assert!(GIANT.is_owned_by_current_thread());
-        drop(outer);
-        assert!(!GIANT.is_locked());
     }
 
     /// A start routine that checks its token: its own queue's is accepted

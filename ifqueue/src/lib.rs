@@ -127,7 +127,7 @@ pub use discipline::{Accepted, Discipline, Enqueue};
 #[cfg(feature = "alloc")]
 pub use discipline::{Fifo, Priq, PriqPurged};
 pub use fixed::{ArrayFifo, ArrayFifoPurged, ArrayPriq, ArrayPriqPurged};
-pub use ifq::{BigLocked, Config, IfQueue, Start, Started};
+pub use ifq::{Config, IfQueue, Start, Started};
 #[cfg(feature = "alloc")]
 pub use input::IfInputQueue;
 pub use input::{ArrayInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};
