@@ -122,15 +122,101 @@ impl<L: Level, T: ?Sized> Ordered<L, T> {
     /// run through its gate), handing it a context at level `L`: what `f`
     /// takes must come after `L`, and a barrier on this value waited for
     /// from inside `f` is reported by the witness.
+    ///
+    /// Getting inside never waits (a busy serializer hands the work to its
+    /// owner and returns, a gate only counts the entry), so the witness
+    /// records the value as held while `f` runs without checking it
+    /// against what the thread already holds, as it does a
+    /// [`try_lock`](Ctx::try_lock): a routine may be run by whichever
+    /// thread asked for it, whatever that thread holds. What `f` takes is
+    /// checked against all of it, and a barrier on this value is checked
+    /// against what its waiter holds.
     #[track_caller]
     #[inline]
     pub fn run_inside<R>(&self, f: impl FnOnce(Ctx<'_, L>) -> R) -> R {
         let _record = witness::Record::acquire(
             witness::LockRef::of::<L>(self.addr()),
             Location::caller(),
-            false,
+            true,
         );
         f(Ctx::at())
+    }
+
+    /// Tells the witness that this thread is about to release every hold
+    /// it has on this lock (each nesting of a recursive one) to sleep, as
+    /// `tsleep` releases the kernel lock or `cv_wait` its mutex, and will
+    /// take it back: until [`Released::retake`], waits and acquisitions are
+    /// not ordered after this lock, which is not held.
+    ///
+    /// Call it before releasing the lock; call [`retake`](Released::retake)
+    /// just before taking it back, which checks that acquisition against
+    /// what the thread holds then (before it can block) and records the
+    /// holds again, with the sites they were first taken at. If the
+    /// `Released` is dropped without it (a panic while asleep), the holds
+    /// are recorded again unchecked.
+    ///
+    /// ```
+    /// mpsafe_order::lock_order! { pub Outer, pub Giant, pub Inner }
+    /// use mpsafe_order::{Ctx, Ordered};
+    /// type Mutex<T> = lock_api::Mutex<mpsafe_serializer::RawSerializer, T>;
+    ///
+    /// let giant: Ordered<Giant, Mutex<()>> = Ordered::new(Mutex::new(()));
+    /// let outer: Ordered<Outer, Mutex<()>> = Ordered::new(Mutex::new(()));
+    /// let mut ctx = Ctx::new();
+    /// let (held, _) = ctx.lock(&giant);
+    ///
+    /// // A sleep that drops the giant lock.
+    /// let mut released = giant.released();
+    /// // SAFETY: this thread holds the lock (`held`).
+    /// unsafe { giant.unordered().force_unlock() };
+    /// // Not held: `Outer` may be taken here.
+    /// drop(Ctx::new().lock(&outer));
+    /// released.retake();
+    /// core::mem::forget(giant.unordered().lock()); // `held` owns it again
+    /// drop(held);
+    /// ```
+    #[inline]
+    pub fn released(&self) -> Released<'_> {
+        Released {
+            saved: witness::Saved::release(witness::LockRef::of::<L>(self.addr())),
+            _marker: PhantomData,
+        }
+    }
+}
+
+/// A lock this thread released around a sleep, as the
+/// [witness](crate::witness) sees it ([`Ordered::released`]): take it back
+/// with [`retake`](Released::retake).
+#[must_use = "retake the lock, or the witness takes it back unchecked when this drops"]
+#[derive(Debug)]
+pub struct Released<'a> {
+    saved: witness::Saved,
+    /// Borrows the lock; `!Send`: the holds are this thread's.
+    _marker: PhantomData<(&'a (), *const ())>,
+}
+
+impl Released<'_> {
+    /// Checks taking the lock back against what this thread holds now, as
+    /// a blocking acquisition (call it just before the lock is taken back),
+    /// then records the holds again.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if the witness sees taking the lock back invert an
+    /// order (the thread took a lock that comes after it while asleep, and
+    /// still holds it).
+    #[track_caller]
+    #[inline]
+    pub fn retake(mut self) {
+        self.saved.check_retake(Location::caller());
+        self.saved.restore();
+    }
+}
+
+impl Drop for Released<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.saved.restore();
     }
 }
 
@@ -199,6 +285,38 @@ impl<'a, L> Ctx<'a, L> {
     /// one stays usable afterwards.
     #[inline]
     pub fn reborrow(&mut self) -> Ctx<'_, L> {
+        Ctx::at()
+    }
+
+    /// A shorter-lived context at a later level `M`: it may take only what
+    /// comes after `M`, part of what this one may take, so no order is
+    /// lost. For code that hands back one context type whichever way it
+    /// went (a lock at `M` taken in some modes, nothing in others).
+    ///
+    /// ```
+    /// mpsafe_order::lock_order! { pub Outer, pub Inner }
+    /// use mpsafe_order::{Ctx, Ordered};
+    /// type Mutex<T> = lock_api::Mutex<mpsafe_serializer::RawSerializer, T>;
+    ///
+    /// let inner: Ordered<Inner, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    /// let mut ctx = Ctx::new();
+    /// let mut at_outer = ctx.restrict::<Outer>();
+    /// let (_g, _) = at_outer.lock(&inner); // Outer before Inner
+    /// ```
+    ///
+    /// A context cannot be moved to an earlier level:
+    ///
+    /// ```compile_fail,E0277
+    /// mpsafe_order::lock_order! { pub Outer, pub Inner }
+    /// let mut ctx = mpsafe_order::Ctx::new();
+    /// let mut inner = ctx.restrict::<Inner>();
+    /// let _outer = inner.restrict::<Outer>(); // Inner: LockBefore<Outer> is not implemented
+    /// ```
+    #[inline]
+    pub fn restrict<M>(&mut self) -> Ctx<'_, M>
+    where
+        L: LockBefore<M>,
+    {
         Ctx::at()
     }
 }

@@ -84,7 +84,7 @@ mod ctx;
 mod level;
 pub mod witness;
 
-pub use ctx::{Barrier, Ctx, Held, Lock, Ordered};
+pub use ctx::{Barrier, Ctx, Held, Lock, Ordered, Released};
 pub use level::{Level, LockAfter, LockBefore, Unlocked};
 
 /// The README's example, compiled and run as a doctest.

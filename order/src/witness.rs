@@ -26,7 +26,13 @@
 //! Blocking waits are acquisitions of the barrier's node that end at once,
 //! and a routine run inside a barrier holds its node while it runs, so a
 //! wait that the routine's locks or another routine's wait would close into
-//! a cycle is reported the same way.
+//! a cycle is reported the same way. Getting inside never waits, so the
+//! routine's node is recorded unchecked, as a try-lock is.
+//!
+//! A lock its holder releases around a sleep (`tsleep` dropping the kernel
+//! lock) is taken off the thread's stack for the sleep
+//! ([`Ordered::released`](crate::Ordered::released)), and taking it back is
+//! checked as a blocking acquisition before it happens.
 //!
 //! The witness exists only with `debug_assertions` (tests, debug builds):
 //! in release builds every record is a zero-sized value and every check
@@ -123,6 +129,28 @@ pub(crate) struct Record {
     stride: usize,
 }
 
+/// The records of one lock that its holder released around a sleep
+/// (every nesting), kept to be pushed back; nothing in release builds.
+#[derive(Debug)]
+pub(crate) struct Saved {
+    #[cfg(debug_assertions)]
+    entries: [Option<imp::Entry>; imp::MAX_HELD],
+}
+
+#[cfg(not(debug_assertions))]
+impl Saved {
+    #[inline(always)]
+    pub(crate) fn release(_lock: LockRef) -> Self {
+        Self {}
+    }
+
+    #[inline(always)]
+    pub(crate) fn check_retake(&self, _at: &'static core::panic::Location<'static>) {}
+
+    #[inline(always)]
+    pub(crate) fn restore(&mut self) {}
+}
+
 #[cfg(not(debug_assertions))]
 impl Record {
     #[inline(always)]
@@ -155,18 +183,18 @@ mod imp {
     use core::panic::Location;
     use core::sync::atomic::{AtomicBool, Ordering};
 
-    use super::{LockRef, MAX_THREADS, Record};
+    use super::{LockRef, MAX_THREADS, Record, Saved};
 
     type Site = &'static Location<'static>;
 
     const MAX_NODES: usize = 256;
     const WORDS: usize = MAX_NODES / 64;
     const MAX_EDGES: usize = 1024;
-    const MAX_HELD: usize = 16;
+    pub(super) const MAX_HELD: usize = 16;
     const MAX_PATH: usize = 8;
 
-    #[derive(Clone, Copy)]
-    struct Entry {
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Entry {
         lock: LockRef,
         at: Site,
         /// Taken by one `lock_all_with` call: siblings skip the rank check.
@@ -194,6 +222,27 @@ mod imp {
                 self.entries[self.len] = Some(e);
                 self.len += 1;
             }
+        }
+
+        /// Removes every entry of the lock (`addr`, `name`), outermost
+        /// first, into `out`.
+        fn take_all(&mut self, addr: usize, name: &str, out: &mut [Option<Entry>; MAX_HELD]) {
+            let mut n = 0;
+            let mut kept = 0;
+            for i in 0..self.len {
+                let e = self.entries[i];
+                if e.is_some_and(|e| e.lock.addr == addr && e.lock.name == name) {
+                    out[n] = e;
+                    n += 1;
+                } else {
+                    self.entries[kept] = e;
+                    kept += 1;
+                }
+            }
+            for e in &mut self.entries[kept..self.len] {
+                *e = None;
+            }
+            self.len = kept;
         }
 
         fn remove(&mut self, addr: usize, name: &str) {
@@ -428,8 +477,26 @@ mod imp {
             check: bool,
             batch: usize,
         ) -> Option<Report> {
+            if check {
+                if let Some(report) = self.check(stack, lock, at, batch) {
+                    return Some(report);
+                }
+            }
+            stack.push(Entry { lock, at, batch });
+            None
+        }
+
+        /// The three checks of a blocking acquisition of `lock` against
+        /// `stack`, recording the new order edges; nothing is pushed.
+        fn check(
+            &mut self,
+            stack: &Stack,
+            lock: LockRef,
+            at: Site,
+            batch: usize,
+        ) -> Option<Report> {
             let same = |e: &Entry| e.lock.addr == lock.addr && e.lock.name == lock.name;
-            if check && !(lock.recursive && stack.held().any(same)) {
+            if !(lock.recursive && stack.held().any(same)) {
                 let new = self.node(&lock);
                 for held in stack.held() {
                     if same(held) {
@@ -468,7 +535,6 @@ mod imp {
                     self.add_edge(old, new, held.at, at);
                 }
             }
-            stack.push(Entry { lock, at, batch });
             None
         }
     }
@@ -632,6 +698,39 @@ mod imp {
             with_thread(|_, st| {
                 for i in (0..n).rev() {
                     st.remove(lock.addr + i * stride, lock.name);
+                }
+            });
+        }
+    }
+
+    impl Saved {
+        pub(crate) fn release(lock: LockRef) -> Self {
+            let mut entries = [None; MAX_HELD];
+            with_thread(|_, st| st.take_all(lock.addr, lock.name, &mut entries));
+            Self { entries }
+        }
+
+        /// Checks taking the lock back (its outermost hold) against what
+        /// this thread holds now, as a blocking acquisition at `at`.
+        pub(crate) fn check_retake(&self, at: Site) {
+            let Some(first) = self.entries[0] else {
+                return;
+            };
+            raise(with_thread(|s, st| {
+                s.check(st, first.lock, at, first.batch)
+            }));
+        }
+
+        /// Pushes the saved holds back, with the sites they were first
+        /// taken at; idempotent.
+        pub(crate) fn restore(&mut self) {
+            if self.entries[0].is_none() {
+                return;
+            }
+            let entries = core::mem::replace(&mut self.entries, [None; MAX_HELD]);
+            with_thread(|_, st| {
+                for e in entries.into_iter().flatten() {
+                    st.push(e);
                 }
             });
         }

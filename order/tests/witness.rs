@@ -229,13 +229,16 @@ fn a_dropped_lock_is_forgotten() {
 
 mod kernel {
     mpsafe_order::lock_order! {
+        /// A serializer the big lock is taken under (and a start routine's
+        /// level, whose barrier is waited for under it).
+        pub Serial,
         /// A big lock its holder may take again.
         pub Giant (recursive),
         /// A mutex taken under it.
         pub Mtx,
     }
 }
-use kernel::{Giant, Mtx};
+use kernel::{Giant, Mtx, Serial};
 
 /// A thread id for `lock_api::ReentrantMutex`: the address of a thread-local.
 struct Tid;
@@ -341,4 +344,86 @@ fn a_recursive_lock_still_reports_a_reversal() {
         msg.contains(&format!("`Cache` ({})", addr(&cache))),
         "{msg}"
     );
+}
+
+/// A big lock released around a sleep (`tsleep` dropping the kernel lock,
+/// every nesting of it) is not held while its holder sleeps: a lock taken
+/// before it in the declared order, or a barrier at such a level, is quiet
+/// there. Taken back, it is held again at every nesting. Before
+/// `Ordered::released`, the witness reported the first as a lock order
+/// violation under `Giant`.
+#[test]
+fn a_lock_released_around_a_sleep_is_not_held_while_asleep() {
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let serial: Ordered<Serial, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    let barrier: Ordered<Serial, Handlers> = Ordered::new(Handlers(Mutex::new(())));
+    fresh(&giant, || {
+        fresh(&giant, || {
+            // The witness's view only: this test's thread is the only one,
+            // so the lock itself need not be released.
+            let released = giant.released();
+            fresh(&serial, || {});
+            Ctx::new().wait(&barrier);
+            released.retake();
+            // Held again: `Serial` under it is an inversion...
+            let msg = report(|| {
+                fresh(&serial, || {});
+            });
+            assert!(msg.contains("lock order violation"), "{msg}");
+            assert!(msg.contains("`Giant`") && msg.contains("`Serial`"), "{msg}");
+        });
+        // ... and so it is under the outer nesting alone.
+        let msg = report(|| {
+            fresh(&serial, || {});
+        });
+        assert!(msg.contains("`Giant`") && msg.contains("`Serial`"), "{msg}");
+    });
+    // Every nesting released: quiet.
+    fresh(&serial, || {});
+}
+
+/// Taking the big lock back is a blocking acquisition, checked before it
+/// can block: a sleeper that took a lock after it while asleep and still
+/// holds it is reported at the retake, naming both.
+#[test]
+fn retaking_a_released_lock_is_checked() {
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let mtx: Ordered<Mtx, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    fresh(&giant, || {
+        let released = giant.released();
+        let mut ctx = Ctx::new();
+        let (held, _) = ctx.lock(&mtx);
+        let msg = report(|| released.retake());
+        assert!(msg.contains("lock order violation"), "{msg}");
+        assert!(
+            msg.contains(&format!("`Giant` ({})", addr(&giant))),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("`Mtx` ({})", addr(&mtx))), "{msg}");
+        drop(held);
+    });
+}
+
+/// A routine run inside a barrier whose entry never waits (a start routine
+/// run by whichever thread asked for it) is not checked against what that
+/// thread holds: a thread holding a lock after the barrier's level runs it
+/// quietly. What the routine takes is still checked against everything.
+#[test]
+fn a_routine_run_under_a_later_lock_is_not_checked_on_entry() {
+    let start: Ordered<Serial, Handlers> = Ordered::new(Handlers(Mutex::new(())));
+    let giant: Ordered<Giant, BigLock> = Ordered::new(BigLock::new());
+    let mtx: Ordered<Mtx, Mutex<u32>> = Ordered::new(Mutex::new(0));
+    fresh(&giant, || {
+        start.run_inside(|mut ctx| {
+            let (_g, _) = ctx.lock(&giant); // nested: quiet
+        });
+    });
+    let msg = report(|| {
+        fresh(&mtx, || {
+            start.run_inside(|mut ctx| {
+                let (_g, _) = ctx.lock(&giant); // under `Mtx`: reported
+            });
+        });
+    });
+    assert!(msg.contains("`Giant`") && msg.contains("`Mtx`"), "{msg}");
 }
