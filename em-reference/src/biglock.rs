@@ -123,7 +123,9 @@ struct RawKernelLock {
 /// Proof that the current thread holds the [`KernelLock`]: the argument of
 /// every `*_locked` entry point that needs the big lock.
 pub struct KernelGuard<'a> {
-    lock: &'a RawKernelLock,
+    /// The lock at its level: [`sleep`](KernelGuard::sleep) tells the
+    /// witness it is released.
+    lock: &'a Ordered<BigLock, RawKernelLock>,
     /// !Send: the lock belongs to this thread.
     _not_send: PhantomData<*const ()>,
 }
@@ -239,7 +241,7 @@ impl RawKernelLock {
         };
         s.depth += 1;
         KernelGuard {
-            lock: self,
+            lock: Ordered::declare(self),
             _not_send: PhantomData,
         }
     }
@@ -277,7 +279,7 @@ impl KernelGuard<'_> {
     /// Whether this guard holds `lock` (and not some other big lock): how a
     /// `*_locked` entry point checks that its proof names its own lock.
     pub fn is_of(&self, lock: &KernelLock) -> bool {
-        core::ptr::eq(self.lock, lock.raw.unordered())
+        core::ptr::eq(self.lock, &lock.raw)
     }
 
     /// Runs `f` with the big lock fully released (every nesting level), then
@@ -296,11 +298,21 @@ impl KernelGuard<'_> {
     /// g.sleep(|| needs_big_lock(&g)); // error: `g` is borrowed mutably
     /// ```
     ///
-    /// The runtime witness still records the lock as held while `f` runs
-    /// (the guard lives on): what `f` takes is ordered after the big lock.
+    /// The runtime witness sees the release
+    /// ([`Ordered::released`]): while `f` runs the big lock is not held,
+    /// so what `f` takes or waits for (the ifnet serializer, a start
+    /// barrier whose routine takes the big lock) is not ordered after it;
+    /// taking it back is checked against what this thread holds before
+    /// it blocks, and each nesting is recorded again.
     ///
     /// Unwind-safe: if `f` panics, the lock is taken back at the same
     /// depth before the panic goes on, so the guards drop cleanly.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if the witness finds taking the lock back out of
+    /// order (`f` left a lock after [`BigLock`] held).
+    #[track_caller]
     pub fn sleep<R>(&mut self, f: impl FnOnce() -> R) -> R {
         /// Takes the lock back when dropped, on return or unwind.
         struct Retake<'a> {
@@ -312,23 +324,31 @@ impl KernelGuard<'_> {
                 self.lock.reacquire(self.depth);
             }
         }
-        let _retake = Retake {
-            lock: self.lock,
-            depth: self.lock.release_all(),
+        let released = self.lock.released();
+        let raw = self.lock.unordered();
+        let retake = Retake {
+            lock: raw,
+            depth: raw.release_all(),
         };
-        f()
+        let r = f();
+        // Checked before it can block; on unwind, `retake` takes the lock
+        // back and `released` drops, recording it again unchecked.
+        released.retake();
+        drop(retake);
+        r
     }
 }
 
 impl Drop for KernelGuard<'_> {
     fn drop(&mut self) {
-        let mut s = self.lock.state();
+        let lock = self.lock.unordered();
+        let mut s = lock.state();
         s.depth -= 1;
         if s.depth == 0 {
             s.owner = 0;
-            self.lock.owner.store(0, Ordering::Relaxed);
+            lock.owner.store(0, Ordering::Relaxed);
             drop(s);
-            self.lock.cv.notify_one();
+            lock.cv.notify_one();
         }
     }
 }
@@ -384,6 +404,50 @@ mod tests {
         );
         assert_eq!(c.total(), 3);
         assert!(c.to_string().contains("start=1"));
+    }
+
+    /// `sleep` releases the big lock, and the witness sees it: inside it,
+    /// the ifnet serializer (before the big lock in the driver's order) is
+    /// entered and a barrier at its level waited for, quietly, as stop
+    /// waits for the interrupt and start barriers; back from it, the lock
+    /// is held again at both nestings. Before `sleep` told the witness,
+    /// the entry was reported as a lock order violation under `BigLock`.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn the_witness_sees_the_lock_released_while_asleep() {
+        use crate::driver::order::Ifnet;
+        use mpsafe_barrier::Gate;
+        use mpsafe_order::Ctx;
+        use mpsafe_serializer::Serializer;
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+
+        let k = KernelLock::new();
+        let ifnet: Ordered<Ifnet, Serializer> = Ordered::new(Serializer::new());
+        let gate: Ordered<Ifnet, Gate> = Ordered::new(Gate::new());
+        let enter_ifnet = || {
+            let mut ctx = Ctx::new();
+            drop(ctx.lock(&ifnet));
+        };
+        let mut ctx = Ctx::new();
+        let (mut g, _) = k.lock_in(&mut ctx, Path::Ioctl);
+        let mut nested = Ctx::new();
+        let (inner, _) = k.lock_in(&mut nested, Path::Start);
+        g.sleep(|| {
+            enter_ifnet();
+            Ctx::new().wait(&gate);
+        });
+        let err = catch_unwind(AssertUnwindSafe(enter_ifnet))
+            .expect_err("the big lock is held again after the sleep");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("lock order violation"), "{msg}");
+        assert!(
+            msg.contains("`BigLock`") && msg.contains("`Ifnet`"),
+            "{msg}"
+        );
+        drop(inner);
+        assert!(catch_unwind(AssertUnwindSafe(enter_ifnet)).is_err());
+        drop(g);
+        enter_ifnet();
     }
 
     #[test]
