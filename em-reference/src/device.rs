@@ -71,6 +71,11 @@ pub struct DeviceConfig {
     pub loopback: bool,
     /// Period of the device's passes while traffic flows.
     pub tick: Duration,
+    /// Model QEMU's e1000, whose `CTRL.RST` only clears itself: the
+    /// receive and transmit units stay enabled on their rings, and the
+    /// interrupt registers keep their values (the guide's QEMU chapter).
+    /// Off (the default), `CTRL.RST` resets all of it, as on the 8254x.
+    pub reset_only_self_clears: bool,
 }
 
 impl Default for DeviceConfig {
@@ -81,6 +86,7 @@ impl Default for DeviceConfig {
             frame_size: 60,
             loopback: false,
             tick: Duration::from_micros(100),
+            reset_only_self_clears: false,
         }
     }
 }
@@ -462,7 +468,7 @@ impl Shared {
         // doorbell above all) are visible to the device that reads it.
         match reg {
             Reg::CTRL => {
-                if v & CTRL_RST != 0 {
+                if v & CTRL_RST != 0 && !self.config.reset_only_self_clears {
                     self.reset();
                 }
                 r.ctrl.store(v & !CTRL_RST, Ordering::Release);

@@ -89,12 +89,21 @@ impl<H: Hardware> Softc<H> {
         self.hw.write(Reg::IMC, !0);
         // 2. Interrupt barrier, 3. start barrier.
         self.quiesce(&mut k);
-        // Reset the device (em_reset_hw): when the reset returns it no
-        // longer touches the rings. After the barriers, so that it is the
-        // last register write of this run: a handler or start still running
-        // before them writes RDT or TDT, and on QEMU's e1000 an RDT write
-        // on a reset (receive-disabled) device drops every frame QEMU holds
-        // for it, without a counter (the guide's QEMU chapter).
+        // Reset the device (em_reset_hw): disable the receive and transmit
+        // units, then CTRL.RST; when these writes return the device no
+        // longer touches the rings. Both unit writes are needed, as
+        // em_reset_hw makes them: QEMU's e1000 treats CTRL.RST as a bit that
+        // only clears itself and leaves RCTL.EN, TCTL.EN and the ring
+        // registers alone, so a stopped receiver kept DMAing arriving frames
+        // into the buffers `rx_free` is about to free and the pool hands out
+        // again (frames lost without a counter, buffers written after they
+        // were freed). After the barriers, so that these are the last
+        // register writes of this run: a handler or start still running
+        // before them writes RDT or TDT, and on QEMU's e1000 an RDT write on
+        // a receive-disabled device drops every frame QEMU holds for it,
+        // without a counter (the guide's QEMU chapter).
+        self.hw.write(Reg::RCTL, 0);
+        self.hw.write(Reg::TCTL, 0);
         self.hw.write(Reg::CTRL, CTRL_RST);
         // 4. Clear oactive. 5. Free transmit, then receive structures.
         for ifq in self.ifqs.queues() {
