@@ -49,7 +49,10 @@ pub struct RawSpinMutex {
 
 impl RawSpinMutex {
     crate::sync::const_fn! {
-        /// An unlocked lock word.
+        /// An unlocked lock word. `lock_api::RawMutex::INIT` is the same
+        /// for a `static`; under loom, where no lock is built at compile
+        /// time, this is the one that works. The lock operations are
+        /// `lock_api::RawMutex`'s.
         pub fn new() -> Self {
             Self {
                 word: AtomicU32::new(UNLOCKED),
@@ -59,7 +62,7 @@ impl RawSpinMutex {
 
     /// Takes the lock if it is free; never waits.
     #[inline]
-    pub fn try_lock(&self) -> bool {
+    fn try_lock(&self) -> bool {
         // Acquire: pairs with the Release store in `unlock` of the previous
         // holder, so this holder sees everything done under the lock before.
         self.word
@@ -69,7 +72,7 @@ impl RawSpinMutex {
 
     /// Spins until the lock is taken.
     #[inline]
-    pub fn lock(&self) {
+    fn lock(&self) {
         if !self.try_lock() {
             self.lock_contended();
         }
@@ -106,7 +109,7 @@ impl RawSpinMutex {
     /// successful [`try_lock`](Self::try_lock)) and has not released it
     /// since; what it protects is not touched after this call.
     #[inline]
-    pub unsafe fn unlock(&self) {
+    unsafe fn unlock(&self) {
         debug_assert_eq!(
             self.word.load(Ordering::Relaxed),
             LOCKED,
@@ -121,7 +124,7 @@ impl RawSpinMutex {
 
     /// Whether some thread holds the lock (a hint, possibly stale).
     #[inline]
-    pub fn is_locked(&self) -> bool {
+    fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) != UNLOCKED
     }
 }

@@ -14,6 +14,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 use mpsafe_serializer::RawSpinMutex;
+use mpsafe_serializer::lock_api::RawMutex;
 
 struct Counter {
     lock: RawSpinMutex,
