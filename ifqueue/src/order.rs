@@ -105,6 +105,52 @@ impl<D: Discipline, R: RawMutex> Lock for SendQueue<D, R> {
     }
 }
 
+impl<D: Discipline, T: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, T, R, W> {
+    /// [`transmit`](IfQueue::transmit) with the queue mutex taken from
+    /// `ctx` at level `Q` ([`Ctx::lock`] on the queue declared at `Q`), for
+    /// a driver that declares the queue mutex in its own order while its
+    /// start routine is its own [`Start`] (it runs the routine inside the
+    /// queue's start level itself, [`Ordered::run_inside`]) rather than an
+    /// [`OrderedStart`]. The start that follows never waits for another
+    /// CPU's routine (a busy serializer hands it the work): a routine run on
+    /// this thread is checked by what it takes.
+    ///
+    /// ```
+    /// use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, TaskOwner};
+    /// use mpsafe_order::Ctx;
+    ///
+    /// mpsafe_order::lock_order! { pub IfqMutex }
+    ///
+    /// let ifq = IfQueue::new(Fifo::<Vec<u8>>::new(), Config::default(), |q: &SendQueue<_>, _: &TaskOwner<'_>| {
+    ///     while q.dequeue().is_some() {}
+    /// })?;
+    /// ifq.transmit_in::<IfqMutex, _>(&mut Ctx::new(), vec![0u8; 60])?;
+    /// assert!(ifq.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`IfQueue::transmit`].
+    #[track_caller]
+    #[inline]
+    pub fn transmit_in<Q: Level, C: LockBefore<Q>>(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        packet: D::Packet,
+    ) -> Result<(), Dropped<D::Packet>> {
+        // As `transmit`: enqueue, then start unless refused.
+        let result = ctx
+            .lock(Ordered::<Q, _>::declare(self.queue()))
+            .0
+            .enqueue(packet);
+        if !matches!(result, Err(Dropped::Refused(_))) {
+            self.start();
+        }
+        result
+    }
+}
+
 /// A start routine run at level `S`, taking its queue's mutex at level `Q`:
 /// `F` gets the queue declared at `Q`, the serializer's proof, and a context
 /// at `S`.
