@@ -5,7 +5,10 @@
 //! from a ring it is not on, or DMA into a buffer the device does not own is
 //! caught where it happens. The free list sits behind its own mutex, like a
 //! kernel `pool(9)`; this is why drivers defer frees until they have released
-//! their own locks (seed 000).
+//! their own locks (seed 000). The mutex sits at level
+//! [`PoolMutex`], last in the driver's lock order: the driver takes it
+//! through a context (`alloc_in`, `free_all_in`); the stack and the device
+//! use the plain API.
 //!
 //! A buffer held by software is an [`Mbuf`]. It must be given back with
 //! [`Mbuf::free`] (or [`Pool::free_all`]); dropping one without freeing it is
@@ -25,7 +28,11 @@ use std::any::Any;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use mpsafe_order::{Ctx, LockBefore, Ordered};
+
+use crate::driver::order::PoolMutex;
 
 /// Where a buffer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +72,32 @@ struct Slot {
     tag: AtomicU64,
 }
 
+/// The free list's mutex, as the lock order sees it.
+#[derive(Debug)]
+struct FreeList(Mutex<Vec<u32>>);
+
+impl mpsafe_order::Lock for FreeList {
+    type Guard<'a> = MutexGuard<'a, Vec<u32>>;
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
+        // The free list holds plain indices: a panic elsewhere cannot leave
+        // it half-updated, so a poisoned lock is still consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Vec<u32>>> {
+        match self.0.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     slots: Box<[Slot]>,
-    free: Mutex<Vec<u32>>,
+    free: Ordered<PoolMutex, FreeList>,
     buf_size: usize,
     alloc_failures: AtomicU64,
     dma_errors: AtomicU64,
@@ -188,7 +217,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 slots: (0..count).map(|_| Slot::default()).collect(),
                 // LIFO: the most recently freed (cache-hot) buffer goes out first.
-                free: Mutex::new((0..n).rev().collect()),
+                free: Ordered::new(FreeList(Mutex::new((0..n).rev().collect()))),
                 buf_size,
                 alloc_failures: AtomicU64::new(0),
                 dma_errors: AtomicU64::new(0),
@@ -271,18 +300,25 @@ impl Pool {
         self.inner.slots.len()
     }
 
-    fn free_list(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
-        // The free list holds plain indices: a panic elsewhere cannot leave
-        // it half-updated, so a poisoned lock is still consistent.
-        self.inner
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn free_list(&self) -> MutexGuard<'_, Vec<u32>> {
+        mpsafe_order::Lock::lock(self.inner.free.unordered())
     }
 
     /// Takes a free buffer, or `None` (counted) if the pool is empty.
     pub fn alloc(&self) -> Option<Mbuf> {
         let idx = self.free_list().pop();
+        self.alloc_from(idx)
+    }
+
+    /// [`alloc`](Pool::alloc), the free-list mutex taken from `ctx` at its
+    /// level in the driver's order (refill allocates under the rx mutex).
+    #[track_caller]
+    pub(crate) fn alloc_in<L: LockBefore<PoolMutex>>(&self, ctx: &mut Ctx<'_, L>) -> Option<Mbuf> {
+        let idx = ctx.lock(&self.inner.free).0.pop();
+        self.alloc_from(idx)
+    }
+
+    fn alloc_from(&self, idx: Option<u32>) -> Option<Mbuf> {
         let Some(idx) = idx else {
             self.inner.alloc_failures.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -297,7 +333,21 @@ impl Pool {
     /// Frees a batch of buffers with one acquisition of the free-list lock
     /// (the deferred free list of seed 000, `ml_purge`).
     pub fn free_all(&self, bufs: impl IntoIterator<Item = Mbuf>) {
-        let mut free = self.free_list();
+        self.free_into(&mut self.free_list(), bufs);
+    }
+
+    /// [`free_all`](Pool::free_all), the free-list mutex taken from `ctx` at
+    /// its level in the driver's order.
+    #[track_caller]
+    pub(crate) fn free_all_in<L: LockBefore<PoolMutex>>(
+        &self,
+        ctx: &mut Ctx<'_, L>,
+        bufs: impl IntoIterator<Item = Mbuf>,
+    ) {
+        self.free_into(&mut ctx.lock(&self.inner.free).0, bufs);
+    }
+
+    fn free_into(&self, free: &mut Vec<u32>, bufs: impl IntoIterator<Item = Mbuf>) {
         for mut m in bufs {
             let (pool, idx) = m.pool.take().map(|p| (p, m.idx)).expect("live mbuf");
             debug_assert!(

@@ -77,8 +77,14 @@ impl Core {
     /// The policy applied: enters what `path` needs in the current mode.
     /// `outer` is the ifnet guard of a caller inside the serializer (the
     /// interrupt in [`Mode::Serialized`], every ioctl). The big lock is
-    /// taken from `ctx` at its level ([`KernelLock::lock_in`]), and the
-    /// proof keeps `ctx` borrowed while it lives.
+    /// taken from `ctx` at its level ([`KernelLock::lock_in`]); the proof
+    /// and the returned context keep `ctx` borrowed while they live.
+    ///
+    /// The context comes back at [`BigLock`] whatever the mode took (the
+    /// big lock, or nothing): one type for every mode, and a context at a
+    /// later level than the caller's only forbids more
+    /// ([`Ctx::restrict`]). What the path takes under it (the rx mutex, the
+    /// queue mutex, the pool) comes after the big lock in every mode.
     ///
     /// # Panics
     ///
@@ -90,14 +96,17 @@ impl Core {
         path: Path,
         outer: Option<&'a Serialized<'a>>,
         ctx: &'a mut Ctx<'_, L>,
-    ) -> Proof<'a> {
+    ) -> (Proof<'a>, Ctx<'a, BigLock>) {
         match self.mode().entry(path) {
-            Entry::Unlocked => Proof::Unlocked,
-            Entry::BigLock => Proof::Big(self.big.lock_in(ctx, path).0),
+            Entry::Unlocked => (Proof::Unlocked, ctx.restrict()),
+            Entry::BigLock => {
+                let (k, ctx) = self.big.lock_in(ctx, path);
+                (Proof::Big(k), ctx)
+            }
             Entry::Serializer => {
                 let s = outer.expect("path entered outside the ifnet serializer");
                 self.check_ifnet(s);
-                Proof::Ifnet(s)
+                (Proof::Ifnet(s), ctx.restrict())
             }
         }
     }

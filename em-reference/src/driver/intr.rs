@@ -6,7 +6,7 @@ use mpsafe_serializer::{OrderedSerializer, Serialized};
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
-use super::order::{Ifnet, RxMutex};
+use super::order::{BigLock, Ifnet};
 use crate::biglock::Path;
 use crate::hw::{Hardware, IntrHandler, Reg};
 
@@ -31,7 +31,14 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                 }
                 _ => {
                     let mut ctx = Ctx::new();
-                    let p = self.core.enter(Path::Interrupt, None, &mut ctx);
+                    let (p, _) = self.core.enter(Path::Interrupt, None, &mut ctx);
+                    // The parts take the big lock again where the mode asks
+                    // (each counted against its own path): in `BigLock`
+                    // mode under this entry's hold, a recursion no context
+                    // at `BigLock` can express. So they start from a
+                    // context of their own; the witness lets the holder's
+                    // re-acquisitions through (the level is recursive) and
+                    // checks everything else against what it sees held.
                     return self.intr_locked(&p, None, &mut Ctx::new());
                 }
             }
@@ -49,7 +56,7 @@ impl<H: Hardware> Softc<H> {
 
     /// The handler body under its entry's proof; `outer` is the ifnet
     /// guard when the handler runs inside the serializer.
-    fn intr_locked<L: LockBefore<RxMutex>>(
+    fn intr_locked<L: LockBefore<BigLock>>(
         &self,
         proof: &Proof<'_>,
         outer: Option<&Serialized<'_>>,
@@ -65,16 +72,19 @@ impl<H: Hardware> Softc<H> {
             return true;
         }
         for q in 0..self.rxqs.len() {
-            // The big lock, if the mode asks for it here, from a context of
-            // its own: `ctx` stays free for the rx mutex under it.
-            self.rxeof(q, &self.core.enter(Path::Rx, outer, &mut Ctx::new()), ctx);
-            self.txeof(q, outer);
-            self.rxrefill(
-                q,
-                &self.core.enter(Path::RxFill, outer, &mut Ctx::new()),
-                ctx,
-            );
-            self.kick(q, outer);
+            // Each part enters what the mode asks for it from `ctx`, and
+            // takes the rx mutex (the pool, the queue mutex) from the
+            // context that comes back.
+            {
+                let (p, mut ctx) = self.core.enter(Path::Rx, outer, ctx);
+                self.rxeof(q, &p, &mut ctx);
+            }
+            self.txeof(q, outer, ctx);
+            {
+                let (p, mut ctx) = self.core.enter(Path::RxFill, outer, ctx);
+                self.rxrefill(q, &p, &mut ctx);
+            }
+            self.kick(q, outer, &mut ctx.restrict::<BigLock>());
         }
         true
     }
@@ -82,11 +92,17 @@ impl<H: Hardware> Softc<H> {
     /// Tx completion for queue `q`, then a restart if the ring had filled
     /// (seed 002: "restart from an mpsafe interrupt context"), through the
     /// send queue unless inside the ifnet serializer.
-    fn txeof(&self, q: usize, outer: Option<&Serialized<'_>>) {
+    fn txeof<L: LockBefore<BigLock>>(
+        &self,
+        q: usize,
+        outer: Option<&Serialized<'_>>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         let ifq = self.ifqs.queue(q);
-        let mut ctx = Ctx::new();
-        let p = self.core.enter(Path::TxEof, outer, &mut ctx);
-        ifq.driver().txeof(&p);
+        let (p, mut ctx) = self.core.enter(Path::TxEof, outer, ctx);
+        ifq.driver().txeof(&p, &mut ctx);
+        // A restart run on this thread is a start routine, which records
+        // itself at its start level (`TxRing::start`).
         if !matches!(p, Proof::Ifnet(_)) {
             ifq.restart_if_oactive();
         }

@@ -3,14 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
-use mpsafe_order::Ctx;
+use mpsafe_order::{Ctx, LockBefore};
 use mpsafe_serializer::Serialized;
 
 use super::Softc;
 use super::config::check_ring;
 use super::errors::EmError;
 use super::mode::{Entry, Proof};
+use super::order::{BigLock, IfqMutex, IfqStart, IfqStartSerialized, PoolMutex};
 use super::stats::Counters;
+use super::tx::{ifq_mutex, start_barrier};
 use crate::biglock::Path;
 use crate::hw::{Hardware, Reg};
 use crate::pool::Mbuf;
@@ -18,12 +20,30 @@ use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_EN, RCTL_SECRC, TCTL
 
 impl<H: Hardware> Softc<H> {
     /// `em_init`: from a stopped device, program both units, refill, set
-    /// RUNNING last, unmask, start what was queued while down.
-    pub(crate) fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
+    /// RUNNING last, unmask, start what was queued while down. `ctx` is the
+    /// context the caller entered the ifnet serializer from.
+    pub(crate) fn init_locked<L: LockBefore<BigLock>>(
+        &self,
+        s: &Serialized<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) -> Result<(), EmError> {
         self.core.check_ifnet(s);
-        let mut ctx = Ctx::new();
-        let _k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
-        self.stop_locked(s);
+        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
+        self.init_entered(s, &mut k, &mut ctx)
+    }
+
+    /// [`init_locked`](Self::init_locked) inside the ioctl's entry `k` (the
+    /// big lock, in the modes that take it), whose context is `ctx`: stop,
+    /// the rings and the refill run under the same entry, with no second
+    /// acquisition of the big lock. (The refill's own path enters the same
+    /// as the ioctl in every mode: [`Mode::entry`](super::Mode::entry).)
+    fn init_entered(
+        &self,
+        s: &Serialized<'_>,
+        k: &mut Proof<'_>,
+        ctx: &mut Ctx<'_, BigLock>,
+    ) -> Result<(), EmError> {
+        self.stop_entered(s, k, ctx);
         self.core.bump_generation(s);
         self.hw.write(Reg::CTRL, CTRL_SLU);
         self.hw.write(Reg::ITR, self.cfg.itr());
@@ -31,7 +51,7 @@ impl<H: Hardware> Softc<H> {
         let tx_n = self.tx_desc.load(Ordering::Relaxed);
         for (q, ifq) in self.ifqs.queues().iter().enumerate() {
             ifq.driver().init_locked(tx_n);
-            self.rx_init_locked(q, rx_n, &mut Ctx::new());
+            self.rx_init_locked(q, rx_n, ctx);
         }
         self.hw.write(Reg::TCTL, TCTL_EN);
         // SECRC: strip the CRC, as em does on the 82543 and later; without
@@ -39,21 +59,17 @@ impl<H: Hardware> Softc<H> {
         self.hw.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
         let ok = |r, bit| self.hw.read(r) & bit != 0;
         if !ok(Reg::RCTL, RCTL_EN) || !ok(Reg::TCTL, TCTL_EN) {
-            self.stop_locked(s);
+            self.stop_entered(s, k, ctx);
             return Err(EmError::DeviceRefused);
         }
         for q in 0..self.rxqs.len() {
-            self.rxrefill(
-                q,
-                &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
-                &mut Ctx::new(),
-            );
+            self.rxrefill(q, k, ctx);
         }
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
         // Packets queued while down go out now.
         for q in 0..self.rxqs.len() {
-            self.kick(q, Some(s));
+            self.kick(q, Some(s), ctx);
         }
         Ok(())
     }
@@ -75,11 +91,21 @@ impl<H: Hardware> Softc<H> {
 
     /// `em_stop`, in order: clear RUNNING, mask the device's interrupts, the
     /// interrupt barrier, the start barrier, reset the device, clear
-    /// `oactive`, free the transmit then the receive structures.
-    pub(crate) fn stop_locked(&self, s: &Serialized<'_>) {
+    /// `oactive`, free the transmit then the receive structures. `ctx` is
+    /// the context the caller entered the ifnet serializer from.
+    pub(crate) fn stop_locked<L: LockBefore<BigLock>>(
+        &self,
+        s: &Serialized<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         self.core.check_ifnet(s);
-        let mut ctx = Ctx::new();
-        let mut k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
+        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
+        self.stop_entered(s, &mut k, &mut ctx);
+    }
+
+    /// [`stop_locked`](Self::stop_locked) inside the ioctl's entry `k`,
+    /// whose context is `ctx`.
+    fn stop_entered(&self, s: &Serialized<'_>, k: &mut Proof<'_>, ctx: &mut Ctx<'_, BigLock>) {
         self.core.bump_generation(s);
         let was_running = self.core.is_running();
         // 1. Clear RUNNING: new handler passes and starts do nothing.
@@ -88,7 +114,7 @@ impl<H: Hardware> Softc<H> {
         // Disable interrupts (em_disable_intr).
         self.hw.write(Reg::IMC, !0);
         // 2. Interrupt barrier, 3. start barrier.
-        self.quiesce(&mut k);
+        self.quiesce(k);
         // Reset the device (em_reset_hw): disable the receive and transmit
         // units, then CTRL.RST; when these writes return the device no
         // longer touches the rings. Both unit writes are needed, as
@@ -110,10 +136,10 @@ impl<H: Hardware> Softc<H> {
             ifq.clear_oactive();
         }
         for ifq in self.ifqs.queues() {
-            ifq.driver().free_locked();
+            ifq.driver().free_locked(ctx);
         }
         for q in 0..self.rxqs.len() {
-            self.rx_free_locked(q, &mut Ctx::new());
+            self.rx_free_locked(q, ctx);
         }
         if was_running {
             Counters::bump(&self.ctr.stops);
@@ -133,8 +159,14 @@ impl<H: Hardware> Softc<H> {
     ///   start barrier, with the big lock dropped as `tsleep` drops it (a
     ///   handler or start waiting for the lock must get it to finish);
     /// - otherwise the same two barriers, directly.
+    ///
+    /// The barriers wait from a context of their own: stop's is borrowed by
+    /// its entry `k`, and says the big lock is held, which it is not while
+    /// `sleep` has it released. The witness checks each wait against what
+    /// it sees held (the ifnet serializer; not the big lock, whose release
+    /// `sleep` records).
     pub(crate) fn quiesce(&self, k: &mut Proof<'_>) {
-        let barriers = || self.barriers();
+        let barriers = || self.barriers(&mut Ctx::new());
         match k {
             // The refill timeout never waits for the serializer (it tries
             // it), so waiting for the timeout inside it is safe.
@@ -147,23 +179,29 @@ impl<H: Hardware> Softc<H> {
         }
     }
 
-    /// The interrupt gate's barrier, each queue's start barrier, the refill
-    /// timeout's barrier.
-    pub(crate) fn barriers(&self) {
+    /// The interrupt gate's barrier, each queue's start barrier (at the
+    /// level its routine runs at in the current mode: [`start_barrier`]),
+    /// the refill timeout's barrier.
+    pub(crate) fn barriers<L>(&self, ctx: &mut Ctx<'_, L>)
+    where
+        L: LockBefore<IfqStartSerialized> + LockBefore<IfqStart>,
+    {
         self.hw.intr_barrier();
-        self.ifqs
-            .barrier_all()
-            .expect("never called from inside the start routine");
+        let mode = self.core.mode();
+        for ifq in self.ifqs.queues() {
+            start_barrier(ifq, mode, ctx);
+        }
         self.refill.del_barrier();
     }
 
     /// `SIOCSIFRXR`-like: new ring sizes, applied by re-initialising a
     /// running interface.
-    pub(crate) fn set_ring_sizes_locked(
+    pub(crate) fn set_ring_sizes_locked<L: LockBefore<BigLock>>(
         &self,
         s: &Serialized<'_>,
         rx: u32,
         tx: u32,
+        ctx: &mut Ctx<'_, L>,
     ) -> Result<(), EmError> {
         self.core.check_ifnet(s);
         check_ring("rx", rx)?;
@@ -175,24 +213,28 @@ impl<H: Hardware> Softc<H> {
                 accepts: "less than the new rx ring size",
             });
         }
-        let mut ctx = Ctx::new();
-        let _k = self.core.enter(Path::Ioctl, Some(s), &mut ctx);
+        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
         self.rx_desc.store(rx, Ordering::Relaxed);
         self.tx_desc.store(tx, Ordering::Relaxed);
         if self.core.is_running() {
-            self.init_locked(s)?;
+            self.init_entered(s, &mut k, &mut ctx)?;
         }
         Ok(())
     }
 
-    /// `if_down`'s purge: whatever the send queues hold is freed and counted.
-    pub(crate) fn purge(&self) {
-        for purged in self.ifqs.purge_all() {
+    /// `if_down`'s purge: whatever the send queues hold is freed and
+    /// counted, the queue mutex and then the pool's taken from `ctx`.
+    pub(crate) fn purge<L: LockBefore<IfqMutex> + LockBefore<PoolMutex>>(
+        &self,
+        ctx: &mut Ctx<'_, L>,
+    ) {
+        for ifq in self.ifqs.queues() {
+            let purged = ctx.lock(ifq_mutex(ifq.queue())).0.purge();
             let purged: Vec<Mbuf> = purged.collect();
             self.ctr
                 .tx_purged
                 .fetch_add(purged.len() as u64, Ordering::Relaxed);
-            self.pool.free_all(purged);
+            self.pool.free_all_in(ctx, purged);
         }
     }
 
@@ -200,14 +242,23 @@ impl<H: Hardware> Softc<H> {
     /// serializer in [`Mode::Serialized`](super::Mode::Serialized) the start
     /// body runs right here with that serializer as its proof: going
     /// through the send queue would enter the serializer again, which is
-    /// not recursive. Otherwise the send queue's serialized start runs it.
-    pub(crate) fn kick(&self, q: usize, outer: Option<&Serialized<'_>>) {
+    /// not recursive. Otherwise the send queue's serialized start runs it
+    /// (never waiting: a busy start serializer hands the work to its
+    /// owner), and a routine run on this thread records itself at its start
+    /// level.
+    pub(crate) fn kick<L: LockBefore<IfqMutex>>(
+        &self,
+        q: usize,
+        outer: Option<&Serialized<'_>>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         let ifq = self.ifqs.queue(q);
         match (self.core.mode().entry(Path::Start), outer) {
             (Entry::Serializer, Some(s)) => {
                 if ifq.is_oactive() || !ifq.is_empty() {
                     ifq.clear_oactive();
-                    ifq.driver().start_locked(ifq.queue(), &Proof::Ifnet(s));
+                    ifq.driver()
+                        .start_locked(ifq.queue(), &Proof::Ifnet(s), ctx);
                 }
             }
             _ => {

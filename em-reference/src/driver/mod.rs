@@ -13,19 +13,20 @@
 //! | init / stop / ioctl | ifnet serializer + big lock | ifnet serializer + big lock | ifnet serializer | ifnet serializer |
 //! | interrupt barrier in stop | device gate barrier | device gate barrier | device gate barrier | `handler_disable` |
 //!
-//! Lock order: ifnet serializer → big lock → rx mutex → buffer pool,
-//! declared for the ifnet serializer and the rx mutex in [`order`], through
-//! which every path takes them (and why the big lock and the ifq start stay
-//! outside the declaration). Starting
-//! through the ifq serializer never blocks, so `start` and `restart` sit
-//! outside the order (seed 002: "because contention on the ifq_serializer
-//! causes the second context to return immediately ... all the problems are
-//! avoided"); the ifq *barrier* does block, on a start routine that may take
-//! the big lock, so it is not outside the order. In `Serialized` the ifq's
-//! start task *does* block, entering the ifnet serializer; nothing inside
-//! that serializer ever waits for the ifq's start barrier, and the
-//! interrupt and init paths, which hold it, run the start body directly
-//! instead of through the send queue (the serializer is not recursive).
+//! Lock order, declared once in [`order`] and taken through contexts on
+//! every path: (`IfqStartSerialized` →) ifnet serializer → (`IfqStart` →)
+//! big lock → rx mutex → ifq mutex → buffer pool. The two start levels are
+//! the send queue's start routine, which runs inside the queue's start
+//! serializer and whose barrier stop waits for: in `Serialized` mode the
+//! routine enters the ifnet serializer (before it), in the others stop waits
+//! for it inside the ifnet serializer (after it). Starting through the ifq
+//! serializer never blocks (seed 002: "because contention on the
+//! ifq_serializer causes the second context to return immediately ... all
+//! the problems are avoided"), so any path may ask for a start; the ifq
+//! *barrier* does block, and is ordered at the routine's level for the
+//! mode. In `Serialized` mode the interrupt and init paths, which hold the
+//! ifnet serializer, run the start body directly instead of through the
+//! send queue (the serializer is not recursive).
 //!
 //! One file per concept: [`mode`](self) policy, `core` (mode, RUNNING, the
 //! locks the policy hands out), `tx`, `rx`, `ioctl`, `intr`, `stats`,
@@ -63,6 +64,7 @@ pub use self::stats::EmStats;
 
 use self::core::Core;
 use self::mode::Proof;
+use self::order::{BigLock, Ifnet, IfqMutex};
 use self::rx::RxQueue;
 use self::stats::Counters;
 use self::timeout::Timeout;
@@ -261,8 +263,8 @@ impl<H: Hardware> Em<H> {
     /// [`EmError::DeviceRefused`] if the device did not accept the rings.
     pub fn init(&self) -> Result<(), EmError> {
         let mut ctx = Ctx::new();
-        let (s, _) = ctx.lock(&self.sc.core.ifnet);
-        self.init_locked(&s)
+        let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
+        self.sc.init_locked(&s, &mut ctx)
     }
 
     /// [`init`](Em::init) for a caller inside this interface's ifnet
@@ -276,7 +278,7 @@ impl<H: Hardware> Em<H> {
     ///
     /// If `s` is a guard of another serializer.
     pub fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
-        self.sc.init_locked(s)
+        self.sc.init_locked(s, &mut Ctx::new().restrict::<Ifnet>())
     }
 
     /// Brings the interface down (`em_stop`) in the documented order: clear
@@ -284,8 +286,8 @@ impl<H: Hardware> Em<H> {
     /// device, clear `oactive`, free transmit then receive structures.
     pub fn stop(&self) {
         let mut ctx = Ctx::new();
-        let (s, _) = ctx.lock(&self.sc.core.ifnet);
-        self.stop_locked(&s);
+        let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
+        self.sc.stop_locked(&s, &mut ctx);
     }
 
     /// [`stop`](Em::stop) for a caller inside this interface's ifnet
@@ -295,16 +297,16 @@ impl<H: Hardware> Em<H> {
     ///
     /// If `s` is a guard of another serializer.
     pub fn stop_locked(&self, s: &Serialized<'_>) {
-        self.sc.stop_locked(s);
+        self.sc.stop_locked(s, &mut Ctx::new().restrict::<Ifnet>());
     }
 
     /// `if_down`: [`stop`](Em::stop), then purge the send queues (the purged
     /// packets are freed and counted).
     pub fn down(&self) {
         let mut ctx = Ctx::new();
-        let (s, _) = ctx.lock(&self.sc.core.ifnet);
-        self.stop_locked(&s);
-        self.sc.purge();
+        let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
+        self.sc.stop_locked(&s, &mut ctx);
+        self.sc.purge(&mut ctx);
     }
 
     /// `if_up`: [`init`](Em::init).
@@ -324,8 +326,8 @@ impl<H: Hardware> Em<H> {
     /// [`EmError::RingSize`] (nothing changes), or as [`init`](Em::init).
     pub fn set_ring_sizes(&self, rx: u32, tx: u32) -> Result<(), EmError> {
         let mut ctx = Ctx::new();
-        let (s, _) = ctx.lock(&self.sc.core.ifnet);
-        self.set_ring_sizes_locked(&s, rx, tx)
+        let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
+        self.sc.set_ring_sizes_locked(&s, rx, tx, &mut ctx)
     }
 
     /// [`set_ring_sizes`](Em::set_ring_sizes) inside this interface's ifnet
@@ -344,7 +346,8 @@ impl<H: Hardware> Em<H> {
         rx: u32,
         tx: u32,
     ) -> Result<(), EmError> {
-        self.sc.set_ring_sizes_locked(s, rx, tx)
+        self.sc
+            .set_ring_sizes_locked(s, rx, tx, &mut Ctx::new().restrict::<Ifnet>())
     }
 
     /// Switches the locking design of a running (or stopped) interface, under
@@ -392,18 +395,22 @@ impl<H: Hardware> Em<H> {
             Counters::bump(&sc.ctr.tx_down);
             return Err(TxError::Down(packet));
         }
-        ifq.transmit(packet).or_else(|d| {
-            Counters::bump(&sc.ctr.tx_qdrops);
-            match d {
-                // A FIFO never evicts; a priority queue would, and the
-                // victim is ours to free.
-                Dropped::Evicted(m) => {
-                    m.free();
-                    Ok(())
+        // The queue mutex at its level; the start that follows never waits
+        // (a routine run on this thread records itself at its start level).
+        let mut ctx = Ctx::new();
+        ifq.transmit_in::<IfqMutex, _>(&mut ctx, packet)
+            .or_else(|d| {
+                Counters::bump(&sc.ctr.tx_qdrops);
+                match d {
+                    // A FIFO never evicts; a priority queue would, and the
+                    // victim is ours to free.
+                    Dropped::Evicted(m) => {
+                        sc.pool.free_all_in(&mut ctx, [m]);
+                        Ok(())
+                    }
+                    d => Err(TxError::QueueFull(d.into_packet())),
                 }
-                d => Err(TxError::QueueFull(d.into_packet())),
-            }
-        })
+            })
     }
 
     /// Asks send queue `queue` to start (`if_start`): runs the start routine
@@ -433,7 +440,15 @@ impl<H: Hardware> Em<H> {
             return Err(EmError::WrongMode(self.mode()));
         }
         let ifq = self.sc.ifq(queue)?;
-        ifq.driver().start_locked(ifq.queue(), &Proof::BigHeld(k));
+        // The caller holds the big lock through the plain API (a
+        // `KernelGuard`), so no context came with it: this one starts at
+        // `BigLock`, as if it had (the witness does not see that hold).
+        let mut ctx = Ctx::new();
+        ifq.driver().start_locked(
+            ifq.queue(),
+            &Proof::BigHeld(k),
+            &mut ctx.restrict::<BigLock>(),
+        );
         Ok(())
     }
 
@@ -454,7 +469,11 @@ impl<H: Hardware> Em<H> {
             return Err(EmError::WrongMode(self.mode()));
         }
         let ifq = self.sc.ifq(queue)?;
-        ifq.driver().start_locked(ifq.queue(), &Proof::Ifnet(s));
+        // Inside the ifnet serializer through the plain API: as in
+        // `init_locked`, the context starts at `Ifnet`.
+        let mut ctx = Ctx::new();
+        ifq.driver()
+            .start_locked(ifq.queue(), &Proof::Ifnet(s), &mut ctx.restrict::<Ifnet>());
         Ok(())
     }
 

@@ -1,48 +1,69 @@
 //! The driver's lock order, declared once ([`mpsafe_order`]).
 //!
-//! The order is the driver's real one: **ifnet serializer → big lock → rx
-//! mutex**. The ifnet serializer is the outer lock of every path that takes
-//! it (the ioctls, the interrupt and the start routine in `Serialized` mode,
-//! the refill timeout); the ioctls take the big lock inside it in the modes
-//! that need the big lock; the rx mutex is taken inside either, never the
-//! other way round. All three are acquired only through a
-//! [`Ctx`](mpsafe_order::Ctx): the big lock through
-//! [`KernelLock::lock_in`](crate::KernelLock::lock_in), at the top of every
-//! path the mode policy puts under it (`Core::enter`, the start routine).
+//! Every lock the driver takes, in the order it may take them, with what is
+//! really held when each is taken (in some mode):
+//!
+//! | rank | level | lock | taken by | held when taken |
+//! | --- | --- | --- | --- | --- |
+//! | 1 | [`IfqStartSerialized`] | a send queue's start routine (its start serializer), in `Serialized` mode | whoever asks for a start (transmit, completion's restart); barrier: the mode switch | nothing (barrier); anything (a start never waits) |
+//! | 2 | [`Ifnet`] | the ifnet serializer | every ioctl, the mode switch; in `Serialized` also the interrupt (`handler_call`), the start routine, the refill timeout (`try_lock`) | the start routine's level (`Serialized`) |
+//! | 3 | [`IfqStart`] | a send queue's start routine, in the other modes | whoever asks for a start; barrier: stop (inside the ifnet serializer, the big lock released) and the mode switch | the ifnet serializer (barrier); anything (a start never waits) |
+//! | 4 | [`BigLock`] `(recursive)` | the big lock ([`KernelLock`](crate::KernelLock)) | the mode policy in `BigLock` and `RxUnlocked` modes: interrupt, rxeof, refill, txeof, start, ioctl | ifnet serializer (ioctl), start level (start), itself (the interrupt's parts) |
+//! | 5 | [`RxMutex`] | a receive ring's mutex | rxeof, refill, ring init and teardown, statistics | big lock and/or ifnet serializer |
+//! | 6 | [`IfqMutex`] | a send queue's mutex (`ifq_mtx`) | the start routine (dequeue), transmit (enqueue), down (purge), statistics | start level, big lock or ifnet serializer |
+//! | 7 | [`PoolMutex`] | the buffer pool's free list | refill (allocates), rxeof, txeof, stop, down, transmit (free) | rx mutex (refill), big lock, ifnet serializer |
+//!
+//! Every path takes these through a [`Ctx`](mpsafe_order::Ctx), from the
+//! context of the caller where there is one; the places that start from
+//! a context of their own say why (the interrupt's parts, which retake the
+//! big lock under the interrupt's hold; the barriers stop waits at while
+//! its context is borrowed by the big lock's guard; the public `*_locked`
+//! entry points, whose caller entered through the plain API), and the
+//! runtime witness checks them. The ifq mutex of a queue's *internal*
+//! acquisitions (the bundling threshold's `maxlen`) is not recorded.
+//!
+//! **Why the big lock comes after the ifnet serializer** (not before it, as
+//! in issue 15's example and in OpenBSD, whose ioctls hold the kernel lock
+//! when they call into a driver): every ioctl here enters the ifnet
+//! serializer first, and stop, inside it, drops and retakes the big lock
+//! around the barriers ([`KernelGuard::sleep`](crate::KernelGuard::sleep),
+//! as `tsleep` drops the kernel lock). With the big lock first, an ioctl
+//! holding it and waiting for the serializer would deadlock against stop
+//! retaking it; the declared order makes a caller that holds the big lock
+//! and enters the ifnet serializer fail to compile instead (see
+//! [`KernelLock::lock_in`](crate::KernelLock::lock_in)). The witness sees
+//! the release ([`Ordered::released`](mpsafe_order::Ordered::released)), so
+//! stop's barriers are not taken for waits under the big lock.
 //!
 //! The big lock is declared `(recursive)`: the interrupt holds it and runs
 //! parts (rxeof, txeof, refill) and a start routine that take it again,
-//! each counted against its own path, and `init` holds it across `stop`,
-//! which takes it again. Those nested acquisitions go through a context
-//! of their own, which the types cannot relate to the holder's; the
-//! runtime witness lets the holder's re-acquisition through (it cannot
-//! block) and checks every outermost one against the ifnet serializer and
-//! the rx mutex. Stop drops it around the barriers ([`KernelGuard::sleep`](crate::KernelGuard::sleep)),
-//! as `tsleep` drops the kernel lock, with the ifnet serializer still
-//! held; it takes it back in the same order (ifnet → big lock), so the
-//! drop cannot invert anything.
+//! each counted against its own path. Those nested acquisitions go through
+//! a context of their own, which the types cannot relate to the holder's;
+//! the witness lets the holder's re-acquisition through (it cannot block)
+//! and checks every outermost one. The ioctls run stop, the rings and the
+//! refill under their one entry, so they take it once.
 //!
-//! The big lock cannot come *before* the ifnet serializer (issue 15's
-//! example order, and OpenBSD's, whose ioctls hold the kernel lock when
-//! they call into a driver): here every ioctl enters the ifnet serializer first,
-//! and stop, inside it, drops and retakes the big lock around the barriers.
-//! With the big lock first, an ioctl holding it and waiting for the
-//! serializer would deadlock against stop retaking it; the declared order
-//! makes a caller that holds the big lock and enters the ifnet serializer
-//! fail to compile instead (see [`KernelLock::lock_in`](crate::KernelLock::lock_in)).
+//! **The start serializer sits at two levels**, one per kind of mode,
+//! because the modes order it differently against the ifnet serializer: in
+//! `Serialized` mode the start routine *enters* the ifnet serializer (start
+//! → ifnet), in the others stop waits for the start barrier *inside* the
+//! ifnet serializer (ifnet → start). One level for every mode would be a
+//! cycle. So the routine runs inside the level of the mode it finds
+//! (`TxRing::start`), and the barrier is waited for at the level of the
+//! current mode; the witness keys its records by level as well as address,
+//! so the two are two nodes and one mode's order never meets the other's.
+//! That is sound because the mode switch quiesces both (`switch.rs`: the
+//! queues paused, every start barrier waited for outside every lock, then
+//! the mode stored): no routine of the old mode runs when a barrier of the
+//! new one is waited for. The levels cannot check that; the switch's tests
+//! run it under load. Entering a start never waits (a busy serializer
+//! hands the work to its owner), so any path may ask for one, whatever it
+//! holds (the interrupt holds the big lock); the witness records the
+//! routine's level unchecked on entry and checks what it takes.
 //!
-//! One lock of the driver stays outside the declared order, and the order
-//! says why: the **ifq start serializer** never blocks a caller, but its
-//! barrier does, and the modes order it differently against the ifnet
-//! serializer: stop waits for the start barrier *inside* the ifnet
-//! serializer in the big-lock and MP-safe modes (ifnet → start), while in
-//! `Serialized` mode the start task *enters* the ifnet serializer (start →
-//! ifnet). One declaration for every mode would be a cycle; the driver
-//! relies on the mode switch quiescing both (`switch.rs`), which no level
-//! can express. The runtime witness sees the ifnet, big lock and rx
-//! acquisitions of every mode in the tests.
-//!
-//! Taking the ifnet serializer under an rx mutex does not compile:
+//! Issue 15's inversions do not compile. The ifnet serializer entered under
+//! the big lock: see [`KernelLock::lock_in`](crate::KernelLock::lock_in).
+//! The ifnet serializer under an rx mutex:
 //!
 //! ```compile_fail,E0277
 //! use mpsafe_em::driver::order::{Ifnet, RxMutex};
@@ -56,32 +77,124 @@
 //! }
 //! ```
 //!
-//! and in the declared order it does:
+//! A start barrier requested while holding the queue mutex (the barrier is
+//! waited for as the driver does, at the routine's level, on the queue):
+//!
+//! ```compile_fail,E0277
+//! use mpsafe_em::driver::order::{IfqMutex, IfqStart};
+//! use mpsafe_ifqueue::{Fifo, SendQueue};
+//! use mpsafe_order::{Ctx, Ordered};
+//!
+//! fn inverted(queue: &SendQueue<Fifo<Vec<u8>>>, barrier: impl FnOnce()) {
+//!     let mut ctx = Ctx::new();
+//!     let (_q, mut ctx) = ctx.lock(Ordered::<IfqMutex, _>::declare(queue));
+//!     ctx.wait_with(Ordered::<IfqStart, _>::declare(queue), |_| barrier()); // IfqMutex: LockBefore<IfqStart> is not implemented
+//! }
+//! ```
+//!
+//! or while holding the big lock, which a start routine takes:
+//!
+//! ```compile_fail,E0277
+//! use mpsafe_em::driver::order::IfqStart;
+//! use mpsafe_em::{KernelLock, Path};
+//! use mpsafe_ifqueue::{Fifo, SendQueue};
+//! use mpsafe_order::{Ctx, Ordered};
+//!
+//! fn inverted(queue: &SendQueue<Fifo<Vec<u8>>>, big: &KernelLock, barrier: impl FnOnce()) {
+//!     let mut ctx = Ctx::new();
+//!     let (_k, mut ctx) = big.lock_in(&mut ctx, Path::Ioctl);
+//!     ctx.wait_with(Ordered::<IfqStart, _>::declare(queue), |_| barrier()); // BigLock: LockBefore<IfqStart> is not implemented
+//! }
+//! ```
+//!
+//! or, in `Serialized` mode, inside the ifnet serializer, which the start
+//! routine enters:
+//!
+//! ```compile_fail,E0277
+//! use mpsafe_em::driver::order::{Ifnet, IfqStartSerialized};
+//! use mpsafe_ifqueue::{Fifo, SendQueue};
+//! use mpsafe_order::{Ctx, Ordered};
+//! use mpsafe_serializer::Serializer;
+//!
+//! fn inverted(queue: &SendQueue<Fifo<Vec<u8>>>, ifnet: &Ordered<Ifnet, Serializer>, barrier: impl FnOnce()) {
+//!     let mut ctx = Ctx::new();
+//!     let (_s, mut ctx) = ctx.lock(ifnet);
+//!     ctx.wait_with(Ordered::<IfqStartSerialized, _>::declare(queue), |_| barrier()); // Ifnet: LockBefore<IfqStartSerialized> is not implemented
+//! }
+//! ```
+//!
+//! A start routine (its context at its start level) waiting for another
+//! queue's start barrier, as two queues' routines waiting on each other's
+//! would:
+//!
+//! ```compile_fail,E0277
+//! use mpsafe_em::driver::order::IfqStart;
+//! use mpsafe_ifqueue::{Fifo, SendQueue};
+//! use mpsafe_order::{Ctx, Ordered};
+//!
+//! fn inverted(mine: &SendQueue<Fifo<Vec<u8>>>, other: &SendQueue<Fifo<Vec<u8>>>, barrier: impl FnOnce()) {
+//!     Ordered::<IfqStart, _>::declare(mine).run_inside(|mut ctx| {
+//!         ctx.wait_with(Ordered::<IfqStart, _>::declare(other), |_| barrier()); // IfqStart: LockBefore<IfqStart> is not implemented
+//!     });
+//! }
+//! ```
+//!
+//! In the declared order the same acquisitions and waits compile: stop's
+//! barrier inside the ifnet serializer, and a start routine taking the big
+//! lock, the queue mutex and the pool's.
 //!
 //! ```
-//! use mpsafe_em::driver::order::{Ifnet, RxMutex};
+//! use mpsafe_em::driver::order::{Ifnet, IfqMutex, IfqStart, PoolMutex};
+//! use mpsafe_em::{KernelLock, Path};
+//! use mpsafe_ifqueue::{Fifo, SendQueue};
 //! use mpsafe_order::{Ctx, Lock, Ordered};
 //! use mpsafe_serializer::Serializer;
 //!
-//! fn in_order<T: Lock>(rx: &Ordered<RxMutex, T>, ifnet: &Ordered<Ifnet, Serializer>) {
+//! fn stop(queue: &SendQueue<Fifo<Vec<u8>>>, ifnet: &Ordered<Ifnet, Serializer>, barrier: impl FnOnce()) {
 //!     let mut ctx = Ctx::new();
 //!     let (_s, mut ctx) = ctx.lock(ifnet);
-//!     let _rx = ctx.lock(rx);
+//!     ctx.wait_with(Ordered::<IfqStart, _>::declare(queue), |_| barrier());
+//! }
+//!
+//! fn start<P: Lock>(queue: &SendQueue<Fifo<Vec<u8>>>, big: &KernelLock, pool: &Ordered<PoolMutex, P>) {
+//!     Ordered::<IfqStart, _>::declare(queue).run_inside(|mut ctx| {
+//!         let (_k, mut ctx) = big.lock_in(&mut ctx, Path::Start);
+//!         let (_q, mut ctx) = ctx.lock(Ordered::<IfqMutex, _>::declare(queue));
+//!         let _p = ctx.lock(pool);
+//!     });
 //! }
 //! ```
 
 mpsafe_order::lock_order! {
+    /// A send queue's start routine in `Serialized` mode, run inside the
+    /// queue's start serializer: it enters the ifnet serializer. Its
+    /// barrier is waited for only with nothing held (the mode switch; stop
+    /// in this mode waits for no start barrier: holding the ifnet
+    /// serializer is the barrier).
+    pub IfqStartSerialized,
     /// The ifnet serializer: init, stop, ioctl and the mode switch in every
     /// mode; the interrupt, the start routine and the refill timeout in
     /// `Serialized` mode.
     pub Ifnet,
+    /// A send queue's start routine in the other modes, run inside the
+    /// queue's start serializer (by whichever thread asked for a start);
+    /// stop waits for its barrier inside the ifnet serializer, with the
+    /// big lock released.
+    pub IfqStart,
     /// The big lock ([`KernelLock`](crate::KernelLock)): every path the mode
     /// policy puts under it, in `BigLock` and `RxUnlocked` modes; inside the
-    /// ifnet serializer on the ioctl paths. Recursive: the interrupt holds it
-    /// and runs a start routine that takes it again.
+    /// ifnet serializer on the ioctl paths, inside a start routine.
+    /// Recursive: the interrupt holds it and runs parts that take it again.
     pub BigLock (recursive),
     /// A receive ring's mutex (the `LockedRxRing` of each queue).
     pub RxMutex,
+    /// A send queue's mutex (`ifq_mtx`, the lock inside each `IfQueue`'s
+    /// `SendQueue`): the start routine dequeues under it, transmit
+    /// enqueues, down purges.
+    pub IfqMutex,
+    /// The buffer pool's free-list mutex ([`Pool`](crate::Pool)): refill
+    /// allocates under the rx mutex; completion and teardown free.
+    pub PoolMutex,
 }
 
 #[cfg(all(test, debug_assertions))]
@@ -90,10 +203,102 @@ mod tests {
     use std::panic::catch_unwind;
     use std::sync::Arc;
 
-    use mpsafe_order::Ctx;
+    use mpsafe_order::{Ctx, Ordered};
 
+    use super::IfqStart;
+    use crate::driver::tx::{ifq_mutex, start_barrier};
     use crate::hw::IntrHandler;
     use crate::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink};
+
+    fn em(mode: Mode, queues: usize) -> Em<Device> {
+        let pool = Pool::new(1024, 2048);
+        let cfg = DeviceConfig {
+            queues,
+            ..DeviceConfig::default()
+        };
+        let dev = Device::new(cfg, pool.clone()).unwrap();
+        let sink = Arc::new(Sink::new(pool.clone()));
+        Em::attach(dev, EmConfig::new(mode), Arc::new(KernelLock::new()), sink).unwrap()
+    }
+
+    fn report(f: impl FnOnce()) -> String {
+        let err = catch_unwind(AssertUnwindSafe(f)).expect_err("the witness should have panicked");
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    /// The start level of `mode`, as the witness names it.
+    fn start_level(mode: Mode) -> &'static str {
+        if mode == Mode::Serialized {
+            "`IfqStartSerialized`"
+        } else {
+            "`IfqStart`"
+        }
+    }
+
+    /// A start barrier waited for while holding the queue mutex (taken
+    /// through a callback's fresh context, so the types cannot see it):
+    /// reported before it waits, in every mode, at that mode's start level.
+    #[test]
+    fn witness_reports_a_start_barrier_under_the_queue_mutex_in_every_mode() {
+        for mode in Mode::ALL {
+            let em = em(mode, 1);
+            let ifq = em.sc.ifqs.queue(0);
+            let msg = report(|| {
+                let mut held = Ctx::new();
+                let (_q, _) = held.lock(ifq_mutex(ifq.queue()));
+                start_barrier(ifq, mode, &mut Ctx::new());
+            });
+            assert!(msg.contains("lock order violation"), "{mode}: {msg}");
+            assert!(msg.contains(start_level(mode)), "{mode}: {msg}");
+            assert!(msg.contains("`IfqMutex`"), "{mode}: {msg}");
+        }
+    }
+
+    /// Inside the ifnet serializer: stop's start barrier in the modes whose
+    /// start routine does not enter it (quiet), and a blocking wait in
+    /// `Serialized` mode, whose routine does (reported).
+    #[test]
+    fn witness_reports_the_serialized_start_barrier_inside_ifnet() {
+        for mode in Mode::ALL {
+            let em = em(mode, 1);
+            let ifq = em.sc.ifqs.queue(0);
+            let wait = || {
+                let mut held = Ctx::new();
+                let (_s, _) = held.lock(&em.sc.core.ifnet);
+                start_barrier(ifq, mode, &mut Ctx::new());
+            };
+            if mode == Mode::Serialized {
+                let msg = report(wait);
+                assert!(msg.contains("lock order violation"), "{msg}");
+                assert!(
+                    msg.contains("`IfqStartSerialized`") && msg.contains("`Ifnet`"),
+                    "{msg}"
+                );
+            } else {
+                wait();
+            }
+        }
+    }
+
+    /// Queue 0's start routine waiting for queue 1's start barrier through
+    /// a callback's fresh context (two routines doing it to each other
+    /// deadlock): reported, naming both queues' start levels.
+    #[test]
+    fn witness_reports_a_start_routine_waiting_for_another_queue() {
+        let em = em(Mode::Mpsafe, 2);
+        let (q0, q1) = (em.sc.ifqs.queue(0), em.sc.ifqs.queue(1));
+        let msg = report(|| {
+            Ordered::<IfqStart, _>::declare(q0.queue()).run_inside(|_ctx| {
+                start_barrier(q1, Mode::Mpsafe, &mut Ctx::new());
+            });
+        });
+        let addr = |q: &crate::driver::SendQ<Device>| {
+            format!("{:#x}", core::ptr::from_ref(q.queue()).addr())
+        };
+        assert!(msg.contains("lock order violation"), "{msg}");
+        assert!(msg.contains(&format!("`IfqStart` ({})", addr(q0))), "{msg}");
+        assert!(msg.contains(&format!("`IfqStart` ({})", addr(q1))), "{msg}");
+    }
 
     /// A callback run under an rx mutex that calls back into an ioctl (as a
     /// stack's input routine might): the witness reports the ifnet

@@ -9,7 +9,7 @@ use mpsafe_serializer::RawSerializer;
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
-use super::order::RxMutex;
+use super::order::{PoolMutex, RxMutex};
 use super::stats::Counters;
 use crate::biglock::Path;
 use crate::desc::{DESC_SIZE, DescRing, RXD_STAT_DD, RXD_STAT_EOP};
@@ -60,7 +60,7 @@ impl<H: Hardware> Softc<H> {
     /// Receive completion (`em_rxeof`), seed 000 style: the ring under the
     /// rx mutex, error frees deferred to a list and done after it, the stack
     /// called with no lock held.
-    pub(crate) fn rxeof<L: LockBefore<RxMutex>>(
+    pub(crate) fn rxeof<L: LockBefore<RxMutex> + LockBefore<PoolMutex>>(
         &self,
         q: usize,
         proof: &Proof<'_>,
@@ -78,12 +78,14 @@ impl<H: Hardware> Softc<H> {
             }
             rxeof_locked(&self.pool, rxq, &mut rx, &mut input, &mut free);
         }
-        self.pool.free_all(free);
+        self.pool.free_all_in(ctx, free);
+        // The stack is called with nothing of ours held beyond the entry
+        // (it takes its own locks, outside the driver's order).
         if !input.is_empty() && self.stack.input(q, &mut input) {
             ctx.lock(&rxq.rx).0.livelocked(self.ticks());
         }
         // The stack takes everything; anything left is ours to free.
-        self.pool.free_all(input);
+        self.pool.free_all_in(ctx, input);
     }
 
     /// Receive refill (`em_rxfill`): reserve slots from the ring accounting,
@@ -97,7 +99,7 @@ impl<H: Hardware> Softc<H> {
         self.core.check(proof);
         let rxq = &self.rxqs[q];
         let now = self.ticks();
-        let (mut rx, _) = ctx.lock(&rxq.rx);
+        let (mut rx, mut ctx) = ctx.lock(&rxq.rx);
         let (rxr, soft) = rx.split();
         let n = soft.n;
         if n == 0 {
@@ -106,7 +108,9 @@ impl<H: Hardware> Softc<H> {
         let mut fill = rxr.reserve(n, now);
         let mut tail = soft.tail;
         while !fill.is_empty() {
-            let Some(m) = self.pool.alloc() else { break };
+            let Some(m) = self.pool.alloc_in(&mut ctx) else {
+                break;
+            };
             let addr = m.into_ring(BufState::OnRxRing);
             soft.bufs[tail as usize] = addr;
             rxq.ring.get(tail as usize).post_rx(addr);
@@ -146,17 +150,14 @@ impl<H: Hardware> Softc<H> {
             return;
         }
         Counters::bump(&self.ctr.refill_retries);
+        let mut ctx = Ctx::new();
         if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
             for q in 0..self.rxqs.len() {
-                self.rxrefill(
-                    q,
-                    &self.core.enter(Path::RxFill, None, &mut Ctx::new()),
-                    &mut Ctx::new(),
-                );
+                let (p, mut ctx) = self.core.enter(Path::RxFill, None, &mut ctx);
+                self.rxrefill(q, &p, &mut ctx);
             }
             return;
         }
-        let mut ctx = Ctx::new();
         match ctx.try_lock(&self.core.ifnet) {
             Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
                 for q in 0..self.rxqs.len() {
@@ -207,7 +208,11 @@ impl<H: Hardware> Softc<H> {
     /// Seed 000: `if_rxr_init(0, 0)` under the rx mutex first, so rx
     /// completion (which checks `inuse` under the mutex) stays off the ring
     /// from here on; then free the buffers outside the mutex.
-    pub(crate) fn rx_free_locked<L: LockBefore<RxMutex>>(&self, q: usize, ctx: &mut Ctx<'_, L>) {
+    pub(crate) fn rx_free_locked<L: LockBefore<RxMutex> + LockBefore<PoolMutex>>(
+        &self,
+        q: usize,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         let rxq = &self.rxqs[q];
         let (n, next, tail, inuse, addrs) = {
             let (mut rx, _) = ctx.lock(&rxq.rx);
@@ -239,7 +244,7 @@ impl<H: Hardware> Softc<H> {
         }
         debug_assert!(inuse == 0 || i == tail, "posted slots end at the tail");
         self.ctr.add_rx_flushed(flushed);
-        self.pool.free_all(bufs);
+        self.pool.free_all_in(ctx, bufs);
     }
 }
 

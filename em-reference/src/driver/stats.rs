@@ -9,6 +9,7 @@ use mpsafe_rxring::{RxRingInfo, RxRingInfoTable, RxRingName};
 
 use super::Softc;
 use super::mode::Mode;
+use super::tx::ifq_mutex;
 use crate::biglock::LockCounts;
 use crate::hw::Hardware;
 use crate::pool::PoolStats;
@@ -153,7 +154,8 @@ impl<H: Hardware> Softc<H> {
             st.tx_posted += tx.posted.load(Ordering::Relaxed);
             st.tx_completed += tx.completed.load(Ordering::Relaxed);
             st.tx_flushed += tx.flushed.load(Ordering::Relaxed);
-            st.ifq_packets += ifq.counters().packets;
+            let mut ctx = Ctx::new();
+            st.ifq_packets += ctx.lock(ifq_mutex(ifq.queue())).0.counters().packets;
         }
         st
     }

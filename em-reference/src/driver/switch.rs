@@ -24,6 +24,7 @@ use mpsafe_order::Ctx;
 use mpsafe_serializer::Serialized;
 
 use super::mode::Mode;
+use super::order::Ifnet;
 use super::stats::Counters;
 use super::{EmError, Softc};
 use crate::biglock::Path;
@@ -38,21 +39,22 @@ impl<H: Hardware> Softc<H> {
             .switch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ctx = Ctx::new();
         loop {
             let generation = {
-                let mut ctx = Ctx::new();
                 let (s, _) = ctx.lock(&self.core.ifnet);
                 if self.core.mode() == mode {
                     return Ok(());
                 }
                 self.pause_locked(&s)
             };
-            self.barriers();
-            let mut ctx = Ctx::new();
-            let (s, _) = ctx.lock(&self.core.ifnet);
+            // Outside every lock (of the order; `_one_at_a_time` is taken
+            // by nothing else): waiting at a start barrier in any mode.
+            self.barriers(&mut ctx);
+            let (s, mut ctx) = ctx.lock(&self.core.ifnet);
             if self.core.generation(&s) == generation {
                 self.core.set_mode(&s, mode);
-                self.resume_locked(&s);
+                self.resume_locked(&s, &mut ctx);
                 Counters::bump(&self.ctr.mode_switches);
                 return Ok(());
             }
@@ -70,7 +72,7 @@ impl<H: Hardware> Softc<H> {
     }
 
     /// Step 3, under the new mode: undo the pause if the interface runs.
-    fn resume_locked(&self, s: &Serialized<'_>) {
+    fn resume_locked(&self, s: &Serialized<'_>, ctx: &mut Ctx<'_, Ifnet>) {
         if !self.core.is_running() {
             return;
         }
@@ -79,15 +81,12 @@ impl<H: Hardware> Softc<H> {
             s.handler_enable();
         }
         for q in 0..self.rxqs.len() {
-            self.rxrefill(
-                q,
-                &self.core.enter(Path::RxFill, Some(s), &mut Ctx::new()),
-                &mut Ctx::new(),
-            );
+            let (p, mut ctx) = self.core.enter(Path::RxFill, Some(s), ctx);
+            self.rxrefill(q, &p, &mut ctx);
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
         for q in 0..self.rxqs.len() {
-            self.kick(q, Some(s));
+            self.kick(q, Some(s), ctx);
         }
     }
 }

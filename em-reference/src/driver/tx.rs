@@ -6,15 +6,50 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use mpsafe_ifqueue::{DefaultLock, Fifo, IfQueue, Packet, SendQueue, Start};
-use mpsafe_order::Ctx;
+use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_serializer::{Combiner, TaskOwner};
 
 use super::core::Core;
 use super::mode::{Entry, Mode, Proof};
+use super::order::{IfqMutex, IfqStart, IfqStartSerialized, PoolMutex};
 use crate::biglock::Path;
 use crate::desc::{DescRing, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS};
 use crate::hw::{Hardware, Reg};
 use crate::pool::{BufState, Mbuf, Pool};
+
+/// A send queue's mutex at its level in the driver's order.
+pub(crate) fn ifq_mutex(
+    queue: &SendQueue<Fifo<Mbuf>>,
+) -> &Ordered<IfqMutex, SendQueue<Fifo<Mbuf>>> {
+    Ordered::declare(queue)
+}
+
+/// Waits at send queue `ifq`'s start barrier, ordered at the level its
+/// start routine runs at in `mode`: [`IfqStartSerialized`] in
+/// [`Mode::Serialized`] (the routine enters the ifnet serializer, so only a
+/// context holding nothing may wait), [`IfqStart`] in the others (the
+/// routine takes the big lock and the queue mutex, so not under those).
+///
+/// # Panics
+///
+/// If called from inside the queue's start routine (never: stop and the
+/// mode switch are not start routines).
+#[track_caller]
+pub(crate) fn start_barrier<S, L>(ifq: &IfQueue<Fifo<Mbuf>, S>, mode: Mode, ctx: &mut Ctx<'_, L>)
+where
+    S: Start<Fifo<Mbuf>, DefaultLock>,
+    L: LockBefore<IfqStartSerialized> + LockBefore<IfqStart>,
+{
+    let queue = ifq.queue();
+    let wait = |_: &SendQueue<Fifo<Mbuf>>| ifq.barrier();
+    match mode.entry(Path::Start) {
+        Entry::Serializer => ctx.wait_with(Ordered::<IfqStartSerialized, _>::declare(queue), wait),
+        Entry::BigLock | Entry::Unlocked => {
+            ctx.wait_with(Ordered::<IfqStart, _>::declare(queue), wait)
+        }
+    }
+    .expect("never called from inside the start routine");
+}
 
 impl Packet for Mbuf {
     fn byte_len(&self) -> usize {
@@ -73,13 +108,19 @@ impl<H: Hardware> TxRing<H> {
     /// The start routine body (`em_start`): dequeue while the ring has room,
     /// one descriptor per frame, then ring the `TDT` doorbell once. `proof`
     /// is what serializes it: the ifq serializer's owner token, the big lock
-    /// or the ifnet serializer, as the policy said.
+    /// or the ifnet serializer, as the policy said. Each dequeue takes the
+    /// queue mutex from `ctx`, at [`IfqMutex`].
     ///
     /// # Panics
     ///
     /// If `proof` is not one of this queue's: a token of another send
     /// queue's serializer, or a foreign big lock or ifnet serializer.
-    pub(crate) fn start_locked(&self, queue: &SendQueue<Fifo<Mbuf>>, proof: &Proof<'_>) {
+    pub(crate) fn start_locked<L: LockBefore<IfqMutex>>(
+        &self,
+        queue: &SendQueue<Fifo<Mbuf>>,
+        proof: &Proof<'_>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
         if let Proof::Task(owner) = proof {
             assert!(
                 IfQueue::<Fifo<Mbuf>, Self>::owns(queue, owner),
@@ -105,7 +146,9 @@ impl<H: Hardware> TxRing<H> {
                 }
                 continue;
             }
-            let Some(m) = queue.dequeue() else { break };
+            let Some(m) = ctx.lock(ifq_mutex(queue)).0.dequeue() else {
+                break;
+            };
             let len = m.len() as u16;
             let addr = m.into_ring(BufState::OnTxRing);
             let cmd = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS;
@@ -127,7 +170,8 @@ impl<H: Hardware> TxRing<H> {
     /// Tx completion (`em_txeof`): reclaims every descriptor the device
     /// marked done. Runs through a combining serializer, so any context may
     /// call it; a caller that finds it running leaves the work to the owner.
-    pub(crate) fn txeof(&self, proof: &Proof<'_>) {
+    /// The reaped buffers go back to the pool from `ctx`.
+    pub(crate) fn txeof<L: LockBefore<PoolMutex>>(&self, proof: &Proof<'_>, ctx: &mut Ctx<'_, L>) {
         self.core.check(proof);
         self.reap.run(|| {
             let n = self.n.load(Ordering::Relaxed);
@@ -150,7 +194,7 @@ impl<H: Hardware> TxRing<H> {
                 // Release: the start routine that sees the new tail reuses
                 // the slots only after we read them.
                 self.tail.store(tail, Ordering::Release);
-                self.pool.free_all(done);
+                self.pool.free_all_in(ctx, done);
             }
         });
     }
@@ -175,7 +219,7 @@ impl<H: Hardware> TxRing<H> {
 
     /// Reclaims every posted descriptor, sent or not (`em_free_transmit_structures`).
     /// Only after the interrupt and start barriers.
-    pub(crate) fn free_locked(&self) {
+    pub(crate) fn free_locked<L: LockBefore<PoolMutex>>(&self, ctx: &mut Ctx<'_, L>) {
         let n = self.n.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         let mut tail = self.tail.load(Ordering::Acquire);
@@ -189,39 +233,52 @@ impl<H: Hardware> TxRing<H> {
         self.flushed.fetch_add(bufs.len() as u64, Ordering::Relaxed);
         self.head.store(0, Ordering::Relaxed);
         self.tail.store(0, Ordering::Relaxed);
-        self.pool.free_all(bufs);
+        self.pool.free_all_in(ctx, bufs);
     }
 
     /// The start routine as the ifq serializer runs it, in Serialized mode:
     /// enter the ifnet serializer (blocking: nobody inside it waits for
     /// this queue's start barrier), then re-read the mode, which a switch
     /// may have changed while this call waited.
-    fn start_serialized(&self, queue: &SendQueue<Fifo<Mbuf>>) -> bool {
-        let mut ctx = Ctx::new();
-        let (s, _) = ctx.lock(&self.core.ifnet);
+    fn start_serialized(
+        &self,
+        queue: &SendQueue<Fifo<Mbuf>>,
+        ctx: &mut Ctx<'_, IfqStartSerialized>,
+    ) -> bool {
+        let (s, mut ctx) = ctx.lock(&self.core.ifnet);
         if self.core.mode() != Mode::Serialized {
             return false;
         }
-        self.start_locked(queue, &Proof::Ifnet(&s));
+        self.start_locked(queue, &Proof::Ifnet(&s), &mut ctx);
         true
     }
 }
 
+/// The start routine, run inside the queue's start level for the mode it
+/// finds ([`start_barrier`] waits at the same one): what it takes comes
+/// after that level, in the types and in the witness.
 impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
     fn start(&self, queue: &SendQueue<Fifo<Mbuf>>, owner: &TaskOwner<'_>) {
         loop {
             match self.core.mode().entry(Path::Start) {
                 // The ifq serializer alone serializes the start routine.
-                Entry::Unlocked => return self.start_locked(queue, &Proof::Task(owner)),
+                Entry::Unlocked => {
+                    return Ordered::<IfqStart, _>::declare(queue).run_inside(|mut ctx| {
+                        self.start_locked(queue, &Proof::Task(owner), &mut ctx);
+                    });
+                }
                 // Not MPSAFE: the start routine runs under the big lock too
                 // (seed 002's default for unconverted drivers).
                 Entry::BigLock => {
-                    let mut ctx = Ctx::new();
-                    let (k, _) = self.core.big.lock_in(&mut ctx, Path::Start);
-                    return self.start_locked(queue, &Proof::Big(k));
+                    return Ordered::<IfqStart, _>::declare(queue).run_inside(|mut ctx| {
+                        let (k, mut ctx) = self.core.big.lock_in(&mut ctx, Path::Start);
+                        self.start_locked(queue, &Proof::Big(k), &mut ctx);
+                    });
                 }
                 Entry::Serializer => {
-                    if self.start_serialized(queue) {
+                    let ran = Ordered::<IfqStartSerialized, _>::declare(queue)
+                        .run_inside(|mut ctx| self.start_serialized(queue, &mut ctx));
+                    if ran {
                         return;
                     }
                 }
