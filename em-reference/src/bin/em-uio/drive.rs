@@ -65,6 +65,9 @@ pub(crate) struct ModeReport {
     pub lines: Vec<String>,
     pub after_down: [EmStats; 2],
     pub errors: Vec<String>,
+    /// When `errors` is not empty: the missing sequence numbers and the
+    /// timeline of down/up cycles and switches, to place them.
+    pub diagnostics: Vec<String>,
 }
 
 fn written_off(sender: &EmStats, receiver: &EmStats) -> u64 {
@@ -78,6 +81,10 @@ fn written_off(sender: &EmStats, receiver: &EmStats) -> u64 {
 /// down). Returns the report; `errors` lists what does not add up.
 pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     let mut errors = Vec::new();
+    // What happened when, printed only if the accounting fails: which
+    // down/up or switch a missing sequence number belongs to.
+    let mut timeline = Vec::new();
+    let epoch = Instant::now();
     let tx = [TxCounts::default(), TxCounts::default()];
     let hands = [RwLock::new(()), RwLock::new(())];
     let stop = AtomicBool::new(false);
@@ -147,6 +154,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
             let n = &nics[i];
             let before = n.em.stats();
             let t_down = Instant::now();
+            let peer_sent = tx[1 - i].sent.load(Ordering::Relaxed);
             n.em.down();
             {
                 // No buffer in the sender's hand: the table must be empty.
@@ -169,6 +177,18 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
                 Ok(()) => cycles += 1,
                 Err(e) => errors.push(format!("{}: up in cycle {}: {e}", n.name, c + 1)),
             }
+            let st = n.em.stats();
+            timeline.push(format!(
+                "{:>6} ms cycle {}: {} down/up in {} µs; toward it seq {}..={} sent meanwhile; flushed at its down {}, it purged {}",
+                t_down.duration_since(epoch).as_millis(),
+                c + 1,
+                n.name,
+                t_down.elapsed().as_micros(),
+                peer_sent + 1,
+                tx[1 - i].sent.load(Ordering::Relaxed),
+                st.rx_flushed - before.rx_flushed,
+                st.tx_purged - before.tx_purged,
+            ));
             if t_down.elapsed() > LONG_DOWN {
                 // The receiver may have stayed disabled longer than QEMU's
                 // 1 s hold: QEMU then drops what it queued for it, with no
@@ -201,6 +221,13 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         for k in 0..plan.switches {
             for (i, n) in nics.iter().enumerate() {
                 let to = Mode::ALL[(k as usize + 1 + i) % Mode::ALL.len()];
+                timeline.push(format!(
+                    "{:>6} ms switch {}: {} to {to}; toward it seq {} sent so far",
+                    epoch.elapsed().as_millis(),
+                    k + 1,
+                    n.name,
+                    tx[1 - i].sent.load(Ordering::Relaxed),
+                ));
                 if let Err(e) = n.em.set_mode(to) {
                     errors.push(format!("{}: set_mode({to}): {e}", n.name));
                 }
@@ -292,6 +319,18 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
             ));
         }
     }
+    let mut diagnostics = Vec::new();
+    if !errors.is_empty() {
+        for (i, n) in nics.iter().enumerate() {
+            diagnostics.push(format!(
+                "{} -> {}: missing sequence numbers: {}",
+                nics[1 - i].name,
+                n.name,
+                n.stack.missing_ranges(20)
+            ));
+        }
+        diagnostics.push(format!("timeline:\n    {}", timeline.join("\n    ")));
+    }
     for (n, st) in nics.iter().zip(&after) {
         if st.pool.in_use() != 0 || st.pool.leaked != 0 || st.pool.dma_errors != 0 {
             errors.push(format!("{} after the final down: {}", n.name, st.pool));
@@ -326,6 +365,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         lines,
         after_down: after,
         errors,
+        diagnostics,
     }
 }
 

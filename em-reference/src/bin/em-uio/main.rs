@@ -50,13 +50,21 @@ fn run(what: &[String]) -> Result<(), String> {
     for w in what {
         match w.as_str() {
             "smoke" => smoke::run(&em0, &em1)?,
-            "driver" => driver(&em0, &em1, Duration::ZERO)?,
+            "driver" => driver(&em0, &em1, Duration::ZERO, None)?,
             // The driver test with em0 kept down 1.5 s in its first cycle,
             // as a stalled host would: shows QEMU dropping what it queued.
-            "driver-stall" => driver(&em0, &em1, Duration::from_millis(1500))?,
+            "driver-stall" => driver(&em0, &em1, Duration::from_millis(1500), None)?,
+            // Only some runs, e.g. `driver=serialized,switching`.
+            other if other.starts_with("driver=") => {
+                let runs: Vec<String> = other["driver=".len()..]
+                    .split(',')
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                driver(&em0, &em1, Duration::ZERO, Some(&runs))?;
+            }
             other => {
                 return Err(format!(
-                    "unknown test {other:?} (smoke, driver, driver-stall)"
+                    "unknown test {other:?} (smoke, driver, driver=<runs>, driver-stall)"
                 ));
             }
         }
@@ -125,7 +133,14 @@ fn attach(
     })
 }
 
-fn driver(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, stall: Duration) -> Result<(), String> {
+/// The driver test in every mode, then one run switching modes; `only`
+/// keeps the runs it names (modes, or `switching`).
+fn driver(
+    em0: &Arc<UioDevice>,
+    em1: &Arc<UioDevice>,
+    stall: Duration,
+    only: Option<&[String]>,
+) -> Result<(), String> {
     let plan = drive::Plan {
         measure: Duration::from_secs(3),
         cycles: 20,
@@ -147,7 +162,15 @@ fn driver(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, stall: Duration) -> Result
             ..plan
         },
     )]);
-    for (mode, plan) in runs {
+    let wanted = |mode: Mode, plan: &drive::Plan| {
+        let name = if plan.switches == 0 {
+            mode.to_string()
+        } else {
+            "switching".to_string()
+        };
+        only.is_none_or(|o| o.contains(&name))
+    };
+    for (mode, plan) in runs.filter(|(m, p)| wanted(*m, p)) {
         let big = Arc::new(KernelLock::new());
         let nics = [
             attach("em0", em0, em1, mode, &big)?,
@@ -177,6 +200,9 @@ fn driver(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, stall: Duration) -> Result
         }
         for e in &r.errors {
             println!("  ERROR: {e}");
+        }
+        for d in &r.diagnostics {
+            println!("  {d}");
         }
         reports.push(r);
     }

@@ -141,6 +141,29 @@ impl Checker {
 }
 
 impl Checker {
+    /// The sequence numbers still missing, as ranges (`a-b`), at most
+    /// `limit` of them: for a failure report.
+    pub(crate) fn missing_ranges(&self, limit: usize) -> String {
+        let missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for &seq in missing.iter() {
+            match out.last_mut() {
+                Some((_, b)) if *b + 1 == seq => *b = seq,
+                _ => out.push((seq, seq)),
+            }
+        }
+        let n = out.len();
+        let mut s: Vec<String> = out
+            .iter()
+            .take(limit)
+            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect();
+        if n > limit {
+            s.push(format!("... ({} more ranges)", n - limit));
+        }
+        s.join(" ")
+    }
+
     /// Books one intact frame `seq` of `len` bytes, received at `now_ns`.
     fn accept(&self, seq: u64, len: usize, now_ns: u64) {
         let c = &self.counts;
