@@ -7,7 +7,10 @@
 //!   increment + unlock;
 //! * `order/serializer`: a blocking [`Serializer`], enter + exit;
 //! * `order/nested`: a serializer and then the mutex under it (the ifnet →
-//!   rx pattern), the second through the context the first re-typed.
+//!   rx pattern), the second through the context the first re-typed;
+//! * `order/ifq_transmit`: an interface queue's transmit (enqueue under the
+//!   queue mutex, then the start routine dequeues it), `IfQueue::transmit`
+//!   against `IfQueue::transmit_in` with the queue mutex at a level.
 //!
 //! In each group `plain` is the peer and `ordered` the entry compared.
 //!
@@ -19,6 +22,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mpsafe_ifqueue::{Config, Fifo, IfQueue, Packet, SendQueue, TaskOwner};
 use mpsafe_order::{Ctx, Ordered};
 use mpsafe_serializer::{RawSerializer, Serializer};
 
@@ -86,6 +90,38 @@ fn uncontended(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let mut g = c.benchmark_group("order/ifq_transmit");
+    g.throughput(Throughput::Elements(1));
+    let drain = |q: &SendQueue<Fifo<Frame>>, _: &TaskOwner<'_>| {
+        while let Some(f) = q.dequeue() {
+            black_box(f);
+        }
+    };
+    let plain = IfQueue::new(Fifo::new(), Config::default(), drain).unwrap();
+    g.bench_function("plain", |b| {
+        b.iter(|| black_box(&plain).transmit(Frame(1)).unwrap())
+    });
+    let ordered = IfQueue::new(Fifo::new(), Config::default(), drain).unwrap();
+    g.bench_function("ordered", |b| {
+        b.iter(|| {
+            let mut ctx = Ctx::new();
+            black_box(&ordered)
+                .transmit_in::<Inner, _>(&mut ctx, Frame(1))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// A frame without a buffer: the queue's cost, not the allocator's.
+#[derive(Debug)]
+struct Frame(#[allow(dead_code)] u64);
+
+impl Packet for Frame {
+    fn byte_len(&self) -> usize {
+        64
+    }
 }
 
 criterion_group!(benches, uncontended);

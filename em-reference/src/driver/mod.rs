@@ -278,6 +278,9 @@ impl<H: Hardware> Em<H> {
     ///
     /// If `s` is a guard of another serializer.
     pub fn init_locked(&self, s: &Serialized<'_>) -> Result<(), EmError> {
+        // The caller entered the serializer through the plain API
+        // (`Em::ifnet`), so no context came with it: this one starts at
+        // `Ifnet`, as if it had (the witness does not see that entry).
         self.sc.init_locked(s, &mut Ctx::new().restrict::<Ifnet>())
     }
 
@@ -297,6 +300,7 @@ impl<H: Hardware> Em<H> {
     ///
     /// If `s` is a guard of another serializer.
     pub fn stop_locked(&self, s: &Serialized<'_>) {
+        // As in `init_locked`: the context starts at `Ifnet`.
         self.sc.stop_locked(s, &mut Ctx::new().restrict::<Ifnet>());
     }
 
@@ -346,6 +350,7 @@ impl<H: Hardware> Em<H> {
         rx: u32,
         tx: u32,
     ) -> Result<(), EmError> {
+        // As in `init_locked`: the context starts at `Ifnet`.
         self.sc
             .set_ring_sizes_locked(s, rx, tx, &mut Ctx::new().restrict::<Ifnet>())
     }
