@@ -61,6 +61,16 @@
 //! holds (the interrupt holds the big lock); the witness records the
 //! routine's level unchecked on entry and checks what it takes.
 //!
+//! **Outside the declaration**, and why: the mode switch's own mutex
+//! (`Core::switch`, taken only at the top of `set_mode`, with nothing
+//! held, and by nothing else); the device's interrupt gate and the refill
+//! timeout's gate, whose barriers stop and the switch wait at beside the
+//! start barriers. Their handlers take the big lock or the ifnet serializer
+//! as the start routine does (the timeout only tries the serializer), so
+//! they would be ordered the same way, at two levels by mode for the
+//! interrupt; they are not declared yet, and the witness does not see
+//! those barriers.
+//!
 //! Issue 15's inversions do not compile. The ifnet serializer entered under
 //! the big lock: see [`KernelLock::lock_in`](crate::KernelLock::lock_in).
 //! The ifnet serializer under an rx mutex:
