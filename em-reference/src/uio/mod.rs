@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::desc::DescRing;
 use crate::hw::{Hardware, IntrHandler, IntrLine};
 use crate::pool::Pool;
-use crate::regs::{CTRL_RST, CTRL_SLU, Reg, Regs, STATUS_LU};
+use crate::regs::{CTRL_RST, CTRL_SLU, RCTL_EN, Reg, Regs, STATUS_LU};
 
 /// Intel's PCI vendor id.
 pub const VENDOR_INTEL: u16 = 0x8086;
@@ -146,6 +146,18 @@ struct Shared {
     interrupts: AtomicU64,
     stray: AtomicU64,
     unclaimed: AtomicU64,
+    /// Whether the receiver is enabled, and whether a re-arm of INTx waits
+    /// for it to be: see [`Shared::rearm_intx`].
+    rx: Mutex<RxArm>,
+}
+
+/// The receiver's state as far as re-arming INTx is concerned.
+#[derive(Debug, Default)]
+struct RxArm {
+    /// `RCTL.EN` as last written through [`Regs::write`] or the reset.
+    enabled: bool,
+    /// An interrupt's re-arm was put off while the receiver was disabled.
+    rearm_pending: bool,
 }
 
 /// An 8254x bound to `uio_pci_generic`: registers, interrupt, bus mastering.
@@ -202,6 +214,7 @@ impl UioDevice {
             interrupts: AtomicU64::new(0),
             stray: AtomicU64::new(0),
             unclaimed: AtomicU64::new(0),
+            rx: Mutex::new(RxArm::default()),
         });
         let dev = Self {
             shared: Arc::clone(&shared),
@@ -222,6 +235,19 @@ impl UioDevice {
         *dev.stop.lock().unwrap_or_else(PoisonError::into_inner) = Some(wr);
         *dev.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(t);
         Ok(Arc::new(dev))
+    }
+
+    /// What the interrupt thread does after each interrupt: re-arms INTx,
+    /// or, while the receiver is disabled, puts the re-arm off until the
+    /// `RCTL` write that enables it (QEMU's e1000 drops the frames it holds
+    /// for a disabled receiver on any write of the PCI command register;
+    /// the guide's QEMU chapter).
+    ///
+    /// # Errors
+    ///
+    /// [`UioError::Io`] on a failed configuration access.
+    pub fn rearm_intx(&self) -> Result<(), UioError> {
+        self.shared.rearm_intx()
     }
 
     /// The PCI function.
@@ -348,7 +374,9 @@ impl Regs for UioDevice {
     }
 
     fn write(&self, reg: Reg, value: u32) {
-        if reg == Reg::CTRL && value & CTRL_RST != 0 {
+        if reg == Reg::RCTL {
+            self.shared.write_rctl(value);
+        } else if reg == Reg::CTRL && value & CTRL_RST != 0 {
             if let Err(e) = self.shared.reset() {
                 // A device that does not come out of reset cannot be driven;
                 // the driver's stop cannot fail, so say it loudly.
@@ -380,7 +408,7 @@ impl Shared {
     fn reset(&self) -> Result<(), UioError> {
         let r = &self.mmio;
         r.write(Reg::IMC, !0);
-        r.write(Reg::RCTL, 0);
+        self.write_rctl(0);
         r.write(Reg::TCTL, 0);
         r.write(Reg::CTRL, CTRL_RST);
         let t = Instant::now();
@@ -392,6 +420,42 @@ impl Shared {
         }
         r.write(Reg::IMC, !0);
         Ok(())
+    }
+
+    /// Writes `RCTL`, and when it enables the receiver, makes the re-arm of
+    /// INTx that [`rearm_intx`](Shared::rearm_intx) put off.
+    fn write_rctl(&self, value: u32) {
+        let mut rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        self.mmio.write(Reg::RCTL, value);
+        rx.enabled = value & RCTL_EN != 0;
+        if rx.enabled && rx.rearm_pending {
+            rx.rearm_pending = false;
+            // Nothing to tell the caller (a register write cannot fail):
+            // the interrupt thread's next re-arm retries.
+            let _ = self.pci.unmask_intx();
+        }
+    }
+
+    /// Re-arms INTx after an interrupt (clears the INTx-disable bit the
+    /// kernel's handler set), unless the receiver is disabled: then the
+    /// re-arm waits for the `RCTL` write that enables it.
+    ///
+    /// Because QEMU's e1000 flushes its queue of frames held for the NIC
+    /// on every write of the PCI command register with bus mastering on,
+    /// and a flush into a disabled receiver drops every held frame without
+    /// a counter. A handler that ran just before `stop` masked the causes
+    /// re-arms after `stop`'s interrupt barrier (the re-arm is outside the
+    /// gate), so a stopped interface lost the frames its peer sent while it
+    /// was down. With the causes masked and the receiver off, nothing needs
+    /// the line until `init` enables both again.
+    fn rearm_intx(&self) -> Result<(), UioError> {
+        let mut rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        if rx.enabled {
+            self.pci.unmask_intx()
+        } else {
+            rx.rearm_pending = true;
+            Ok(())
+        }
     }
 
     /// Blocks until `/dev/uioN` reports an interrupt (`Some`) or the stop
@@ -455,7 +519,7 @@ impl Shared {
             }
             // Re-arm after the handler read ICR: a cause raised since then
             // keeps the line asserted and interrupts again at once.
-            if self.pci.unmask_intx().is_err() {
+            if self.rearm_intx().is_err() {
                 return;
             }
         }

@@ -156,7 +156,13 @@ impl Checker {
         let mut s: Vec<String> = out
             .iter()
             .take(limit)
-            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
             .collect();
         if n > limit {
             s.push(format!("... ({} more ranges)", n - limit));
