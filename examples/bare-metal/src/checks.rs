@@ -12,7 +12,7 @@ use arrayvec::ArrayVec;
 use mpsafe_barrier::{Completion, Gate};
 use mpsafe_ifqueue::{
     ArrayFifo, ArrayInputQueue, ArrayPriq, Config, Dropped, IfQueue, IfQueues, InputConfig,
-    Pressure, SendQueue, Start, TaskOwner,
+    Pressure, Priority, SendQueue, Start, TaskOwner,
 };
 use mpsafe_rxring::{LockedRxRing, RxRing};
 use mpsafe_serializer::{Combiner, Serializer, SerializerMutex, Task, TaskSerializer};
@@ -191,9 +191,18 @@ fn send_queue() {
     // Full: tail drop hands the packet back to be freed.
     check!(matches!(q.enqueue(Mbuf::new(4)), Err(Dropped::Refused(m)) if m.slot == 4));
     check!(LOCKS.load(core::sync::atomic::Ordering::Relaxed) - locks >= 5);
-    // Look at the head, do not take it (rollback on drop).
+    // The kernel debugger's view of the queue, under its lock.
+    {
+        let locked = q.lock();
+        let fifo = locked.discipline();
+        check!(fifo.capacity() == 4 && fifo.iter().map(|m| m.slot).eq(0..4));
+    }
+    // Look at the head, do not take it.
     match q.deq_begin() {
-        Some(head) => check!(head.slot == 0),
+        Some(head) => {
+            check!(head.slot == 0);
+            head.rollback();
+        }
         None => fail(line!()),
     }
     check!(q.len() == 4);
@@ -273,6 +282,13 @@ fn if_queue() {
     check!(ifq.barrier().is_ok());
     // Nobody slept, so nobody was woken.
     check!(WAKES.load(core::sync::atomic::Ordering::Relaxed) == wakes);
+    // What down leaves queued, per priority level, before the purge.
+    {
+        let locked = ifq.lock();
+        let priq = locked.discipline();
+        check!(priq.capacity() == 8 && priq.level_len(Priority::DEFAULT) == 1);
+        check!(priq.iter().map(|m| m.slot).eq([3]));
+    }
     check!(ifq.purge().count() == 1 && ifq.counters().packets == 4);
 }
 
