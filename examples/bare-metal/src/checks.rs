@@ -304,10 +304,18 @@ fn if_queues() {
         flow: Some(3),
         ..Mbuf::new(0)
     };
+    check!(ifqs.index_of(&frame) == 1);
     check!(ifqs.transmit(frame).is_ok());
     check!(ifqs.queue(0).counters().packets == 0 && ifqs.queue(1).counters().packets == 1);
+    // Down: stop the starts, wait them out, purge every queue.
     ifqs.set_running_all(false);
     check!(ifqs.barrier_all().is_ok());
+    check!(ifqs.transmit(Mbuf::new(1)).is_ok() && ifqs.queue(0).len() == 1);
+    let purged: usize = ifqs.purge_all().into_iter().map(Iterator::count).sum();
+    check!(purged == 1);
+    // Up again: running, and every queue asked to start.
+    ifqs.set_running_all(true);
+    ifqs.start_all();
 }
 
 /// A receive ring's input queue in a `static`: pressure above 2 pending
