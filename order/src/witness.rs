@@ -89,6 +89,21 @@ pub fn clear_thread_hook() {
     });
 }
 
+/// Forgets every lock the witness recorded inside `value` (at any level):
+/// for locks declared by reference ([`Ordered::declare`](crate::Ordered::declare))
+/// in a value about to be dropped, so another value built at the same
+/// address starts with no history, as a dropped [`Ordered`](crate::Ordered)
+/// does by itself. Does nothing in release builds.
+pub fn forget_within<T: ?Sized>(value: &T) {
+    #[cfg(debug_assertions)]
+    imp::forget(
+        core::ptr::from_ref(value).cast::<u8>().addr(),
+        core::mem::size_of_val(value).max(1),
+    );
+    #[cfg(not(debug_assertions))]
+    let _ = value;
+}
+
 /// One lock as the witness names it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LockRef {
