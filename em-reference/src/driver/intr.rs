@@ -1,17 +1,18 @@
 //! The interrupt handler (`em_intr`), entered as the policy says: the big
 //! lock, nothing, or the ifnet serializer through its handler gating.
 
-use mpsafe_order::{Ctx, LockBefore};
+use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_serializer::{OrderedSerializer, Serialized};
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
-use super::order::{BigLock, Ifnet};
+use super::order::{BigLock, Ifnet, Intr, IntrSerialized};
 use crate::biglock::Path;
 use crate::hw::{Hardware, IntrHandler, Reg};
 
 impl<H: Hardware> IntrHandler for Softc<H> {
-    /// `em_intr`.
+    /// `em_intr`, run inside the device's interrupt gate: at the gate's
+    /// level for the mode it finds (`intr_barrier` waits at the same).
     fn intr(&self) -> bool {
         loop {
             match self.core.mode().entry(Path::Interrupt) {
@@ -19,9 +20,13 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                     // DragonFly: the handler runs through the serializer's
                     // handler gating, so `handler_disable` in stop is the
                     // interrupt barrier.
-                    match self.core.ifnet.handler_call(&mut Ctx::new(), |s, mut ctx| {
-                        self.intr_serialized(s, &mut ctx)
-                    }) {
+                    let called =
+                        Ordered::<IntrSerialized, H>::declare(&*self.hw).run_inside(|mut ctx| {
+                            self.core.ifnet.handler_call(&mut ctx, |s, mut ctx| {
+                                self.intr_serialized(s, &mut ctx)
+                            })
+                        });
+                    match called {
                         // Handlers disabled: the interface is stopping.
                         None => return false,
                         Some(Some(claimed)) => return claimed,
@@ -30,16 +35,18 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                     }
                 }
                 _ => {
-                    let mut ctx = Ctx::new();
-                    let (p, _) = self.core.enter(Path::Interrupt, None, &mut ctx);
-                    // The parts take the big lock again where the mode asks
-                    // (each counted against its own path): in `BigLock`
-                    // mode under this entry's hold, a recursion no context
-                    // at `BigLock` can express. So they start from a
-                    // context of their own; the witness lets the holder's
-                    // re-acquisitions through (the level is recursive) and
-                    // checks everything else against what it sees held.
-                    return self.intr_locked(&p, None, &mut Ctx::new());
+                    return Ordered::<Intr, H>::declare(&*self.hw).run_inside(|mut ctx| {
+                        let (p, _) = self.core.enter(Path::Interrupt, None, &mut ctx);
+                        // The parts take the big lock again where the mode
+                        // asks (each counted against its own path): in
+                        // `BigLock` mode under this entry's hold, a
+                        // recursion no context at `BigLock` can express. So
+                        // they start from a context of their own; the
+                        // witness lets the holder's re-acquisitions through
+                        // (the level is recursive) and checks everything
+                        // else against what it sees held.
+                        self.intr_locked(&p, None, &mut Ctx::new())
+                    });
                 }
             }
         }

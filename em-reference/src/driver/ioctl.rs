@@ -3,15 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
-use mpsafe_order::{Ctx, LockBefore};
+use mpsafe_order::{Ctx, LockBefore, Ordered, Unlocked};
 use mpsafe_serializer::Serialized;
 
 use super::Softc;
 use super::config::check_ring;
 use super::errors::EmError;
 use super::mode::{Entry, Proof};
-use super::order::{BigLock, IfqMutex, IfqStart, IfqStartSerialized, PoolMutex};
+use super::order::{BigLock, IfqMutex, Intr, IntrSerialized, PoolMutex, Refill};
 use super::stats::Counters;
+use super::timeout::Timeout;
 use super::tx::{ifq_mutex, start_barrier};
 use crate::biglock::Path;
 use crate::hw::{Hardware, Reg};
@@ -172,26 +173,40 @@ impl<H: Hardware> Softc<H> {
             // it), so waiting for the timeout inside it is safe.
             Proof::Ifnet(s) => {
                 s.handler_disable();
-                self.refill.del_barrier();
+                Ctx::new().wait_with(self.refill_level(), |t| t.del_barrier());
             }
             Proof::Big(k) => k.sleep(barriers),
             _ => barriers(),
         }
     }
 
-    /// The interrupt gate's barrier, each queue's start barrier (at the
-    /// level its routine runs at in the current mode: [`start_barrier`]),
-    /// the refill timeout's barrier.
-    pub(crate) fn barriers<L>(&self, ctx: &mut Ctx<'_, L>)
-    where
-        L: LockBefore<IfqStartSerialized> + LockBefore<IfqStart>,
-    {
-        self.hw.intr_barrier();
+    /// The refill timeout at its level ([`Refill`]).
+    fn refill_level(&self) -> &Ordered<Refill, Timeout> {
+        Ordered::declare(&*self.refill)
+    }
+
+    /// The interrupt gate's barrier, each queue's start barrier, the refill
+    /// timeout's barrier, each waited for at the level of what runs inside
+    /// it in the current mode (the handler and the start routine enter the
+    /// ifnet serializer in `Serialized` mode: [`start_barrier`]). From a
+    /// context holding nothing of the order: the mode switch's, or stop's
+    /// own (see [`quiesce`](Self::quiesce)).
+    pub(crate) fn barriers(&self, ctx: &mut Ctx<'_, Unlocked>) {
         let mode = self.core.mode();
+        let hw = &*self.hw;
+        let intr_barrier = |_: &H| hw.intr_barrier();
+        match mode.entry(Path::Interrupt) {
+            Entry::Serializer => {
+                ctx.wait_with(Ordered::<IntrSerialized, H>::declare(hw), intr_barrier)
+            }
+            Entry::BigLock | Entry::Unlocked => {
+                ctx.wait_with(Ordered::<Intr, H>::declare(hw), intr_barrier)
+            }
+        }
         for ifq in self.ifqs.queues() {
             start_barrier(ifq, mode, ctx);
         }
-        self.refill.del_barrier();
+        ctx.wait_with(self.refill_level(), |t| t.del_barrier());
     }
 
     /// `SIOCSIFRXR`-like: new ring sizes, applied by re-initialising a

@@ -26,7 +26,8 @@
 //! *barrier* does block, and is ordered at the routine's level for the
 //! mode. In `Serialized` mode the interrupt and init paths, which hold the
 //! ifnet serializer, run the start body directly instead of through the
-//! send queue (the serializer is not recursive).
+//! send queue (the serializer is not recursive). The interrupt handler and
+//! the refill timeout are levels too (`order.rs` has the table).
 //!
 //! One file per concept: [`mode`](self) policy, `core` (mode, RUNNING, the
 //! locks the policy hands out), `tx`, `rx`, `ioctl`, `intr`, `stats`,
@@ -141,6 +142,20 @@ struct Softc<H: Hardware> {
     ctr: Counters,
     /// The rx refill retry (`que->rx_refill`).
     refill: Arc<Timeout>,
+}
+
+impl<H: Hardware> Drop for Softc<H> {
+    fn drop(&mut self) {
+        // The start, interrupt and refill levels are declared by reference
+        // on values this softc owns or shares (the send queues, the device,
+        // the timeout): the witness forgets them with it, so a driver built
+        // at the same addresses later starts with no history.
+        for ifq in self.ifqs.queues() {
+            mpsafe_order::witness::forget_within(ifq);
+        }
+        mpsafe_order::witness::forget_within(&*self.hw);
+        mpsafe_order::witness::forget_within(&*self.refill);
+    }
 }
 
 impl<H: Hardware> Softc<H> {

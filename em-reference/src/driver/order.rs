@@ -6,12 +6,15 @@
 //! | rank | level | lock | taken by | held when taken |
 //! | --- | --- | --- | --- | --- |
 //! | 1 | [`IfqStartSerialized`] | a send queue's start routine (its start serializer), in `Serialized` mode | whoever asks for a start (transmit, completion's restart); barrier: the mode switch | nothing (barrier); anything (a start never waits) |
-//! | 2 | [`Ifnet`] | the ifnet serializer | every ioctl, the mode switch; in `Serialized` also the interrupt (`handler_call`), the start routine, the refill timeout (`try_lock`) | the start routine's level (`Serialized`) |
-//! | 3 | [`IfqStart`] | a send queue's start routine, in the other modes | whoever asks for a start; barrier: stop (inside the ifnet serializer, the big lock released) and the mode switch | the ifnet serializer (barrier); anything (a start never waits) |
-//! | 4 | [`BigLock`] `(recursive)` | the big lock ([`KernelLock`](crate::KernelLock)) | the mode policy in `BigLock` and `RxUnlocked` modes: interrupt, rxeof, refill, txeof, start, ioctl | ifnet serializer (ioctl), start level (start), itself (the interrupt's parts) |
-//! | 5 | [`RxMutex`] | a receive ring's mutex | rxeof, refill, ring init and teardown, statistics | big lock and/or ifnet serializer |
-//! | 6 | [`IfqMutex`] | a send queue's mutex (`ifq_mtx`) | the start routine (dequeue), transmit (enqueue), down (purge), statistics | start level, big lock or ifnet serializer |
-//! | 7 | [`PoolMutex`] | the buffer pool's free list | refill (allocates), rxeof, txeof, stop, down, transmit (free) | rx mutex (refill), big lock, ifnet serializer |
+//! | 2 | [`IntrSerialized`] | the interrupt handler, in `Serialized` mode (inside the device's interrupt gate) | the device; its barrier: the mode switch | nothing (barrier) |
+//! | 3 | [`Ifnet`] | the ifnet serializer | every ioctl, the mode switch; in `Serialized` also the interrupt (`handler_call`), the start routine, the refill timeout (`try_lock`) | the start routine's or the interrupt's level (`Serialized` mode); the timeout's (a try) |
+//! | 4 | [`IfqStart`] | a send queue's start routine, in the other modes | whoever asks for a start; barrier: stop (inside the ifnet serializer, the big lock released) and the mode switch | the ifnet serializer (barrier); anything (a start never waits) |
+//! | 5 | [`Intr`] | the interrupt handler, in the other modes | the device; its barrier: stop (inside the ifnet serializer, the big lock released) and the mode switch | the ifnet serializer (barrier); nothing (handler) |
+//! | 6 | [`Refill`] | the refill timeout's callback (inside the timeout's gate) | the timeout thread; its barrier (`del_barrier`): stop, the mode switch | the ifnet serializer (barrier); nothing (callback) |
+//! | 7 | [`BigLock`] `(recursive)` | the big lock ([`KernelLock`](crate::KernelLock)) | the mode policy in `BigLock` and `RxUnlocked` modes: interrupt, rxeof, refill, txeof, start, ioctl | ifnet serializer (ioctl), start level (start), itself (the interrupt's parts) |
+//! | 8 | [`RxMutex`] | a receive ring's mutex | rxeof, refill, ring init and teardown, statistics | big lock and/or ifnet serializer |
+//! | 9 | [`IfqMutex`] | a send queue's mutex (`ifq_mtx`) | the start routine (dequeue), transmit (enqueue), down (purge), statistics | start level, big lock or ifnet serializer |
+//! | 10 | [`PoolMutex`] | the buffer pool's free list | refill (allocates), rxeof, txeof, stop, down, transmit (free) | rx mutex (refill), big lock, ifnet serializer |
 //!
 //! Every path takes these through a [`Ctx`](mpsafe_order::Ctx), from the
 //! context of the caller where there is one; the places that start from
@@ -61,15 +64,15 @@
 //! holds (the interrupt holds the big lock); the witness records the
 //! routine's level unchecked on entry and checks what it takes.
 //!
-//! **Outside the declaration**, and why: the mode switch's own mutex
-//! (`Core::switch`, taken only at the top of `set_mode`, with nothing
-//! held, and by nothing else); the device's interrupt gate and the refill
-//! timeout's gate, whose barriers stop and the switch wait at beside the
-//! start barriers. Their handlers take the big lock or the ifnet serializer
-//! as the start routine does (the timeout only tries the serializer), so
-//! they would be ordered the same way, at two levels by mode for the
-//! interrupt; they are not declared yet, and the witness does not see
-//! those barriers.
+//! The interrupt handler has two levels for the same reason as the start
+//! routine (it enters the ifnet serializer in `Serialized` mode, and stop
+//! waits for its gate inside that serializer in the others). The refill
+//! timeout has one: in `Serialized` mode it only tries the serializer, and
+//! a try never waits.
+//!
+//! **Outside the declaration**: the mode switch's own mutex
+//! (`Core::switch`, taken only at the top of `set_mode`, with nothing held,
+//! and by nothing else).
 //!
 //! Issue 15's inversions do not compile. The ifnet serializer entered under
 //! the big lock: see [`KernelLock::lock_in`](crate::KernelLock::lock_in).
@@ -182,6 +185,11 @@ mpsafe_order::lock_order! {
     /// in this mode waits for no start barrier: holding the ifnet
     /// serializer is the barrier).
     pub IfqStartSerialized,
+    /// The interrupt handler in `Serialized` mode, run inside the device's
+    /// interrupt gate: it enters the ifnet serializer (`handler_call`). Its
+    /// barrier (the gate's) is waited for only with nothing held (the mode
+    /// switch; stop in this mode disables the serializer's handlers).
+    pub IntrSerialized,
     /// The ifnet serializer: init, stop, ioctl and the mode switch in every
     /// mode; the interrupt, the start routine and the refill timeout in
     /// `Serialized` mode.
@@ -191,6 +199,14 @@ mpsafe_order::lock_order! {
     /// stop waits for its barrier inside the ifnet serializer, with the
     /// big lock released.
     pub IfqStart,
+    /// The interrupt handler in the other modes, run inside the device's
+    /// interrupt gate; stop waits for the gate's barrier inside the ifnet
+    /// serializer, with the big lock released.
+    pub Intr,
+    /// The refill timeout's callback, run inside the timeout's gate; stop
+    /// waits for it (`timeout_del_barrier`) inside the ifnet serializer. In
+    /// `Serialized` mode it only tries that serializer, which never waits.
+    pub Refill,
     /// The big lock ([`KernelLock`](crate::KernelLock)): every path the mode
     /// policy puts under it, in `BigLock` and `RxUnlocked` modes; inside the
     /// ifnet serializer on the ioctl paths, inside a start routine.
@@ -288,6 +304,34 @@ mod tests {
                 wait();
             }
         }
+    }
+
+    /// The interrupt gate's barrier waited for while holding what the
+    /// handler takes (through a callback's fresh context): the big lock in
+    /// `BigLock` mode, the ifnet serializer in `Serialized` mode. Reported
+    /// before it waits, at that mode's interrupt level.
+    #[test]
+    fn witness_reports_the_interrupt_barrier_under_what_the_handler_takes() {
+        let big = em(Mode::BigLock, 1);
+        let msg = report(|| {
+            let mut held = Ctx::new();
+            let (_k, _) = big.sc.core.big.lock_in(&mut held, crate::Path::Ioctl);
+            big.sc.barriers(&mut Ctx::new());
+        });
+        assert!(msg.contains("lock order violation"), "{msg}");
+        assert!(msg.contains("`Intr`") && msg.contains("`BigLock`"), "{msg}");
+
+        let serialized = em(Mode::Serialized, 1);
+        let msg = report(|| {
+            let mut held = Ctx::new();
+            let (_s, _) = held.lock(&serialized.sc.core.ifnet);
+            serialized.sc.barriers(&mut Ctx::new());
+        });
+        assert!(msg.contains("lock order violation"), "{msg}");
+        assert!(
+            msg.contains("`IntrSerialized`") && msg.contains("`Ifnet`"),
+            "{msg}"
+        );
     }
 
     /// Queue 0's start routine waiting for queue 1's start barrier through

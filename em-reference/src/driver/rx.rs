@@ -9,8 +9,9 @@ use mpsafe_serializer::RawSerializer;
 
 use super::Softc;
 use super::mode::{Entry, Mode, Proof};
-use super::order::{PoolMutex, RxMutex};
+use super::order::{PoolMutex, Refill, RxMutex};
 use super::stats::Counters;
+use super::timeout::Timeout;
 use crate::biglock::Path;
 use crate::desc::{DESC_SIZE, DescRing, RXD_STAT_DD, RXD_STAT_EOP};
 use crate::hw::{Hardware, Reg};
@@ -142,7 +143,8 @@ impl<H: Hardware> Softc<H> {
         }
     }
 
-    /// The refill timeout: refill every queue as the policy says. In
+    /// The refill timeout: refill every queue as the policy says, inside
+    /// the timeout's level (`del_barrier` waits at the same). In
     /// [`Mode::Serialized`] it only tries the ifnet serializer and retries a
     /// tick later if busy, so stop, which holds it, can wait for this call.
     pub(crate) fn refill_timeout(&self) {
@@ -150,22 +152,31 @@ impl<H: Hardware> Softc<H> {
             return;
         }
         Counters::bump(&self.ctr.refill_retries);
-        let mut ctx = Ctx::new();
+        let timeout = Ordered::<Refill, Timeout>::declare(&*self.refill);
         if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
-            for q in 0..self.rxqs.len() {
-                let (p, mut ctx) = self.core.enter(Path::RxFill, None, &mut ctx);
-                self.rxrefill(q, &p, &mut ctx);
-            }
-            return;
-        }
-        match ctx.try_lock(&self.core.ifnet) {
-            Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
+            return timeout.run_inside(|mut ctx| {
                 for q in 0..self.rxqs.len() {
-                    self.rxrefill(q, &Proof::Ifnet(&s), &mut ctx);
+                    let (p, mut ctx) = self.core.enter(Path::RxFill, None, &mut ctx);
+                    self.rxrefill(q, &p, &mut ctx);
                 }
-            }
-            _ => self.refill.add(),
+            });
         }
+        timeout.run_inside(|_| {
+            // A try never waits, so it needs no order: from a context of its
+            // own (at `Refill` the types refuse the ifnet serializer, which
+            // comes before the timeout for stop's wait). The witness
+            // records the try unchecked and checks the rx mutex against
+            // both.
+            let mut ctx = Ctx::new();
+            match ctx.try_lock(&self.core.ifnet) {
+                Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
+                    for q in 0..self.rxqs.len() {
+                        self.rxrefill(q, &Proof::Ifnet(&s), &mut ctx);
+                    }
+                }
+                _ => self.refill.add(),
+            }
+        });
     }
 
     /// Receive unit setup (`em_setup_receive_structures`): the accounting
