@@ -355,7 +355,7 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
             .wrapping_sub(core::mem::offset_of!(Self, queue));
         let field = base.wrapping_add(core::mem::offset_of!(Self, serializer));
         let at = core::ptr::from_ref(owner.serializer()).addr();
-        at.wrapping_sub(field) < core::mem::size_of::<CachePadded<TaskSerializer>>()
+        at.wrapping_sub(field) < size_of_field(|q: &Self| &q.serializer)
     }
 
     /// Enqueues `packet` and, unless it was refused, starts: the stack's
@@ -529,6 +529,12 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
             _ => unreachable!("an IfQueue adds only its own tasks"),
         }
     }
+}
+
+/// The size of the field `field` selects, whatever its type: so
+/// [`IfQueue::owns`] follows a change of the serializer field's type.
+const fn size_of_field<T, F>(_field: fn(&T) -> &F) -> usize {
+    core::mem::size_of::<F>()
 }
 
 impl<D: Discipline, S, R: RawMutex, W: Wait> Deref for IfQueue<D, S, R, W> {
