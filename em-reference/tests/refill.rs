@@ -8,9 +8,11 @@
 //! for good.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod common;
+use common::eventually;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mpsafe_em::{
     Device, DeviceConfig, Em, EmConfig, KernelLock, Mbuf, Mode, Pool, Stack, WireRate,
@@ -42,18 +44,6 @@ impl Hoard {
         let held = std::mem::take(&mut *self.held.lock().unwrap());
         self.pool.free_all(held);
     }
-}
-
-/// Polls `f` every millisecond for up to 10 s (a liveness bound far beyond
-/// what the driver needs, not a timing assertion).
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..10_000 {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
 }
 
 fn receive_resumes(mode: Mode) {

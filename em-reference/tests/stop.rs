@@ -6,29 +6,19 @@
 //! buffers `down` has just freed.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
-use std::sync::Arc;
+mod common;
+use common::{attach_sim, eventually};
+
 use std::time::Duration;
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
-
-/// Polls `f` every millisecond for up to 10 s (a liveness bound, not a
-/// timing assertion).
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..10_000 {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
-}
+use mpsafe_em::{DeviceConfig, EmConfig, Mode, WireRate};
 
 #[test]
 #[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
 fn a_stopped_receiver_writes_nothing_when_the_reset_only_self_clears() {
     for mode in Mode::ALL {
-        let pool = Pool::new(4096, 2048);
-        let dev = Device::new(
+        let (_pool, dev, sink, em) = attach_sim(
+            4096,
             DeviceConfig {
                 // The wire keeps offering frames throughout, at a rate the
                 // driver keeps up with, so its ring is posted when it stops.
@@ -36,17 +26,8 @@ fn a_stopped_receiver_writes_nothing_when_the_reset_only_self_clears() {
                 reset_only_self_clears: true,
                 ..DeviceConfig::default()
             },
-            pool.clone(),
-        )
-        .unwrap();
-        let sink = Arc::new(Sink::new(pool.clone()));
-        let em = Em::attach(
-            Arc::clone(&dev),
             EmConfig::new(mode),
-            Arc::new(KernelLock::new()),
-            sink.clone(),
-        )
-        .unwrap();
+        );
         // Several cycles: each stops the receiver at a random point, and a
         // point where the driver has every descriptor back (none posted)
         // would hide a receiver left enabled.

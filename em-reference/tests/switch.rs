@@ -4,16 +4,13 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::{scale, with_watchdog};
+use common::{attach_sim, scale, with_watchdog};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, TxError, WireRate,
-};
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, Mode, Pool, TxError, WireRate};
 
 struct Rng(u64);
 
@@ -55,25 +52,16 @@ fn producer(
 #[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn random_mode_switches_under_load_conserve_everything() {
     let switches = (300 * scale() / 100).max(20);
-    let pool = Pool::new(2 * 4096 * 2 + 4096, 2048);
-    let dev = Device::new(
+    let (pool, dev, sink, em) = attach_sim(
+        2 * 4096 * 2 + 4096,
         DeviceConfig {
             queues: 2,
             wire: WireRate::Pps(200_000),
             loopback: true,
             ..DeviceConfig::default()
         },
-        pool.clone(),
-    )
-    .unwrap();
-    let sink = Arc::new(Sink::new(pool.clone()));
-    let em = Em::attach(
-        Arc::clone(&dev),
         EmConfig::new(Mode::BigLock),
-        Arc::new(KernelLock::new()),
-        sink.clone(),
-    )
-    .unwrap();
+    );
     em.up().unwrap();
     let stop = AtomicBool::new(false);
     let (offered, refused) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -146,24 +134,15 @@ fn random_mode_switches_under_load_conserve_everything() {
 #[test]
 #[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
 fn a_switch_drops_nothing_queued() {
-    let pool = Pool::new(4096 * 2 + 4096, 2048);
-    let dev = Device::new(
+    let (pool, dev, _sink, em) = attach_sim(
+        4096 * 2 + 4096,
         DeviceConfig {
             wire: WireRate::Pps(100_000),
             loopback: true,
             ..DeviceConfig::default()
         },
-        pool.clone(),
-    )
-    .unwrap();
-    let sink = Arc::new(Sink::new(pool.clone()));
-    let em = Em::attach(
-        Arc::clone(&dev),
         EmConfig::new(Mode::Serialized),
-        Arc::new(KernelLock::new()),
-        sink,
-    )
-    .unwrap();
+    );
     em.up().unwrap();
     let stop = AtomicBool::new(false);
     let (offered, refused) = (AtomicU64::new(0), AtomicU64::new(0));

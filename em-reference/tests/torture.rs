@@ -4,38 +4,26 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::{scale, with_watchdog};
+use common::{attach_sim, scale, with_watchdog};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, TxError, WireRate,
-};
+use mpsafe_em::{DeviceConfig, EmConfig, Mode, TxError, WireRate};
 
 fn torture(mode: Mode) {
     let cycles = (200 * scale() / 100).max(10);
-    let pool = Pool::new(2 * 4096 * 2 + 4096, 2048);
-    let dev = Device::new(
+    let (pool, dev, sink, em) = attach_sim(
+        2 * 4096 * 2 + 4096,
         DeviceConfig {
             queues: 2,
             wire: WireRate::Pps(200_000),
             loopback: true,
             ..DeviceConfig::default()
         },
-        pool.clone(),
-    )
-    .unwrap();
-    let sink = Arc::new(Sink::new(pool.clone()));
-    let em = Em::attach(
-        Arc::clone(&dev),
         EmConfig::new(mode),
-        Arc::new(KernelLock::new()),
-        sink.clone(),
-    )
-    .unwrap();
+    );
     em.up().unwrap();
     let stop = AtomicBool::new(false);
     let (offered, refused) = (AtomicU64::new(0), AtomicU64::new(0));

@@ -7,30 +7,18 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, EmError, KernelLock, Mode, Pool, Sink, WireRate,
-};
+mod common;
+use common::attach_sim;
+
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmError, Mode, Pool, Sink, WireRate};
 
 fn setup(cfg: EmConfig, loopback: bool) -> (Pool, Arc<Device>, Arc<Sink>, Em<Device>) {
-    let pool = Pool::new(4096 * 2 + 1024, 2048);
-    let dev = Device::new(
-        DeviceConfig {
-            wire: WireRate::Off,
-            loopback,
-            ..DeviceConfig::default()
-        },
-        pool.clone(),
-    )
-    .unwrap();
-    let sink = Arc::new(Sink::new(pool.clone()));
-    let em = Em::attach(
-        Arc::clone(&dev),
-        cfg,
-        Arc::new(KernelLock::new()),
-        sink.clone(),
-    )
-    .unwrap();
-    (pool, dev, sink, em)
+    let device = DeviceConfig {
+        wire: WireRate::Off,
+        loopback,
+        ..DeviceConfig::default()
+    };
+    attach_sim(4096 * 2 + 1024, device, cfg)
 }
 
 fn cwm(em: &Em<Device>) -> (u32, u32) {

@@ -1,8 +1,11 @@
-//! Helpers the em integration tests share: the stress scale and a watchdog.
+//! Helpers the em integration tests share: the stress scale, a watchdog,
+//! a bounded wait, and the driver attached to a simulated device.
 #![allow(dead_code, clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Pool, Sink};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,4 +37,37 @@ pub(crate) fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
     done.store(true, Ordering::Release);
     dog.join().unwrap();
     r
+}
+
+/// Polls `f` every millisecond for up to 10 s: a liveness bound far beyond
+/// what the driver needs, not a timing assertion.
+pub(crate) fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..10_000 {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// A pool of `buffers` 2 KiB buffers, a simulated device built from
+/// `device`, a sink that counts and frees what it receives, and the driver
+/// attached to them in `cfg` with a big lock of its own (down).
+pub(crate) fn attach_sim(
+    buffers: usize,
+    device: DeviceConfig,
+    cfg: EmConfig,
+) -> (Pool, Arc<Device>, Arc<Sink>, Em<Device>) {
+    let pool = Pool::new(buffers, 2048);
+    let dev = Device::new(device, pool.clone()).unwrap();
+    let sink = Arc::new(Sink::new(pool.clone()));
+    let em = Em::attach(
+        Arc::clone(&dev),
+        cfg,
+        Arc::new(KernelLock::new()),
+        sink.clone(),
+    )
+    .unwrap();
+    (pool, dev, sink, em)
 }
