@@ -5,7 +5,7 @@ use core::ops::Deref;
 
 use crossbeam_utils::CachePadded;
 use lock_api::RawMutex;
-use mpsafe_serializer::{DefaultWait, Task, TaskOwner, TaskSerializer, Wait};
+use mpsafe_serializer::{DefaultWait, Task, TaskOwner, Wait};
 
 use crate::DefaultLock;
 use crate::discipline::Discipline;
@@ -144,11 +144,10 @@ pub enum Started {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = DefaultWait> {
+    /// Holds the start serializer too, on the line of the queue lock (see
+    /// `SendQueue::serializer`): away from the flags below, which every
+    /// `transmit` reads.
     queue: SendQueue<D, R>,
-    /// Padded: its state word bounces between the CPUs that start, and the
-    /// owner writes its identity beside it on every pass; neither may share
-    /// a line with the flags below, which every `transmit` reads.
-    serializer: CachePadded<TaskSerializer>,
     /// IFF_RUNNING: the start tasks skip the routine while clear.
     running: AtomicBool,
     /// A start deferred by bundling waits for `flush_bundle`.
@@ -287,7 +286,6 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         fn build(queue: SendQueue<D, R>, config: Config, start: S) -> Self {
             Self {
                 queue,
-                serializer: CachePadded::new(TaskSerializer::new()),
                 running: AtomicBool::new(true),
                 bundle_pending: AtomicBool::new(false),
                 bundle: config.bundle,
@@ -315,10 +313,9 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// its ring, since a token from another queue's serializer (a start
     /// routine calling its neighbour's) proves nothing about this one.
     ///
-    /// Exact and cheap: two address comparisons, no memory access. `queue`
-    /// must be the send queue of an `IfQueue` of this very type (the one
-    /// the start routine received, or [`IfQueue::queue`]); for a
-    /// [`SendQueue`] standing alone the answer means nothing.
+    /// Exact and cheap: one address comparison, no memory access (the
+    /// serializer lives inside the send queue). For a [`SendQueue`] standing
+    /// alone the answer is always `false`: no token for it exists.
     ///
     /// # Examples
     ///
@@ -346,16 +343,9 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     /// ```
     #[inline]
     pub fn owns(queue: &SendQueue<D, R>, owner: &TaskOwner<'_>) -> bool {
-        // The IfQueue that holds `queue`, then its serializer field. A
-        // TaskSerializer starting inside that field is the one it holds:
-        // live objects do not overlap, and the field holds one serializer
-        // (plus padding), so the comparison cannot match another's token.
-        let base = core::ptr::from_ref(queue)
-            .addr()
-            .wrapping_sub(core::mem::offset_of!(Self, queue));
-        let field = base.wrapping_add(core::mem::offset_of!(Self, serializer));
-        let at = core::ptr::from_ref(owner.serializer()).addr();
-        at.wrapping_sub(field) < size_of_field(|q: &Self| &q.serializer)
+        // The serializer lives inside the send queue (on its lock's line),
+        // so the token names this queue's exactly when it points there.
+        core::ptr::eq(owner.serializer(), &queue.serializer)
     }
 
     /// Enqueues `packet` and, unless it was refused, starts: the stack's
@@ -467,12 +457,13 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         // Refuse before releasing anything: from inside the start routine
         // the barrier could never complete.
         #[cfg(feature = "std")]
-        if self.serializer.is_owned_by_current_thread() {
+        if self.queue.serializer.is_owned_by_current_thread() {
             return Err(BarrierError::InsideSerializer);
         }
-        self.barrier.wait(&self.serializer, BARRIER, |task, owner| {
-            self.run_task(task, owner)
-        })
+        self.barrier
+            .wait(&self.queue.serializer, BARRIER, |task, owner| {
+                self.run_task(task, owner)
+            })
     }
 
     /// Sets or clears "running" (OpenBSD `IFF_RUNNING`). A new queue is
@@ -495,12 +486,13 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
 
     /// Whether a start pass is in progress (a hint, possibly stale).
     pub fn is_starting(&self) -> bool {
-        self.serializer.is_running()
+        self.queue.serializer.is_running()
     }
 
     #[inline]
     fn run(&self, task: Task) -> Started {
         if self
+            .queue
             .serializer
             .add(task, |task, owner| self.run_task(task, owner))
         {
@@ -531,12 +523,6 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     }
 }
 
-/// The size of the field `field` selects, whatever its type: so
-/// [`IfQueue::owns`] follows a change of the serializer field's type.
-const fn size_of_field<T, F>(_field: fn(&T) -> &F) -> usize {
-    core::mem::size_of::<F>()
-}
-
 impl<D: Discipline, S, R: RawMutex, W: Wait> Deref for IfQueue<D, S, R, W> {
     type Target = SendQueue<D, R>;
     #[inline]
@@ -550,7 +536,7 @@ impl<D: Discipline, S, R: RawMutex, W: Wait> fmt::Debug for IfQueue<D, S, R, W> 
         f.debug_struct("IfQueue")
             .field("queue", &self.queue)
             .field("running", &self.running.load(Ordering::Relaxed))
-            .field("starting", &self.serializer.is_running())
+            .field("starting", &self.queue.serializer.is_running())
             .field("bundle", &self.bundle)
             .finish_non_exhaustive()
     }

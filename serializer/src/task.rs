@@ -15,8 +15,6 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use crossbeam_utils::CachePadded;
-
 use crate::sync::{AtomicU32, Ordering};
 
 const RUNNING: u32 = 1 << 31;
@@ -168,8 +166,11 @@ impl fmt::Debug for TaskOwner<'_> {
 /// ```
 #[derive(Default)]
 pub struct TaskSerializer {
-    /// `RUNNING` plus one pending bit per task.
-    state: CachePadded<AtomicU32>,
+    /// `RUNNING` plus one pending bit per task. Not padded: the owner writes
+    /// `owner_thread` on every pass, so it shares this line; the containing
+    /// type decides what else does (`mpsafe-ifqueue` puts its queue lock
+    /// here, which every non-owner touches just before it adds a task).
+    state: AtomicU32,
     /// Identity of the thread running tasks (0 when none), so a caller that
     /// would wait for the serializer from inside it can be told instead of
     /// hanging. Written and compared only by the owning thread itself.
@@ -182,7 +183,7 @@ impl TaskSerializer {
         /// A serializer with no task pending and nobody running.
         pub fn new() -> Self {
             Self {
-                state: CachePadded::new(AtomicU32::new(0)),
+                state: AtomicU32::new(0),
                 #[cfg(feature = "std")]
                 owner_thread: core::sync::atomic::AtomicUsize::new(0),
             }
@@ -209,12 +210,25 @@ impl TaskSerializer {
                 .compare_exchange(0, RUNNING, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) => Some(task),
-                Err(_) => {
-                    // AcqRel: Release publishes what the caller did before asking
-                    // to the owner who takes the bit; Acquire, in case the owner
-                    // left meanwhile and we become the owner.
-                    let prev = self.state.fetch_or(task.bit() | RUNNING, Ordering::AcqRel);
-                    if prev & RUNNING != 0 {
+                Err(mut seen) => {
+                    // Mark the task from the value the failed exchange saw: one
+                    // more read-modify-write of a line this CPU already holds,
+                    // not a fresh read of it. AcqRel: Release publishes what the
+                    // caller did before asking to the owner who takes the bit;
+                    // Acquire, in case the owner left meanwhile and we become
+                    // the owner.
+                    loop {
+                        match self.state.compare_exchange_weak(
+                            seen,
+                            seen | task.bit() | RUNNING,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => break,
+                            Err(now) => seen = now,
+                        }
+                    }
+                    if seen & RUNNING != 0 {
                         return false;
                     }
                     None

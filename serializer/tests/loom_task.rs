@@ -9,9 +9,10 @@
 //! may run at once (they share a loom `UnsafeCell`).
 //!
 //! Weakening checked (each made the model fail, then was restored):
-//! - the slow-path `fetch_or` AcqRel -> Acquire: the owner's pass may miss the
-//!   adder's request, `runs_each_added_task_after_add` fails ("a task run was
-//!   lost").
+//! - the slow path's compare-exchange loop that marks the task (success
+//!   ordering AcqRel -> Acquire): the owner's pass may miss the adder's
+//!   request, `runs_each_added_task_after_add` fails ("a task run was
+//!   lost"); checked again when the loop replaced a `fetch_or`.
 //! - the final `compare_exchange(RUNNING, 0)` Release -> Relaxed: loom reports
 //!   a causality violation on the shared `UnsafeCell`.
 #![cfg(mpsafe_loom)]
