@@ -542,38 +542,6 @@ fn two_cpu_transmit(c: &mut Criterion) {
         })
     });
 
-    // Not a transmit: the floor under every entry above. One cache line
-    // handed from one thread to the other, per hand-off (a ping-pong of a
-    // counter, each side writing when it sees the other's value). Every
-    // packet one CPU queues and the other sends moves at least one line
-    // across; this entry's ratio to `big_lock` says how many such hand-offs
-    // the big lock spends per packet.
-    g.bench_function("line_handoff", |b| {
-        #[repr(align(128))]
-        struct Line(AtomicU64);
-        b.iter_custom(|iters| {
-            let line = Line(AtomicU64::new(0));
-            // Thread A writes the odd values, thread B the even ones: each
-            // write is one hand-off of the line to the other thread.
-            let side = |first: u64| {
-                let mut spins = 0;
-                let mut next = first;
-                while next <= iters {
-                    // Acquire/Release: only the value matters; the
-                    // orderings keep the loop from being optimised into
-                    // something other than a hand-off.
-                    if line.0.load(Ordering::Acquire) == next - 1 {
-                        line.0.store(next, Ordering::Release);
-                        next += 2;
-                        spins = 0;
-                    } else {
-                        backoff(&mut spins);
-                    }
-                }
-            };
-            two_threads(|| side(1), || side(2))
-        })
-    });
     g.finish();
 }
 
