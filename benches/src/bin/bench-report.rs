@@ -71,6 +71,7 @@ const PEERS: &[(&str, &str)] = &[
     ("order/mutex", "plain"),
     ("order/serializer", "plain"),
     ("order/nested", "plain"),
+    ("order/ifq_transmit", "plain"),
 ];
 
 /// The stamp file `run` leaves in each result directory it wrote.
