@@ -4,13 +4,13 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::{attach_sim, scale, with_watchdog};
+use common::{attach_sim, producer, scale, with_watchdog};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, Mode, Pool, TxError, WireRate};
+use mpsafe_em::{DeviceConfig, EmConfig, Mode, WireRate};
 
 struct Rng(u64);
 
@@ -20,31 +20,6 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
-    }
-}
-
-fn producer(
-    em: &Em<Device>,
-    pool: &Pool,
-    q: usize,
-    stop: &AtomicBool,
-    offered: &AtomicU64,
-    refused: &AtomicU64,
-) {
-    let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        for _ in 0..32 {
-            let Some(mut m) = pool.alloc() else { break };
-            seq += 1;
-            m.fill(60 + (seq % 1400) as u16, seq);
-            offered.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = em.transmit(q, m) {
-                refused.fetch_add(1, Ordering::Relaxed);
-                assert!(matches!(e, TxError::Down(_) | TxError::QueueFull(_)));
-                e.into_packet().free();
-            }
-        }
-        thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -4,13 +4,13 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::{attach_sim, scale, with_watchdog};
+use common::{attach_sim, producer, scale, with_watchdog};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{DeviceConfig, EmConfig, Mode, TxError, WireRate};
+use mpsafe_em::{DeviceConfig, EmConfig, Mode, WireRate};
 
 fn torture(mode: Mode) {
     let cycles = (200 * scale() / 100).max(10);
@@ -31,23 +31,7 @@ fn torture(mode: Mode) {
         thread::scope(|s| {
             for q in 0..2 {
                 let (em, pool, stop, offered, refused) = (&em, &pool, &stop, &offered, &refused);
-                s.spawn(move || {
-                    let mut seq = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        for _ in 0..32 {
-                            let Some(mut m) = pool.alloc() else { break };
-                            seq += 1;
-                            m.fill(60 + (seq % 1400) as u16, seq);
-                            offered.fetch_add(1, Ordering::Relaxed);
-                            if let Err(e) = em.transmit(q, m) {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                                assert!(matches!(e, TxError::Down(_) | TxError::QueueFull(_)));
-                                e.into_packet().free();
-                            }
-                        }
-                        thread::sleep(Duration::from_micros(200));
-                    }
-                });
+                s.spawn(move || producer(em, pool, q, stop, offered, refused));
             }
             let sizes = [(80, 128), (512, 512), (4096, 256), (256, 4096), (1024, 80)];
             for i in 0..cycles {

@@ -39,19 +39,25 @@ impl Counter {
     }
 }
 
+/// A zeroed counter, and a thread that bumps it by 1 under its lock.
+fn counter_and_a_thread_bumping_it() -> (Arc<Counter>, thread::JoinHandle<()>) {
+    let counter = Arc::new(Counter {
+        lock: RawSpinMutex::new(),
+        value: UnsafeCell::new(0),
+    });
+    let other = {
+        let counter = Arc::clone(&counter);
+        thread::spawn(move || counter.locked_bump(1))
+    };
+    (counter, other)
+}
+
 /// Two threads take the lock (one of them waits for the other: the contended
 /// path), each bumping the counter under it.
 #[test]
 fn mutual_exclusion() {
     loom::model(|| {
-        let counter = Arc::new(Counter {
-            lock: RawSpinMutex::new(),
-            value: UnsafeCell::new(0),
-        });
-        let other = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || counter.locked_bump(1))
-        };
+        let (counter, other) = counter_and_a_thread_bumping_it();
         counter.locked_bump(10);
         other.join().unwrap();
         // SAFETY: the other thread is joined.
@@ -66,14 +72,7 @@ fn mutual_exclusion() {
 #[test]
 fn try_lock_excludes() {
     loom::model(|| {
-        let counter = Arc::new(Counter {
-            lock: RawSpinMutex::new(),
-            value: UnsafeCell::new(0),
-        });
-        let other = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || counter.locked_bump(1))
-        };
+        let (counter, other) = counter_and_a_thread_bumping_it();
         if counter.lock.try_lock() {
             counter.bump(10);
             // SAFETY: taken just above.

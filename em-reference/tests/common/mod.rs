@@ -3,9 +3,9 @@
 #![allow(dead_code, clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Pool, Sink};
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Pool, Sink, TxError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,4 +70,33 @@ pub(crate) fn attach_sim(
     )
     .unwrap();
     (pool, dev, sink, em)
+}
+
+/// Transmits on queue `q` in bursts of 32 (frames of 60 to 1459 bytes) until
+/// `stop`, counting what it offered and what `transmit` refused (only
+/// because the interface was down or the queue full; refused frames are
+/// freed).
+pub(crate) fn producer(
+    em: &Em<Device>,
+    pool: &Pool,
+    q: usize,
+    stop: &AtomicBool,
+    offered: &AtomicU64,
+    refused: &AtomicU64,
+) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..32 {
+            let Some(mut m) = pool.alloc() else { break };
+            seq += 1;
+            m.fill(60 + (seq % 1400) as u16, seq);
+            offered.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = em.transmit(q, m) {
+                refused.fetch_add(1, Ordering::Relaxed);
+                assert!(matches!(e, TxError::Down(_) | TxError::QueueFull(_)));
+                e.into_packet().free();
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
 }
