@@ -3,12 +3,19 @@
 //! A fixed number of buffers ("mbuf clusters"), each with an owner state that
 //! changes only by compare-and-swap, so a double free, a buffer reclaimed
 //! from a ring it is not on, or DMA into a buffer the device does not own is
-//! caught where it happens. The free list sits behind its own mutex, like a
-//! kernel `pool(9)`; this is why drivers defer frees until they have released
-//! their own locks (seed 000). The mutex sits at level
-//! [`PoolMutex`], last in the driver's lock order: the driver takes it
-//! through a context (`alloc_in`, `free_all_in`); the stack and the device
-//! use the plain API.
+//! caught where it happens. The free buffers sit on per-thread free lists,
+//! each behind its own mutex, as a kernel's `pool(9)` keeps per-CPU caches
+//! in front of its shared list (OpenBSD's `pool_cache_init`, used for mbufs
+//! and clusters): a thread allocates from and frees to its own list, and
+//! only an empty list takes a batch from another one (see [`Pool::alloc`]).
+//! A single list behind one mutex was the one lock every packet took on
+//! every CPU, in every locking mode: it made the modes look alike and the
+//! demo's runs bistable (a contended free list slowed every path, which
+//! queued more packets, which contended it more). Each list's mutex sits at
+//! level [`PoolMutex`], last in the driver's lock order, and no two are
+//! ever held at once; drivers still defer frees until they have released
+//! their own locks (seed 000). The driver takes it through a context
+//! (`alloc_in`, `free_all_in`); the stack and the device use the plain API.
 //!
 //! A buffer held by software is an [`Mbuf`]. It must be given back with
 //! [`Mbuf::free`] (or [`Pool::free_all`]); dropping one without freeing it is
@@ -25,10 +32,13 @@
 //! reach the bytes. The driver code is the same for both.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use crossbeam_utils::CachePadded;
 
 use mpsafe_order::{Ctx, LockBefore, Ordered};
 
@@ -72,20 +82,32 @@ struct Slot {
     tag: AtomicU64,
 }
 
-/// The free list's mutex, as the lock order sees it.
+/// One free list's mutex, as the lock order sees it.
 #[derive(Debug)]
-struct FreeList(Mutex<Vec<u32>>);
+struct FreeList(Mutex<FreeBufs>);
+
+/// What a free list's mutex protects.
+#[derive(Debug, Default)]
+struct FreeBufs {
+    /// Indices of free buffers, each holding its count of the pool
+    /// ([`Inner`]'s lifetime, below).
+    bufs: Vec<u32>,
+    /// Set when the last [`Pool`] handle went: a buffer freed from here on
+    /// gives its count back instead of waiting on the list for an
+    /// allocation that cannot come.
+    closed: bool,
+}
 
 impl mpsafe_order::Lock for FreeList {
-    type Guard<'a> = MutexGuard<'a, Vec<u32>>;
+    type Guard<'a> = MutexGuard<'a, FreeBufs>;
 
-    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
+    fn lock(&self) -> MutexGuard<'_, FreeBufs> {
         // The free list holds plain indices: a panic elsewhere cannot leave
         // it half-updated, so a poisoned lock is still consistent.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_lock(&self) -> Option<MutexGuard<'_, Vec<u32>>> {
+    fn try_lock(&self) -> Option<MutexGuard<'_, FreeBufs>> {
         match self.0.try_lock() {
             Ok(g) => Some(g),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -94,10 +116,56 @@ impl mpsafe_order::Lock for FreeList {
     }
 }
 
+/// Free lists per pool: more than the threads that allocate and free in the
+/// demo (two producers, the interrupt thread, the device, the refill
+/// timeout), so each thread usually has a list to itself.
+const FREE_LISTS: usize = 8;
+
+/// Buffers an empty free list takes from another list at once: one lock of
+/// the other list per this many allocations when a thread only allocates
+/// (a producer) and another only frees (transmit completion).
+const REFILL_BATCH: usize = 64;
+
+/// The free list of the calling thread: threads are spread over the lists
+/// in the order they first use a pool.
+fn home_list() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    HOME.with(|home| {
+        if home.get() == usize::MAX {
+            // Relaxed: only spreads threads; any value is correct.
+            home.set(NEXT.fetch_add(1, Ordering::Relaxed) % FREE_LISTS);
+        }
+        home.get()
+    })
+}
+
+/// The pool's shared state.
+///
+/// # Lifetime
+///
+/// An `Inner` lives in an `Arc` whose strong count is the number of
+/// [`Pool`] handles plus one for every buffer, whatever the buffer's state:
+/// a free buffer's count waits on its free list, a live [`Mbuf`] holds its
+/// own, a buffer posted on a ring leaves it with the ring. Allocating,
+/// freeing, posting and reclaiming a buffer move its count along with it and
+/// never touch the shared counter, which per packet on several CPUs was a
+/// line every one of them wrote. A leaked buffer gives its count back. When
+/// the last handle goes, the free lists give theirs back and close, and so
+/// do the buffers left on rings (reclaiming one, or DMA into it, takes a
+/// handle, so nothing can reach them any more); a buffer freed after that
+/// gives its count back itself. So `Inner` is freed with the last handle or
+/// the last live `Mbuf`, whichever goes last, and never while an `Mbuf`
+/// points to it.
 #[derive(Debug)]
 struct Inner {
+    /// [`Pool`] handles, apart from the buffers' counts.
+    handles: AtomicUsize,
     slots: Box<[Slot]>,
-    free: Ordered<PoolMutex, FreeList>,
+    /// Per-thread free lists ([`home_list`]), each on its own cache lines.
+    free: Box<[CachePadded<Ordered<PoolMutex, FreeList>>]>,
     buf_size: usize,
     alloc_failures: AtomicU64,
     dma_errors: AtomicU64,
@@ -167,11 +235,94 @@ impl DmaMap {
     }
 }
 
+impl Inner {
+    /// The address a descriptor carries for buffer `idx`: its bus address,
+    /// or the index itself in a pool without DMA memory.
+    fn addr_of(&self, idx: u32) -> u64 {
+        match &self.dma {
+            Some(d) => d.bus(idx, self.buf_size),
+            None => u64::from(idx),
+        }
+    }
+
+    /// The buffer index a descriptor address names, if any.
+    fn index_of(&self, addr: u64) -> Option<u32> {
+        match &self.dma {
+            Some(d) => d.index(addr, self.buf_size),
+            None => u32::try_from(addr)
+                .ok()
+                .filter(|&i| (i as usize) < self.slots.len()),
+        }
+    }
+
+    fn transition(&self, idx: u32, from: BufState, to: BufState) {
+        let slot = &self.slots[idx as usize];
+        // AcqRel: a state change is an ownership hand-off; whoever takes the
+        // buffer sees what the previous owner wrote into it.
+        if let Err(actual) =
+            slot.state
+                .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            panic!(
+                "buffer {idx}: expected {from:?}, found {:?} (moving to {to:?})",
+                BufState::from_u8(actual)
+            );
+        }
+    }
+}
+
 /// A pool of packet buffers shared by the driver, the device (its "DMA") and
 /// the stack. Cloning shares the pool.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Pool {
     inner: Arc<Inner>,
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        // Relaxed: as `Arc::clone`; a new handle comes from a live one.
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // AcqRel: the last handle sees every list operation of the others
+        // (they all take the list mutexes anyway).
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last handle: nothing can allocate any more. Close every list
+        // and give back the counts of the buffers on it.
+        let mut released = 0;
+        for list in self.inner.free.iter() {
+            let mut list = mpsafe_order::Lock::lock(list.unordered());
+            list.closed = true;
+            released += list.bufs.len();
+            list.bufs = Vec::new();
+        }
+        // Buffers posted on rings: only a handle could reclaim them or DMA
+        // into them. Relaxed: no other thread moves a ring buffer now.
+        for slot in self.inner.slots.iter() {
+            let state = BufState::from_u8(slot.state.load(Ordering::Relaxed));
+            if matches!(state, BufState::OnRxRing | BufState::OnTxRing) {
+                slot.state.store(BufState::Free as u8, Ordering::Relaxed);
+                released += 1;
+            }
+        }
+        let ptr = Arc::as_ptr(&self.inner);
+        for _ in 0..released {
+            // SAFETY: `ptr` comes from `self.inner`, a live `Arc`, so the
+            // count stays at least 1 (ours) through this loop; each count
+            // given back is one a free buffer held (the type's lifetime
+            // rule) and that buffer is off every list and ring now, so no
+            // one else will give it back.
+            unsafe { Arc::decrement_strong_count(ptr) };
+        }
+    }
 }
 
 /// A snapshot of where every buffer of a [`Pool`] is.
@@ -212,18 +363,43 @@ impl Pool {
     ///
     /// If `count` does not fit in a `u32`.
     pub fn new(count: usize, buf_size: usize) -> Self {
+        Self::build(count, buf_size, None)
+    }
+
+    fn build(count: usize, buf_size: usize, dma: Option<DmaMap>) -> Self {
         let n = u32::try_from(count).expect("pool larger than 2^32 buffers");
-        Self {
-            inner: Arc::new(Inner {
-                slots: (0..count).map(|_| Slot::default()).collect(),
-                // LIFO: the most recently freed (cache-hot) buffer goes out first.
-                free: Ordered::new(FreeList(Mutex::new((0..n).rev().collect()))),
-                buf_size,
-                alloc_failures: AtomicU64::new(0),
-                dma_errors: AtomicU64::new(0),
-                dma: None,
-            }),
+        let inner = Arc::new(Inner {
+            handles: AtomicUsize::new(1),
+            slots: (0..count).map(|_| Slot::default()).collect(),
+            // Every buffer starts on the first list, which the first
+            // threads to allocate empty in batches. LIFO: the most
+            // recently freed (cache-hot) buffer goes out first.
+            free: (0..FREE_LISTS)
+                .map(|i| {
+                    let bufs = if i == 0 {
+                        (0..n).rev().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let list = FreeBufs {
+                        bufs,
+                        closed: false,
+                    };
+                    CachePadded::new(Ordered::new(FreeList(Mutex::new(list))))
+                })
+                .collect(),
+            buf_size,
+            alloc_failures: AtomicU64::new(0),
+            dma_errors: AtomicU64::new(0),
+            dma,
+        });
+        for _ in 0..n {
+            // SAFETY: `inner` is a live `Arc` (count >= 1). One count per
+            // buffer, held by the free list it starts on (`Inner`'s
+            // lifetime rule).
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(&inner)) };
         }
+        Self { inner }
     }
 
     /// A pool whose buffers of `buf_size` bytes are carved from `regions`
@@ -256,14 +432,11 @@ impl Pool {
             }
         }
         runs.sort_by_key(|r| r.0);
-        let mut pool = Self::new(count as usize, buf_size);
-        Arc::get_mut(&mut pool.inner)
-            .expect("a new pool is not shared")
-            .dma = Some(DmaMap {
+        let dma = DmaMap {
             runs,
             _owner: owner,
-        });
-        pool
+        };
+        Self::build(count as usize, buf_size, Some(dma))
     }
 
     /// Whether the buffers are in DMA memory ([`Pool::with_dma`]).
@@ -271,23 +444,9 @@ impl Pool {
         self.inner.dma.is_some()
     }
 
-    /// The address a descriptor carries for buffer `idx`: its bus address,
-    /// or the index itself in a pool without DMA memory.
-    fn addr_of(&self, idx: u32) -> u64 {
-        match &self.inner.dma {
-            Some(d) => d.bus(idx, self.inner.buf_size),
-            None => u64::from(idx),
-        }
-    }
-
     /// The buffer index a descriptor address names, if any.
     fn index_of(&self, addr: u64) -> Option<u32> {
-        match &self.inner.dma {
-            Some(d) => d.index(addr, self.inner.buf_size),
-            None => u32::try_from(addr)
-                .ok()
-                .filter(|&i| (i as usize) < self.inner.slots.len()),
-        }
+        self.inner.index_of(addr)
     }
 
     /// Size of every buffer in bytes.
@@ -300,22 +459,74 @@ impl Pool {
         self.inner.slots.len()
     }
 
-    fn free_list(&self) -> MutexGuard<'_, Vec<u32>> {
-        mpsafe_order::Lock::lock(self.inner.free.unordered())
+    /// The calling thread's free list, locked.
+    fn free_list(&self) -> MutexGuard<'_, FreeBufs> {
+        mpsafe_order::Lock::lock(self.inner.free[home_list()].unordered())
     }
 
     /// Takes a free buffer, or `None` (counted) if the pool is empty.
+    ///
+    /// From the calling thread's own free list; when that list is empty,
+    /// up to a batch of buffers is moved from the first other list that has
+    /// any (one list locked at a time). While another thread carries such a
+    /// batch between two lists, an allocation on a third may find every
+    /// list empty and fail, as a kernel's per-CPU caches can: exhaustion is
+    /// exact only when no other thread allocates meanwhile.
     pub fn alloc(&self) -> Option<Mbuf> {
-        let idx = self.free_list().pop();
+        // Its own statement: the list's guard is dropped before a refill
+        // locks the lists again.
+        let idx = self.free_list().bufs.pop();
+        let idx = idx.or_else(|| {
+            self.refill(|list, f| {
+                f(&mut mpsafe_order::Lock::lock(self.inner.free[list].unordered()).bufs);
+            })
+        });
         self.alloc_from(idx)
     }
 
-    /// [`alloc`](Pool::alloc), the free-list mutex taken from `ctx` at its
-    /// level in the driver's order (refill allocates under the rx mutex).
+    /// [`alloc`](Pool::alloc), the free-list mutexes taken from `ctx` at
+    /// their level in the driver's order (refill allocates under the rx
+    /// mutex).
     #[track_caller]
     pub(crate) fn alloc_in<L: LockBefore<PoolMutex>>(&self, ctx: &mut Ctx<'_, L>) -> Option<Mbuf> {
-        let idx = ctx.lock(&self.inner.free).0.pop();
+        let idx = ctx.lock(&self.inner.free[home_list()]).0.bufs.pop();
+        let idx = idx.or_else(|| {
+            self.refill(|list, f| {
+                let (mut held, _) = ctx.lock(&self.inner.free[list]);
+                f(&mut held.bufs);
+            })
+        });
         self.alloc_from(idx)
+    }
+
+    /// The calling thread's list was empty: moves up to [`REFILL_BATCH`]
+    /// buffers from the first other list that has any, keeps one for the
+    /// caller and puts the rest on the caller's list. `None` if every list
+    /// was empty. `with_list(i, f)` runs `f` on list `i` locked; one list
+    /// is locked at a time.
+    fn refill(
+        &self,
+        mut with_list: impl FnMut(usize, &mut dyn FnMut(&mut Vec<u32>)),
+    ) -> Option<u32> {
+        let home = home_list();
+        let mut batch = Vec::new();
+        for other in (1..FREE_LISTS).map(|k| (home + k) % FREE_LISTS) {
+            with_list(other, &mut |list| {
+                // The top of the other list: its most recently freed, and
+                // so cache-hot, buffers (taking the coldest ones cycles
+                // every buffer of the pool through the caches).
+                let keep = list.len().saturating_sub(REFILL_BATCH);
+                batch.extend(list.drain(keep..));
+            });
+            if !batch.is_empty() {
+                break;
+            }
+        }
+        let mine = batch.pop();
+        if !batch.is_empty() {
+            with_list(home, &mut |list| list.append(&mut batch));
+        }
+        mine
     }
 
     fn alloc_from(&self, idx: Option<u32>) -> Option<Mbuf> {
@@ -323,9 +534,10 @@ impl Pool {
             self.inner.alloc_failures.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        self.transition(idx, BufState::Free, BufState::Held);
+        self.inner.transition(idx, BufState::Free, BufState::Held);
+        // The buffer's count moves from the free list to the Mbuf.
         Some(Mbuf {
-            pool: Some(self.clone()),
+            pool: Some(self.inner_ptr()),
             idx,
         })
     }
@@ -333,7 +545,7 @@ impl Pool {
     /// Frees a batch of buffers with one acquisition of the free-list lock
     /// (the deferred free list of seed 000, `ml_purge`).
     pub fn free_all(&self, bufs: impl IntoIterator<Item = Mbuf>) {
-        self.free_into(&mut self.free_list(), bufs);
+        self.free_into(&mut self.free_list().bufs, bufs);
     }
 
     /// [`free_all`](Pool::free_all), the free-list mutex taken from `ctx` at
@@ -344,19 +556,25 @@ impl Pool {
         ctx: &mut Ctx<'_, L>,
         bufs: impl IntoIterator<Item = Mbuf>,
     ) {
-        self.free_into(&mut ctx.lock(&self.inner.free).0, bufs);
+        self.free_into(&mut ctx.lock(&self.inner.free[home_list()]).0.bufs, bufs);
     }
 
+    /// Puts `bufs` on `free` (a list of this pool, locked, not closed: this
+    /// pool has a handle, `self`); each buffer's count moves to the list.
     fn free_into(&self, free: &mut Vec<u32>, bufs: impl IntoIterator<Item = Mbuf>) {
         for mut m in bufs {
-            let (pool, idx) = m.pool.take().map(|p| (p, m.idx)).expect("live mbuf");
-            debug_assert!(
-                Arc::ptr_eq(&pool.inner, &self.inner),
-                "mbuf from another pool"
-            );
-            pool.transition(idx, BufState::Held, BufState::Free);
-            free.push(idx);
+            let pool = m.pool.take().expect("live mbuf");
+            assert_eq!(pool, self.inner_ptr(), "mbuf from another pool");
+            self.inner.transition(m.idx, BufState::Held, BufState::Free);
+            free.push(m.idx);
         }
+    }
+
+    /// The pointer an [`Mbuf`] of this pool carries: `Arc::as_ptr`'s, not a
+    /// reference's, so it can also give the buffer's count back
+    /// (`Arc::decrement_strong_count` reaches the counts beside the data).
+    fn inner_ptr(&self) -> NonNull<Inner> {
+        NonNull::new(Arc::as_ptr(&self.inner).cast_mut()).expect("an Arc is never null")
     }
 
     /// Turns a ring address back into the buffer the driver posted there.
@@ -369,9 +587,10 @@ impl Pool {
         let idx = self
             .index_of(addr)
             .unwrap_or_else(|| panic!("buffer address {addr:#x} names no buffer"));
-        self.transition(idx, on, BufState::Held);
+        self.inner.transition(idx, on, BufState::Held);
+        // The buffer's count moves from the ring to the Mbuf.
         Mbuf {
-            pool: Some(self.clone()),
+            pool: Some(self.inner_ptr()),
             idx,
         }
     }
@@ -416,21 +635,6 @@ impl Pool {
             .and_then(|i| self.inner.slots.get(i as usize))
     }
 
-    fn transition(&self, idx: u32, from: BufState, to: BufState) {
-        let slot = &self.inner.slots[idx as usize];
-        // AcqRel: a state change is an ownership hand-off; whoever takes the
-        // buffer sees what the previous owner wrote into it.
-        if let Err(actual) =
-            slot.state
-                .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Relaxed)
-        {
-            panic!(
-                "buffer {idx}: expected {from:?}, found {:?} (moving to {to:?})",
-                BufState::from_u8(actual)
-            );
-        }
-    }
-
     /// Where every buffer is right now.
     pub fn stats(&self) -> PoolStats {
         let mut s = PoolStats {
@@ -456,14 +660,31 @@ impl Pool {
 /// it on a ring with [`into_ring`](Mbuf::into_ring); dropping it is a leak.
 #[derive(Debug)]
 pub struct Mbuf {
-    /// `None` once freed or posted, so `Drop` knows it was handled.
-    pool: Option<Pool>,
+    /// The pool, whose `Arc` count for this buffer the Mbuf holds
+    /// ([`Inner`]'s lifetime rule); `None` once freed or posted, so `Drop`
+    /// knows it was handled.
+    pool: Option<NonNull<Inner>>,
     idx: u32,
 }
 
+// SAFETY: an Mbuf is its buffer's only owner (the state machine lets one
+// Mbuf exist per Held buffer) and reaches the pool only through `Inner`,
+// which is `Sync` (atomics, mutexes, and read-only fields) and stays
+// allocated while the Mbuf holds its count, whichever thread has it.
+unsafe impl Send for Mbuf {}
+// SAFETY: `&Mbuf` only reads the pool through `&Inner`, which is `Sync`.
+unsafe impl Sync for Mbuf {}
+
 impl Mbuf {
+    fn inner(&self) -> &Inner {
+        let pool = self.pool.expect("live mbuf");
+        // SAFETY: a live Mbuf holds a count of the pool's `Arc`, so `Inner`
+        // is allocated, and `pool` came from `Arc::as_ptr`.
+        unsafe { pool.as_ref() }
+    }
+
     fn slot(&self) -> &Slot {
-        &self.pool.as_ref().expect("live mbuf").inner.slots[self.idx as usize]
+        &self.inner().slots[self.idx as usize]
     }
 
     /// The buffer's index in its pool (its "bus address" in a pool without
@@ -485,11 +706,11 @@ impl Mbuf {
     ///
     /// If the length exceeds the buffer size.
     pub fn data(&self) -> Option<&[u8]> {
-        let pool = self.pool.as_ref().expect("live mbuf");
-        let dma = pool.inner.dma.as_ref()?;
+        let pool = self.inner();
+        let dma = pool.dma.as_ref()?;
         let len = self.len();
-        assert!(len <= pool.inner.buf_size, "frame longer than its buffer");
-        let p = dma.virt(self.idx, pool.inner.buf_size);
+        assert!(len <= pool.buf_size, "frame longer than its buffer");
+        let p = dma.virt(self.idx, pool.buf_size);
         // SAFETY: the buffer's memory (valid per `with_dma`'s contract) is
         // ours while the Mbuf is Held: no ring holds it, so the device does
         // not write it; `&self` forbids a concurrent `data_mut`.
@@ -499,11 +720,11 @@ impl Mbuf {
     /// The whole buffer (`buf_size` bytes) to write a frame into, in a
     /// DMA-backed pool; follow with [`set_len`](Mbuf::set_len).
     pub fn data_mut(&mut self) -> Option<&mut [u8]> {
-        let pool = self.pool.as_ref().expect("live mbuf");
-        let dma = pool.inner.dma.as_ref()?;
-        let p = dma.virt(self.idx, pool.inner.buf_size);
+        let pool = self.inner();
+        let dma = pool.dma.as_ref()?;
+        let p = dma.virt(self.idx, pool.buf_size);
         // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
-        Some(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), pool.inner.buf_size) })
+        Some(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), pool.buf_size) })
     }
 
     /// Frame length in bytes.
@@ -530,8 +751,23 @@ impl Mbuf {
 
     /// Returns the buffer to its pool.
     pub fn free(mut self) {
+        let inner = self.inner();
+        inner.transition(self.idx, BufState::Held, BufState::Free);
+        let closed = {
+            let mut list = mpsafe_order::Lock::lock(inner.free[home_list()].unordered());
+            if !list.closed {
+                list.bufs.push(self.idx);
+            }
+            list.closed
+        };
         let pool = self.pool.take().expect("live mbuf");
-        pool.free_all_one(self.idx);
+        if closed {
+            // Every handle is gone: no allocation can come for this buffer.
+            // SAFETY: `pool` came from `Arc::as_ptr` and carries this
+            // buffer's count, which this gives back, once (`self.pool` is
+            // `None` now); nothing touches `inner` after it.
+            unsafe { Arc::decrement_strong_count(pool.as_ptr().cast_const()) };
+        }
     }
 
     /// Hands the buffer to the device: it becomes `on` (a ring state) and the
@@ -542,25 +778,28 @@ impl Mbuf {
     /// If `on` is not [`BufState::OnRxRing`] or [`BufState::OnTxRing`].
     pub fn into_ring(mut self, on: BufState) -> u64 {
         assert!(matches!(on, BufState::OnRxRing | BufState::OnTxRing));
-        let pool = self.pool.take().expect("live mbuf");
-        pool.transition(self.idx, BufState::Held, on);
-        pool.addr_of(self.idx)
-    }
-}
-
-impl Pool {
-    fn free_all_one(&self, idx: u32) {
-        self.transition(idx, BufState::Held, BufState::Free);
-        self.free_list().push(idx);
+        let inner = self.inner();
+        let addr = inner.addr_of(self.idx);
+        inner.transition(self.idx, BufState::Held, on);
+        // The buffer's count stays with it on the ring.
+        self.pool = None;
+        addr
     }
 }
 
 impl Drop for Mbuf {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
+        if self.pool.is_some() {
             // Not freed, not posted: the buffer is lost. Count it where the
             // pool audit will show it, and never hand it out again.
-            pool.transition(self.idx, BufState::Held, BufState::Leaked);
+            self.inner()
+                .transition(self.idx, BufState::Held, BufState::Leaked);
+            let pool = self.pool.take().expect("checked above");
+            // SAFETY: `pool` came from `Arc::as_ptr` and carries this
+            // buffer's count; a leaked buffer is never handed out again, so
+            // the count is given back here, once; nothing touches the pool
+            // after it.
+            unsafe { Arc::decrement_strong_count(pool.as_ptr().cast_const()) };
         }
     }
 }
@@ -609,6 +848,112 @@ mod tests {
         assert!(pool.alloc().is_none());
         assert_eq!(pool.stats().alloc_failures, 1);
         a.free();
+    }
+
+    #[test]
+    fn buffers_freed_on_one_thread_are_allocated_on_another() {
+        // More buffers than one refill batch, so the second thread refills
+        // its list several times from the list the first thread freed to.
+        let n = REFILL_BATCH * 3 + 5;
+        let pool = Pool::new(n, 64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let bufs: Vec<Mbuf> = (0..n).map(|_| pool.alloc().unwrap()).collect();
+                assert!(pool.alloc().is_none(), "more buffers than the pool has");
+                pool.free_all(bufs);
+            });
+        });
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let bufs: Vec<Mbuf> = (0..n)
+                    .map(|i| {
+                        pool.alloc()
+                            .unwrap_or_else(|| panic!("buffer {i} of {n} not found"))
+                    })
+                    .collect();
+                assert!(pool.alloc().is_none());
+                pool.free_all(bufs);
+            });
+        });
+        let s = pool.stats();
+        assert_eq!((s.free, s.in_use(), s.alloc_failures), (n as u64, 0, 2));
+    }
+
+    #[test]
+    fn threads_allocating_and_freeing_at_once_lose_nothing() {
+        let pool = Pool::new(4 * REFILL_BATCH, 64);
+        let rounds = if cfg!(miri) { 20 } else { 2_000 };
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let pool = &pool;
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        // Allocate on this thread, free half here and pass
+                        // the rest through the pool again: every list both
+                        // empties and refills.
+                        let mut bufs: Vec<Mbuf> = (0..8).filter_map(|_| pool.alloc()).collect();
+                        for m in &mut bufs {
+                            m.fill(60, t << 32 | r);
+                        }
+                        assert!(bufs.iter().all(|m| m.tag() == t << 32 | r));
+                        pool.free_all(bufs);
+                    }
+                });
+            }
+        });
+        let s = pool.stats();
+        assert_eq!((s.free, s.in_use(), s.leaked), (s.total, 0, 0));
+    }
+
+    /// A pool over `mem` whose DMA owner is `owner`: `Arc::strong_count`
+    /// of the owner tells whether the pool's state is still allocated.
+    fn pool_owned_by(mem: &mut [u8], owner: &Arc<()>) -> Pool {
+        let region = DmaRegion {
+            virt: NonNull::new(mem.as_mut_ptr()).unwrap(),
+            bus: 0x1000,
+            len: mem.len(),
+        };
+        // SAFETY: one region over `mem`, which every caller keeps alive
+        // past the pool's last buffer.
+        unsafe { Pool::with_dma(64, &[region], owner.clone()) }
+    }
+
+    #[test]
+    fn the_pool_outlives_its_last_handle_until_its_last_buffer() {
+        let mut mem = vec![0u8; 64 * 4];
+        let owner = Arc::new(());
+        let pool = pool_owned_by(&mut mem, &owner);
+        let held = pool.alloc().unwrap();
+        let leaked = pool.alloc().unwrap();
+        let freed_later = pool.clone().alloc().unwrap();
+        // A buffer left on a ring gives its count back with the last handle.
+        let _ = pool.alloc().unwrap().into_ring(BufState::OnTxRing);
+        drop(pool);
+        assert_eq!(Arc::strong_count(&owner), 2, "freed under live buffers");
+        held.free();
+        drop(leaked);
+        assert_eq!(Arc::strong_count(&owner), 2, "freed under a live buffer");
+        freed_later.free();
+        assert_eq!(
+            Arc::strong_count(&owner),
+            1,
+            "the last buffer did not free it"
+        );
+        drop(mem);
+    }
+
+    #[test]
+    fn a_pool_without_buffers_out_is_freed_with_its_last_handle() {
+        let mut mem = vec![0u8; 64 * 4];
+        let owner = Arc::new(());
+        let pool = pool_owned_by(&mut mem, &owner);
+        let other = pool.clone();
+        other.alloc().unwrap().free();
+        drop(other);
+        assert_eq!(Arc::strong_count(&owner), 2);
+        drop(pool);
+        assert_eq!(Arc::strong_count(&owner), 1);
+        drop(mem);
     }
 
     #[test]
