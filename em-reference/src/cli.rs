@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::fmt;
 
-use crate::driver::Mode;
+use crate::driver::{Mode, TxStart};
 
 /// The demo's usage text (`--help`).
 pub const HELP: &str = "\
@@ -39,6 +39,9 @@ OPTIONS:
   --bundle <N>         transmit bundling: start the queue once per N packets
                        (1 to 256, at most the send queue's 256; 1 = start
                        on every packet) [default: 1]
+  --start <S>          where transmit runs the start routine: direct (on
+                       the transmitting thread) or delegated (a task thread
+                       per send queue, seed 002's taskq) [default: direct]
   --keep-watermarks    keep each rx ring's current watermark across down/up
                        instead of restarting it at the low watermark
   --after-up           after each run, bring the interface down and up once
@@ -97,6 +100,8 @@ pub struct Args {
     pub cycles: u32,
     /// Transmit bundling, if set.
     pub bundle: Option<usize>,
+    /// Where transmit runs the start routine.
+    pub start: TxStart,
     /// Keep rx watermarks across down/up.
     pub keep_watermarks: bool,
     /// Probe the first second after `up`.
@@ -120,6 +125,7 @@ impl Default for Args {
             queues: 1,
             cycles: 50,
             bundle: None,
+            start: TxStart::Direct,
             keep_watermarks: false,
             after_up: false,
             switch_every: None,
@@ -248,7 +254,7 @@ where
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
         };
-        const VALUED: [&str; 11] = [
+        const VALUED: [&str; 12] = [
             "--mode",
             "--seconds",
             "--repeat",
@@ -257,6 +263,7 @@ where
             "--queues",
             "--cycles",
             "--bundle",
+            "--start",
             "--interval",
             "--switch-every",
             "--format",
@@ -306,6 +313,7 @@ where
             }
             "--cycles" => a.cycles = number(&name, v, 0..=10_000, "0 to 10000")?,
             "--bundle" => a.bundle = Some(number(&name, v, 1..=256, "1 to 256 packets")?),
+            "--start" => a.start = v.parse().map_err(|e| CliError(format!("{name}: {e}")))?,
             "--interval" => {
                 a.interval = Some(number(&name, v, 0.01..=60.0, "seconds from 0.01 to 60")?)
             }
@@ -384,6 +392,7 @@ mod tests {
             "--queues=2",
             "--bundle",
             "16",
+            "--start=Delegated",
             "--interval",
             "0.1",
             "--switch-every=0.5",
@@ -402,6 +411,7 @@ mod tests {
         assert_eq!(a.rate, Rate::Max);
         assert_eq!(a.queues, 2);
         assert_eq!(a.bundle, Some(16));
+        assert_eq!(a.start, TxStart::Delegated);
         assert_eq!(a.interval, Some(0.1));
         assert_eq!(a.switch_every, Some(0.5));
         assert_eq!(a.format, Format::Csv);
@@ -417,6 +427,7 @@ mod tests {
             (&["--queues", "3"], "--queues"),
             (&["--frame-size", "59"], "--frame-size"),
             (&["--bundle", "0"], "--bundle"),
+            (&["--start", "taskq"], "--start: unknown start \"taskq\""),
             (&["--interval", "0.001"], "--interval"),
             (&["--switch-every", "0"], "--switch-every"),
             (&["--format", "xml"], "--format"),

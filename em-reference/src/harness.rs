@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::biglock::{KernelLock, LockCounts};
 use crate::cpu::process_cpu_time;
 use crate::device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
-use crate::driver::{Em, EmConfig, EmError, EmStats, Mode, Sink};
+use crate::driver::{Em, EmConfig, EmError, EmStats, Mode, Sink, TxStart};
 use crate::measure::ThreadCpu;
 use crate::pool::Pool;
 
@@ -45,6 +45,8 @@ pub struct RunConfig {
     /// Transmit bundling threshold ([`EmConfig::tx_bundle`]); the producer
     /// calls [`Em::flush_tx`] after each burst.
     pub tx_bundle: usize,
+    /// Where `transmit` runs the start routine ([`EmConfig::tx_start`]).
+    pub tx_start: TxStart,
     /// Keep the rx watermarks across down/up
     /// ([`EmConfig::rx_keep_watermarks`]).
     pub keep_watermarks: bool,
@@ -70,6 +72,7 @@ impl RunConfig {
             switch_every: None,
             interval: None,
             tx_bundle: 1,
+            tx_start: TxStart::Direct,
             keep_watermarks: false,
             after_up: false,
         }
@@ -351,6 +354,7 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
         {
             let mut c = EmConfig::new(cfg.mode);
             c.tx_bundle = cfg.tx_bundle;
+            c.tx_start = cfg.tx_start;
             c.rx_keep_watermarks = cfg.keep_watermarks;
             c
         },

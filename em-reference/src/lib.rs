@@ -95,7 +95,9 @@ pub mod uio;
 
 pub use biglock::{KernelGuard, KernelLock, LockCounts, Path};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
-pub use driver::{Em, EmConfig, EmError, EmStats, Entry, InputQueues, Mode, Sink, Stack, TxError};
+pub use driver::{
+    Em, EmConfig, EmError, EmStats, Entry, InputQueues, Mode, Sink, Stack, TxError, TxStart,
+};
 pub use hw::{Hardware, IntrHandler, IntrLine};
 pub use pool::{BufState, Mbuf, Pool, PoolStats};
 pub use regs::{Reg, Regs};

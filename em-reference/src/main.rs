@@ -108,8 +108,16 @@ fn demo(args: &Args) -> Result<bool, String> {
     };
     if text {
         println!(
-            "simulated 8254x, {} queue(s), {}-byte frames, rx {} and tx {} pkt/s per queue, {} run(s) of {:.1} s per mode, {} up/down cycles",
-            args.queues, args.frame, rate_name, rate, args.repeat, args.seconds, args.cycles
+            "simulated 8254x, {} queue(s), {}-byte frames, rx {} and tx {} pkt/s per queue, {} run(s) of {:.1} s per mode, {} up/down cycles, tx bundle {}, {} start",
+            args.queues,
+            args.frame,
+            rate_name,
+            rate,
+            args.repeat,
+            args.seconds,
+            args.cycles,
+            args.bundle.unwrap_or(1),
+            args.start
         );
     }
     let mut records: Vec<ModeRecord> = args
@@ -138,6 +146,7 @@ fn demo(args: &Args) -> Result<bool, String> {
             if let Some(b) = args.bundle {
                 cfg.tx_bundle = b;
             }
+            cfg.tx_start = args.start;
             cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
             // A live progress line on a terminal; one line per run in a log.
             if !live {
@@ -196,6 +205,7 @@ fn demo(args: &Args) -> Result<bool, String> {
             ("repeat".into(), args.repeat.to_string()),
             ("cycles".into(), args.cycles.to_string()),
             ("tx_bundle".into(), args.bundle.unwrap_or(1).to_string()),
+            ("tx_start".into(), args.start.to_string()),
             ("keep_watermarks".into(), args.keep_watermarks.to_string()),
             (
                 "switch_every".into(),

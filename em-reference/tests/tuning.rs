@@ -1,6 +1,7 @@
-//! The two tuning options seed 000 and the tx-mitigation question raise:
-//! keeping the rx watermarks across down/up (`rx_keep_watermarks`) and
-//! transmit bundling (`tx_bundle` with `flush_tx`).
+//! The tuning options seed 000 and seed 002's open questions raise: keeping
+//! the rx watermarks across down/up (`rx_keep_watermarks`), transmit
+//! bundling (`tx_bundle` with `flush_tx`) and the delegated start
+//! (`tx_start`).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 mod common;
 use common::attach_sim;
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmError, Mode, Pool, Sink, WireRate};
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmError, Mode, Pool, Sink, TxStart, WireRate};
 
 fn setup(cfg: EmConfig, loopback: bool) -> (Pool, Arc<Device>, Arc<Sink>, Em<Device>) {
     let device = DeviceConfig {
@@ -161,4 +162,72 @@ fn bundle_threshold_is_validated() {
     let mut cfg = EmConfig::new(Mode::Mpsafe);
     cfg.tx_bundle = 256;
     cfg.validate(1, 2048).unwrap();
+}
+
+/// With the delegated start, `transmit` only queues and asks the start task:
+/// it returns while this thread holds the ifnet serializer, which the start
+/// routine enters in [`Mode::Serialized`] (a direct start would wait for it
+/// here forever), and the task sends the packets once it is left. Then two
+/// threads transmit at once in every mode: every packet accepted is sent,
+/// and every buffer comes back.
+#[test]
+#[cfg_attr(miri, ignore = "device threads: too slow under Miri")]
+fn delegated_start_runs_on_the_task_thread_and_loses_nothing() {
+    let mut cfg = EmConfig::new(Mode::Serialized);
+    cfg.tx_start = TxStart::Delegated;
+    let (pool, dev, _sink, em) = setup(cfg, false);
+    em.up().unwrap();
+    {
+        let _inside = em.ifnet().enter();
+        for i in 0..8 {
+            let mut m = pool.alloc().unwrap();
+            m.fill(60, i);
+            em.transmit(0, m).unwrap();
+        }
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(em.stats().tx_posted, 0, "the task waits for the serializer");
+    }
+    until("the task sends the queued packets", || {
+        em.stats().tx_completed == 8
+    });
+    em.down();
+    drop(em);
+    dev.shutdown();
+
+    for mode in Mode::ALL {
+        let mut cfg = EmConfig::new(mode);
+        cfg.tx_start = TxStart::Delegated;
+        let (pool, dev, _sink, em) = setup(cfg, false);
+        em.up().unwrap();
+        let accepted: u64 = thread::scope(|s| {
+            let send = || {
+                let mut ok = 0u64;
+                for i in 0..2_000 {
+                    let Some(mut m) = pool.alloc() else { continue };
+                    m.fill(60, i);
+                    match em.transmit(0, m) {
+                        Ok(()) => ok += 1,
+                        Err(e) => e.into_packet().free(),
+                    }
+                }
+                ok
+            };
+            let other = s.spawn(send);
+            send() + other.join().unwrap()
+        });
+        until("every accepted packet is sent", || {
+            em.stats().tx_completed == accepted
+        });
+        em.down();
+        let s = em.stats();
+        assert_eq!(s.tx_posted, accepted, "{mode}");
+        assert_eq!(
+            (s.pool.in_use(), s.pool.leaked),
+            (0, 0),
+            "{mode}: {}",
+            s.pool
+        );
+        drop(em);
+        dev.shutdown();
+    }
 }

@@ -101,7 +101,17 @@ impl<W: Wait> StartTask<W> {
         R: RawMutex,
         V: Wait,
     {
-        let result = ifq.enqueue(packet);
+        self.request_unless_refused(ifq.enqueue(packet))
+    }
+
+    /// Posts a request for an enqueue that did not refuse its packet (an
+    /// evicted victim still leaves the new packet queued); hands `result`
+    /// back.
+    #[inline]
+    pub(crate) fn request_unless_refused<P>(
+        &self,
+        result: Result<(), Dropped<P>>,
+    ) -> Result<(), Dropped<P>> {
         if !matches!(result, Err(Dropped::Refused(_))) {
             self.request();
         }

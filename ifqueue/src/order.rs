@@ -84,6 +84,7 @@ use mpsafe_barrier::BarrierError;
 use mpsafe_order::{Ctx, Held, Level, Lock, LockBefore, Ordered};
 use mpsafe_serializer::{TaskOwner, Wait};
 
+use crate::delegate::StartTask;
 use crate::discipline::Discipline;
 use crate::ifq::{IfQueue, Start, Started};
 use crate::queue::{Dropped, Locked, SendQueue};
@@ -148,6 +149,50 @@ impl<D: Discipline, T: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, T, R, W> {
             self.start();
         }
         result
+    }
+
+    /// [`StartTask::transmit`] with the queue mutex taken from `ctx` at
+    /// level `Q`, as [`transmit_in`](IfQueue::transmit_in) is to
+    /// [`transmit`](IfQueue::transmit): enqueues, then asks `task`'s thread
+    /// for a start pass unless the packet was refused. The calling thread
+    /// never runs the start routine.
+    ///
+    /// ```
+    /// use mpsafe_ifqueue::{Config, Fifo, IfQueue, SendQueue, StartTask, TaskOwner};
+    /// use mpsafe_order::Ctx;
+    ///
+    /// mpsafe_order::lock_order! { pub IfqMutex }
+    ///
+    /// let ifq = IfQueue::new(Fifo::<Vec<u8>>::new(), Config::default(), |q: &SendQueue<_>, _: &TaskOwner<'_>| {
+    ///     while q.dequeue().is_some() {}
+    /// })?;
+    /// let task: StartTask = StartTask::new();
+    /// ifq.transmit_delegated_in::<IfqMutex, _, _>(&mut Ctx::new(), &task, vec![0u8; 60])?;
+    /// assert_eq!(ifq.len(), 1, "queued; the start is the task thread's");
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| task.run(&ifq));
+    ///     task.stop();
+    /// });
+    /// assert!(ifq.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`IfQueue::transmit`].
+    #[track_caller]
+    #[inline]
+    pub fn transmit_delegated_in<Q: Level, C: LockBefore<Q>, X: Wait>(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        task: &StartTask<X>,
+        packet: D::Packet,
+    ) -> Result<(), Dropped<D::Packet>> {
+        let result = ctx
+            .lock(Ordered::<Q, _>::declare(self.queue()))
+            .0
+            .enqueue(packet);
+        task.request_unless_refused(result)
     }
 }
 

@@ -1,5 +1,7 @@
 //! How the driver is attached: [`EmConfig`] and its validation.
 
+use std::fmt;
+
 use mpsafe_ifqueue::MAX_MAXLEN;
 use mpsafe_rxring::RxRingName;
 
@@ -12,6 +14,52 @@ pub const MIN_DESC: u32 = 80;
 pub const MAX_DESC: u32 = 4096;
 /// Ethernet header length: the largest frame is `mtu + ETHER_HDR_LEN`.
 pub const ETHER_HDR_LEN: usize = 14;
+
+/// Where [`Em::transmit`](super::Em::transmit) runs the send queue's start
+/// routine ([`EmConfig::tx_start`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TxStart {
+    /// On the transmitting thread, through the send queue's serializer
+    /// (OpenBSD's `if_enqueue`: `ifq_enqueue`, then `ifq_start`). A thread
+    /// that finds the routine running on another CPU leaves its packet to
+    /// that CPU and returns.
+    #[default]
+    Direct,
+    /// On a task thread of the driver's, one per send queue (seed 002's
+    /// "delegating the work to mpsafe taskqs"): `transmit` enqueues and posts
+    /// a request ([`StartTask`](mpsafe_ifqueue::StartTask)), and never runs
+    /// the routine itself. Tx completion's restart still runs it directly.
+    Delegated,
+}
+
+impl TxStart {
+    /// Both strategies, in the order the demo lists them.
+    pub const ALL: [TxStart; 2] = [TxStart::Direct, TxStart::Delegated];
+
+    /// The name the demo and the reports use: `direct`, `delegated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxStart::Direct => "direct",
+            TxStart::Delegated => "delegated",
+        }
+    }
+}
+
+impl fmt::Display for TxStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for TxStart {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TxStart::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown start {s:?}: expected direct or delegated"))
+    }
+}
 
 /// How the driver is attached.
 #[derive(Clone, Debug)]
@@ -43,6 +91,10 @@ pub struct EmConfig {
     /// [`Em::flush_tx`](super::Em::flush_tx); 1 starts on every packet
     /// (the default). `1..=ifq_maxlen`.
     pub tx_bundle: usize,
+    /// Where [`Em::transmit`](super::Em::transmit) runs the start routine:
+    /// on the transmitting thread (the default) or on a task thread per
+    /// send queue.
+    pub tx_start: TxStart,
     /// Interface name, for the statistics table.
     pub name: String,
 }
@@ -61,6 +113,7 @@ impl EmConfig {
             rx_lwm: 16,
             rx_keep_watermarks: false,
             tx_bundle: 1,
+            tx_start: TxStart::Direct,
             name: "em0".into(),
         }
     }

@@ -53,11 +53,13 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use mpsafe_ifqueue::{Config as IfqConfig, Dropped, Fifo, IfQueue, IfQueues, QueueCountError};
+use mpsafe_ifqueue::{
+    Config as IfqConfig, Dropped, Fifo, IfQueue, IfQueues, QueueCountError, StartTask,
+};
 use mpsafe_order::Ctx;
 use mpsafe_serializer::{Serialized, Serializer};
 
-pub use self::config::{ETHER_HDR_LEN, EmConfig, MAX_DESC, MIN_DESC};
+pub use self::config::{ETHER_HDR_LEN, EmConfig, MAX_DESC, MIN_DESC, TxStart};
 pub use self::errors::{EmError, TxError};
 pub use self::mode::{Entry, Mode};
 pub use self::stack::{InputQueues, Sink, Stack};
@@ -137,6 +139,9 @@ struct Softc<H: Hardware> {
     rxqs: Box<[RxQueue]>,
     /// The send queues, one per queue pair.
     ifqs: SendQueues<H>,
+    /// With [`TxStart::Delegated`], each send queue's hand-off to its start
+    /// task thread; empty with [`TxStart::Direct`].
+    start_tasks: Box<[StartTask]>,
     stack: Arc<dyn Stack>,
     epoch: Instant,
     ctr: Counters,
@@ -185,6 +190,8 @@ pub struct Em<H: Hardware> {
     sc: Arc<Softc<H>>,
     /// The refill timeout's thread.
     timeout: Option<JoinHandle<()>>,
+    /// The start task threads ([`TxStart::Delegated`]), one per send queue.
+    start_threads: Vec<JoinHandle<()>>,
 }
 
 impl<H: Hardware> fmt::Debug for Em<H> {
@@ -219,6 +226,10 @@ impl<H: Hardware> Em<H> {
         cfg.validate(hw.queues(), hw.pool().buf_size())?;
         let core = Arc::new(Core::new(cfg.mode, big));
         let (rxqs, ifqs) = queue_pairs(&hw, &core, &cfg)?;
+        let start_tasks = match cfg.tx_start {
+            TxStart::Direct => Box::default(),
+            TxStart::Delegated => ifqs.queues().iter().map(|_| StartTask::new()).collect(),
+        };
         let sc = Arc::new(Softc {
             rx_desc: AtomicU32::new(cfg.rx_desc),
             tx_desc: AtomicU32::new(cfg.tx_desc),
@@ -228,15 +239,23 @@ impl<H: Hardware> Em<H> {
             core,
             rxqs,
             ifqs,
+            start_tasks,
             stack,
             epoch: Instant::now(),
             ctr: Counters::default(),
             refill: Arc::new(Timeout::default()),
         });
-        let timeout = Some(spawn_timeout(&sc)?);
-        let weak: Weak<dyn IntrHandler> = Arc::downgrade(&sc) as Weak<Softc<H>>;
-        sc.hw.intr_establish(weak);
-        Ok(Self { sc, timeout })
+        let start_threads = spawn_start_tasks(&sc)?;
+        let mut em = Self {
+            sc,
+            timeout: None,
+            start_threads,
+        };
+        // On an error from here `em`'s drop stops the start threads.
+        em.timeout = Some(spawn_timeout(&em.sc)?);
+        let weak: Weak<dyn IntrHandler> = Arc::downgrade(&em.sc) as Weak<Softc<H>>;
+        em.sc.hw.intr_establish(weak);
+        Ok(em)
     }
 
     /// The locking design running now.
@@ -387,7 +406,9 @@ impl<H: Hardware> Em<H> {
         self.sc.set_mode(mode)
     }
 
-    /// Queues `packet` on send queue `queue` and starts it (`if_enqueue`).
+    /// Queues `packet` on send queue `queue` and starts it (`if_enqueue`):
+    /// here, or with [`TxStart::Delegated`] by asking the queue's start task
+    /// thread.
     ///
     /// In [`Mode::Serialized`] the start enters the ifnet serializer: do not
     /// call this from inside it (use [`start_serialized`](Em::start_serialized)
@@ -418,19 +439,22 @@ impl<H: Hardware> Em<H> {
         // The queue mutex at its level; the start that follows never waits
         // (a routine run on this thread records itself at its start level).
         let mut ctx = Ctx::new();
-        ifq.transmit_in::<IfqMutex, _>(&mut ctx, packet)
-            .or_else(|d| {
-                Counters::bump(&sc.ctr.tx_qdrops);
-                match d {
-                    // A FIFO never evicts; a priority queue would, and the
-                    // victim is ours to free.
-                    Dropped::Evicted(m) => {
-                        sc.pool.free_all_in(&mut ctx, [m]);
-                        Ok(())
-                    }
-                    d => Err(TxError::QueueFull(d.into_packet())),
+        match sc.start_tasks.get(queue) {
+            Some(task) => ifq.transmit_delegated_in::<IfqMutex, _, _>(&mut ctx, task, packet),
+            None => ifq.transmit_in::<IfqMutex, _>(&mut ctx, packet),
+        }
+        .or_else(|d| {
+            Counters::bump(&sc.ctr.tx_qdrops);
+            match d {
+                // A FIFO never evicts; a priority queue would, and the
+                // victim is ours to free.
+                Dropped::Evicted(m) => {
+                    sc.pool.free_all_in(&mut ctx, [m]);
+                    Ok(())
                 }
-            })
+                d => Err(TxError::QueueFull(d.into_packet())),
+            }
+        })
     }
 
     /// Asks send queue `queue` to start (`if_start`): runs the start routine
@@ -505,6 +529,38 @@ impl<H: Hardware> Em<H> {
 
 /// Starts the refill timeout's thread; it reaches the softc through a weak
 /// reference, upgraded only while the timeout fires.
+/// One thread per send queue that runs its start routine on request
+/// ([`TxStart::Delegated`]; none with [`TxStart::Direct`]). A thread that
+/// cannot be spawned stops those already running.
+fn spawn_start_tasks<H: Hardware>(sc: &Arc<Softc<H>>) -> Result<Vec<JoinHandle<()>>, EmError> {
+    let mut threads = Vec::with_capacity(sc.start_tasks.len());
+    for q in 0..sc.start_tasks.len() {
+        let sc2 = Arc::clone(sc);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-start{q}", sc.cfg.name))
+            .spawn(move || sc2.start_tasks[q].run(&sc2.ifqs.queues()[q]));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop_start_tasks(sc, threads);
+                return Err(EmError::Config(format!("start task thread: {e}")));
+            }
+        }
+    }
+    Ok(threads)
+}
+
+/// Stops the start task threads and waits for them; each makes one last
+/// pass first, so a request posted before this is not lost.
+fn stop_start_tasks<H: Hardware>(sc: &Softc<H>, threads: Vec<JoinHandle<()>>) {
+    for task in &sc.start_tasks {
+        task.stop();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 fn spawn_timeout<H: Hardware>(sc: &Arc<Softc<H>>) -> Result<JoinHandle<()>, EmError> {
     let (t, weak) = (Arc::clone(&sc.refill), Arc::downgrade(sc));
     std::thread::Builder::new()
@@ -522,10 +578,12 @@ fn spawn_timeout<H: Hardware>(sc: &Arc<Softc<H>>) -> Result<JoinHandle<()>, EmEr
 impl<H: Hardware> Drop for Em<H> {
     fn drop(&mut self) {
         // Detach: down, so every buffer goes back to the pool; stop the
+        // start tasks (their last pass finds the interface down) and the
         // refill timeout's thread; then unhook the interrupt and wait out a
         // call in flight, so the driver state is never dropped on another
         // thread.
         self.down();
+        stop_start_tasks(&self.sc, std::mem::take(&mut self.start_threads));
         self.sc.refill.shutdown();
         if let Some(t) = self.timeout.take() {
             let _ = t.join();
