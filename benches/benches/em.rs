@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mpsafe_em::cpu::process_cpu_time;
 use mpsafe_em::measure::ThreadCpu;
-use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, TxStart, WireRate,
-};
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
 
 struct Pipeline {
     pool: Pool,
@@ -31,27 +29,21 @@ struct Pipeline {
 }
 
 fn pipeline(mode: Mode) -> Pipeline {
-    let mut cfg = EmConfig::new(mode);
-    // Rx ring larger than tx ring + send queue: every looped frame finds a
-    // descriptor once the ring has grown.
-    cfg.rx_desc = 2048;
-    pipeline_with(cfg, true)
-}
-
-/// The driver in `cfg`, up, on a device with no wire traffic that loops
-/// transmitted frames back or not.
-fn pipeline_with(cfg: EmConfig, loopback: bool) -> Pipeline {
     let pool = Pool::new(4096 * 3, 2048);
     let dev = Device::new(
         DeviceConfig {
             wire: WireRate::Off,
-            loopback,
+            loopback: true,
             ..DeviceConfig::default()
         },
         pool.clone(),
     )
     .expect("device");
     let sink = Arc::new(Sink::new(pool.clone()));
+    let mut cfg = EmConfig::new(mode);
+    // Rx ring larger than tx ring + send queue: every looped frame finds a
+    // descriptor once the ring has grown.
+    cfg.rx_desc = 2048;
     let em = Em::attach(
         Arc::clone(&dev),
         cfg,
@@ -99,75 +91,6 @@ impl Pipeline {
         }
         t.elapsed()
     }
-
-    /// Two threads transmit `n` frames onto send queue 0 between them, in
-    /// bursts of 32 with a [`Em::flush_tx`] after each (the stack's end of
-    /// a batch, which a bundled start waits for); returns when the device
-    /// has sent and the driver completed every one.
-    fn two_senders(&self, n: u64) {
-        let done = self.em.stats().tx_completed + n;
-        let send = |count: u64| {
-            let mut sent = 0;
-            while sent < count {
-                for _ in 0..32.min(count - sent) {
-                    let Some(mut m) = self.pool.alloc() else {
-                        break;
-                    };
-                    m.fill(60, sent);
-                    match self.em.transmit(0, m) {
-                        Ok(()) => sent += 1,
-                        Err(e) => {
-                            // Send queue full: back off like a stack would.
-                            e.into_packet().free();
-                            break;
-                        }
-                    }
-                }
-                self.em.flush_tx(0);
-                thread::yield_now();
-            }
-        };
-        thread::scope(|s| {
-            let other = s.spawn(|| send(n / 2));
-            send(n - n / 2);
-            other.join().expect("sender");
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.em.stats().tx_completed < done {
-            assert!(Instant::now() < deadline, "transmit stalled");
-            thread::sleep(Duration::from_micros(20));
-        }
-    }
-
-    /// Down, the pool checked, the device stopped.
-    fn finish(self) {
-        self.em.down();
-        let s = self.pool.stats();
-        assert_eq!((s.in_use(), s.leaked), (0, 0), "{s}");
-        drop(self.em);
-        self.dev.shutdown();
-    }
-}
-
-/// The driver side's CPU time while `work` runs: process CPU (every thread)
-/// less the simulated device's DMA and wire thread (`em-device`), read from
-/// its own CPU clock.
-fn driver_cpu(work: impl FnOnce()) -> Duration {
-    let (c0, t0) = (process_cpu_time(), ThreadCpu::snapshot());
-    work();
-    let (c1, t1) = (process_cpu_time(), ThreadCpu::snapshot());
-    let process = c1
-        .zip(c0)
-        .map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a));
-    let device = t1
-        .zip(t0)
-        .map_or(Duration::ZERO, |(b, a)| b.named_since(&a, "em-device"));
-    process.saturating_sub(device)
-}
-
-/// Whether this platform has the CPU clocks [`driver_cpu`] reads.
-fn have_cpu_clocks() -> bool {
-    process_cpu_time().is_some() && ThreadCpu::snapshot().is_some()
 }
 
 fn em(c: &mut Criterion) {
@@ -178,7 +101,11 @@ fn em(c: &mut Criterion) {
         // Warm the rx ring watermark up to its high mark.
         p.round_trips(20_000);
         g.bench_function(mode.name(), |b| b.iter_custom(|iters| p.round_trips(iters)));
-        p.finish();
+        p.em.down();
+        let s = p.pool.stats();
+        assert_eq!((s.in_use(), s.leaked), (0, 0), "{s}");
+        drop(p.em);
+        p.dev.shutdown();
     }
     g.finish();
 }
@@ -190,8 +117,8 @@ fn em(c: &mut Criterion) {
 /// driver does per packet. Criterion repeats each mode and reports the
 /// median and its confidence interval, modes side by side.
 fn em_driver_cpu(c: &mut Criterion) {
-    if !have_cpu_clocks() {
-        return;
+    if process_cpu_time().is_none() || ThreadCpu::snapshot().is_none() {
+        return; // no CPU clocks here
     }
     let mut g = c.benchmark_group("em/loopback_driver_cpu");
     g.throughput(Throughput::Elements(1));
@@ -200,49 +127,24 @@ fn em_driver_cpu(c: &mut Criterion) {
         p.round_trips(20_000);
         g.bench_function(mode.name(), |b| {
             b.iter_custom(|iters| {
-                driver_cpu(|| {
-                    p.round_trips(iters);
-                })
+                let (c0, t0) = (process_cpu_time(), ThreadCpu::snapshot());
+                p.round_trips(iters);
+                let (c1, t1) = (process_cpu_time(), ThreadCpu::snapshot());
+                let process = c1
+                    .zip(c0)
+                    .map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a));
+                let device = t1
+                    .zip(t0)
+                    .map_or(Duration::ZERO, |(b, a)| b.named_since(&a, "em-device"));
+                process.saturating_sub(device)
             })
         });
-        p.finish();
+        p.em.down();
+        drop(p.em);
+        p.dev.shutdown();
     }
     g.finish();
 }
 
-/// Seed 002's two CPUs transmitting, end to end and with its two open
-/// questions: two threads transmit onto one send queue of the driver in
-/// `Mode::Mpsafe`, timed by the driver side's CPU time per packet sent and
-/// completed. The peer is the default, `direct` (the transmitting thread
-/// runs the start routine, or leaves the packet to the CPU running it);
-/// `delegated` hands every start to a task thread (seed 002: "delegating
-/// the work to mpsafe taskqs ... lost something like 30% of my tx rate");
-/// `bundle_4` and `bundle_16` start once per 4 or 16 packets queued, or at
-/// the end of a burst ("tx mitigation only ever gave me back 5 to 10%").
-fn em_two_senders_driver_cpu(c: &mut Criterion) {
-    if !have_cpu_clocks() {
-        return;
-    }
-    let mut g = c.benchmark_group("em/2cpu_transmit_driver_cpu");
-    g.throughput(Throughput::Elements(1));
-    for (name, bundle, start) in [
-        ("direct", 1, TxStart::Direct),
-        ("delegated", 1, TxStart::Delegated),
-        ("bundle_4", 4, TxStart::Direct),
-        ("bundle_16", 16, TxStart::Direct),
-    ] {
-        let mut cfg = EmConfig::new(Mode::Mpsafe);
-        cfg.tx_bundle = bundle;
-        cfg.tx_start = start;
-        let p = pipeline_with(cfg, false);
-        p.two_senders(20_000);
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| driver_cpu(|| p.two_senders(iters)))
-        });
-        p.finish();
-    }
-    g.finish();
-}
-
-criterion_group!(benches, em, em_driver_cpu, em_two_senders_driver_cpu);
+criterion_group!(benches, em, em_driver_cpu);
 criterion_main!(benches);

@@ -68,7 +68,6 @@ const PEERS: &[(&str, &str)] = &[
     ("ifqueue/single", "transmit_bundle_1"),
     ("em/loopback_round_trip", "biglock"),
     ("em/loopback_driver_cpu", "biglock"),
-    ("em/2cpu_transmit_driver_cpu", "direct"),
     ("order/mutex", "plain"),
     ("order/serializer", "plain"),
     ("order/nested", "plain"),
