@@ -9,7 +9,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::eventually;
+use common::{detach_checked, eventually};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,16 +101,7 @@ fn receive_resumes(mode: Mode) {
         "{mode}: receive never resumed after the buffers came back: {}",
         em.stats()
     );
-    em.down();
-    let s = em.stats();
-    assert_eq!(
-        (s.pool.in_use(), s.pool.leaked),
-        (0, 0),
-        "{mode}: {}",
-        s.pool
-    );
-    drop(em);
-    dev.shutdown();
+    detach_checked(em, &dev, mode.name());
 }
 
 #[test]

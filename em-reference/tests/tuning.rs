@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 mod common;
-use common::attach_sim;
+use common::{attach_sim, detach_checked};
 
 use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmError, Mode, Pool, Sink, TxStart, WireRate};
 
@@ -190,9 +190,7 @@ fn delegated_start_runs_on_the_task_thread_and_loses_nothing() {
     until("the task sends the queued packets", || {
         em.stats().tx_completed == 8
     });
-    em.down();
-    drop(em);
-    dev.shutdown();
+    detach_checked(em, &dev, "serialized, inside the ifnet serializer");
 
     for mode in Mode::ALL {
         let mut cfg = EmConfig::new(mode);
@@ -218,16 +216,7 @@ fn delegated_start_runs_on_the_task_thread_and_loses_nothing() {
         until("every accepted packet is sent", || {
             em.stats().tx_completed == accepted
         });
-        em.down();
-        let s = em.stats();
+        let s = detach_checked(em, &dev, mode.name());
         assert_eq!(s.tx_posted, accepted, "{mode}");
-        assert_eq!(
-            (s.pool.in_use(), s.pool.leaked),
-            (0, 0),
-            "{mode}: {}",
-            s.pool
-        );
-        drop(em);
-        dev.shutdown();
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Pool, Sink, TxError};
+use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmStats, KernelLock, Pool, Sink, TxError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,23 @@ pub(crate) fn attach_sim(
     )
     .unwrap();
     (pool, dev, sink, em)
+}
+
+/// Brings `em` down, checks that every buffer came back to the pool (none
+/// in use, none leaked; `what` names the case if not), detaches the driver
+/// and stops the device. Returns the driver's statistics after the down.
+pub(crate) fn detach_checked(em: Em<Device>, dev: &Device, what: &str) -> EmStats {
+    em.down();
+    let s = em.stats();
+    assert_eq!(
+        (s.pool.in_use(), s.pool.leaked),
+        (0, 0),
+        "{what}: {}",
+        s.pool
+    );
+    drop(em);
+    dev.shutdown();
+    s
 }
 
 /// Transmits on queue `q` in bursts of 32 (frames of 60 to 1459 bytes) until
