@@ -39,7 +39,7 @@ use arrayvec::ArrayVec;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use mpsafe_ifqueue::{
-    Config, Discipline, Dropped, Fifo, IfQueue, Packet, Priority, Priq, SendQueue, Start,
+    Config, Discipline, Dropped, Fifo, IfQueue, IfQueues, Packet, Priority, Priq, SendQueue, Start,
     StartTask, TaskOwner,
 };
 
@@ -497,6 +497,36 @@ fn two_cpu_transmit(c: &mut Criterion) {
             })
         });
     }
+    // An interface with two send queues, one per transmit ring (em on an
+    // 82571), and each CPU's flow on its own queue (what `IfQueues`'s flow
+    // hash does for two flows that hash apart): the two CPUs share no line.
+    // The big lock has no such row: one lock around both rings serializes
+    // them exactly as it serializes one.
+    g.bench_function("ifqs_queue_per_flow", |b| {
+        b.iter_custom(|iters| {
+            let ifqs: IfQueues<_, _, 2> = IfQueues::try_new(|_| {
+                IfQueue::new(
+                    Fifo::with_capacity(256),
+                    Config::default(),
+                    Sink32::default(),
+                )
+            })
+            .unwrap();
+            // `two_senders` gives the first thread packets below `half`.
+            let half = (iters / 2) as u32;
+            let t = two_senders(iters, |p| {
+                let flow = usize::from(p.0 >= half);
+                ifqs.queue(flow).transmit(p).map_err(Dropped::into_packet)
+            });
+            let sent: u64 = ifqs
+                .queues()
+                .iter()
+                .map(|q| q.driver().sent.load(Ordering::Relaxed))
+                .sum();
+            assert_eq!(sent, iters);
+            t
+        })
+    });
     // Delegated start (seed 002's "mpsafe taskqs"): both CPUs only enqueue
     // and post a request; a third thread, the task, runs the start routine.
     // Timed until the task has sent every packet.
