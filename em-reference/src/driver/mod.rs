@@ -246,16 +246,22 @@ impl<H: Hardware> Em<H> {
             refill: Arc::new(Timeout::default()),
         });
         let start_threads = spawn_start_tasks(&sc)?;
-        let mut em = Self {
-            sc,
-            timeout: None,
-            start_threads,
+        // Not through `Em`'s drop on an error: it would bring down and
+        // unhook a device this attach never set up.
+        let timeout = match spawn_timeout(&sc) {
+            Ok(t) => t,
+            Err(e) => {
+                stop_start_tasks(&sc, start_threads);
+                return Err(e);
+            }
         };
-        // On an error from here `em`'s drop stops the start threads.
-        em.timeout = Some(spawn_timeout(&em.sc)?);
-        let weak: Weak<dyn IntrHandler> = Arc::downgrade(&em.sc) as Weak<Softc<H>>;
-        em.sc.hw.intr_establish(weak);
-        Ok(em)
+        let weak: Weak<dyn IntrHandler> = Arc::downgrade(&sc) as Weak<Softc<H>>;
+        sc.hw.intr_establish(weak);
+        Ok(Self {
+            sc,
+            timeout: Some(timeout),
+            start_threads,
+        })
     }
 
     /// The locking design running now.
