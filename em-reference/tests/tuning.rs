@@ -27,6 +27,22 @@ fn cwm(em: &Em<Device>) -> (u32, u32) {
     (r.cwm, r.alive)
 }
 
+/// Offers up to `n` 60-byte frames (tagged from `seq`) on queue 0, stopping
+/// early if the pool runs dry; frees what `transmit` refuses. Returns how
+/// many it accepted.
+fn send_frames(em: &Em<Device>, pool: &Pool, n: u64, seq: u64) -> u64 {
+    let mut accepted = 0;
+    for i in 0..n {
+        let Some(mut m) = pool.alloc() else { break };
+        m.fill(60, seq + i);
+        match em.transmit(0, m) {
+            Ok(()) => accepted += 1,
+            Err(e) => e.into_packet().free(),
+        }
+    }
+    accepted
+}
+
 /// Polls `f` every millisecond until it holds; bounded in iterations, not
 /// time-asserted.
 fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -52,14 +68,7 @@ fn watermark_is_kept_across_down_up_only_when_asked() {
         // refill a tick restores them: the watermark grows.
         let mut sent = 0u64;
         until("the watermark grows", || {
-            for _ in 0..64 {
-                let Some(mut m) = pool.alloc() else { break };
-                m.fill(60, sent);
-                match em.transmit(0, m) {
-                    Ok(()) => sent += 1,
-                    Err(e) => e.into_packet().free(),
-                }
-            }
+            sent += send_frames(&em, &pool, 64, sent);
             cwm(&em).0 >= lwm + 16
         });
         // Quiet: every frame back, the ring refilled to its watermark.
@@ -198,18 +207,7 @@ fn delegated_start_runs_on_the_task_thread_and_loses_nothing() {
         let (pool, dev, _sink, em) = setup(cfg, false);
         em.up().unwrap();
         let accepted: u64 = thread::scope(|s| {
-            let send = || {
-                let mut ok = 0u64;
-                for i in 0..2_000 {
-                    let Some(mut m) = pool.alloc() else { continue };
-                    m.fill(60, i);
-                    match em.transmit(0, m) {
-                        Ok(()) => ok += 1,
-                        Err(e) => e.into_packet().free(),
-                    }
-                }
-                ok
-            };
+            let send = || send_frames(&em, &pool, 2_000, 0);
             let other = s.spawn(send);
             send() + other.join().unwrap()
         });
