@@ -8,6 +8,10 @@
 //!   figure of its own: each one comes from RESULTS.md through a placeholder
 //!   (see `render.rs`).
 //! - Every group of RESULTS.md is shown in the benchmark chapter.
+//! - A published crate's README that names a seed defines it, for readers
+//!   who see the README without the guide (crates.io).
+//! - No chapter and no published README cites an issue number, which a
+//!   reader cannot look up.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
@@ -476,5 +480,99 @@ fn heading_ids_are_rustdocs() {
     assert_eq!(
         heading_id(" Receive: [seed 000](crate::why#seed-000)"),
         "receive-seed-000"
+    );
+}
+
+/// The READMEs of the published crates other than the guide (crates.io
+/// shows them without the guide beside them).
+fn crate_readmes() -> Vec<PathBuf> {
+    [
+        "order",
+        "serializer",
+        "rxring",
+        "barrier",
+        "ifqueue",
+        "em-reference",
+    ]
+    .iter()
+    .map(|c| docs().join("..").join(c).join("README.md"))
+    .filter(|p| p.exists())
+    .collect()
+}
+
+#[test]
+fn every_crate_readme_defines_the_seeds_it_names() {
+    let table = seed_table();
+    let readmes = crate_readmes();
+    assert!(readmes.len() >= 5, "the crate READMEs: {readmes:?}");
+    let mut problems = Vec::new();
+    for path in readmes {
+        let text = read(&path);
+        for m in mentions(&text) {
+            let line = text[..m.at].lines().count().max(1);
+            if !table.contains(&m.number) {
+                problems.push(format!(
+                    "{}:{line}: seed {} is not in the seed table",
+                    path.display(),
+                    m.number
+                ));
+            } else if !text.contains(&format!("**seed {}**:", m.number)) {
+                problems.push(format!(
+                    "{}:{line}: seed {} is named but not defined (a `- **seed {n}**: ...` line)",
+                    path.display(),
+                    m.number,
+                    n = m.number
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every "issue N" (any case) in `text`, with its line.
+fn issue_citations(text: &str) -> Vec<(usize, String)> {
+    let lower = text.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("issue") {
+        let at = from + i;
+        from = at + 5;
+        let rest = lower[from..].trim_start_matches([' ', '#']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let word_start = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
+        if word_start && !digits.is_empty() {
+            let line = text[..at].lines().count().max(1);
+            out.push((line, format!("issue {digits}")));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_issue_scanner_finds_what_it_must() {
+    let found: Vec<String> =
+        issue_citations("Issue 17 asked; issues are not; see issue #3, tissue 4")
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+    assert_eq!(found, ["issue 17", "issue 3"]);
+}
+
+#[test]
+fn no_chapter_or_crate_readme_cites_an_issue_number() {
+    let mut files = chapters();
+    files.push(docs().join("src/lib.rs"));
+    files.push(docs().join("README.md"));
+    files.extend(crate_readmes());
+    let mut problems = Vec::new();
+    for path in files {
+        for (line, c) in issue_citations(&read(&path)) {
+            problems.push(format!("{}:{line}: `{c}`", path.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "issue numbers a reader cannot look up:\n{}",
+        problems.join("\n")
     );
 }
