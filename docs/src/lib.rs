@@ -23,16 +23,20 @@
 //! 5. [Interface queues](ifqueue): the send queue and its disciplines, the
 //!    serialized start, the input queue (`mpsafe-ifqueue`).
 //! 6. [Interrupt context and IPL](interrupts): which primitive may run in a
-//!    hard interrupt handler, a threaded handler or a thread; locks that
-//!    raise the IPL; a kernel `Wait`; DMA ordering before the doorbell.
+//!    hard or soft interrupt, a threaded handler or a thread; locks that
+//!    raise the IPL, and preemption under them; the context of each
+//!    kernel's timeouts; a kernel `Wait`; shared INTx lines and a
+//!    per-interrupt budget; DMA ordering before the doorbell.
 //! 7. [Multiqueue and MSI-X](multiqueue): a gate and a handler per vector,
-//!    per-ring send and input queues.
+//!    MSI-X vectors, CPUs and auto-masking, per-ring send and input queues.
 //! 8. [Writing an MPSAFE driver](driver): the reference em(4) driver's rx,
 //!    tx, interrupt and stop paths, the teardown order, the locking modes
 //!    (`mpsafe-em`).
 //! 9. [Porting a BSD driver](porting): from `if_rxr_*`, `ifq_*`, `ifiq_*`,
 //!    `IFQ_DEQUEUE`, timeouts, `intr_barrier`, `cond_*` and
-//!    `lwkt_serialize_*` to this workspace.
+//!    `lwkt_serialize_*` to this workspace; refill that must not sleep,
+//!    descriptor chains, offloads, byte order, the stack's own locks,
+//!    detach and suspend, per-CPU counters.
 //! 10. [Reading the benchmarks](benchmarks): how to run them, every result
 //!     and what it means.
 //! 11. [Using the crates from a kernel](kernel): the dependency line, the

@@ -12,6 +12,7 @@
 //!   who see the README without the guide (crates.io).
 //! - No chapter and no published README cites an issue number, which a
 //!   reader cannot look up.
+//! - Every repository file a chapter names in backticks exists.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
@@ -573,6 +574,93 @@ fn no_chapter_or_crate_readme_cites_an_issue_number() {
     assert!(
         problems.is_empty(),
         "issue numbers a reader cannot look up:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Repository paths a text names in backticks (`em-reference/src/desc.rs`,
+/// `tests/refill.rs`): a relative path with a `/`, ending in `.rs`, `.md`
+/// or `.toml`, outside code blocks, with no wildcard.
+fn cited_paths(text: &str) -> Vec<(usize, String)> {
+    let code = code_blocks(text);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for piece in text.split('`').collect::<Vec<_>>().chunks(2) {
+        // Even pieces are outside backticks, odd ones inside.
+        pos += piece[0].len() + 1;
+        let Some(&inside) = piece.get(1) else { break };
+        let at = pos;
+        pos += inside.len() + 1;
+        if code.iter().any(|&(s, e)| (s..e).contains(&at)) {
+            continue;
+        }
+        let is_path = inside.contains('/')
+            && !inside.starts_with('/')
+            && [".rs", ".md", ".toml"].iter().any(|x| inside.ends_with(x))
+            && inside
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+        if is_path {
+            let line = text[..at].lines().count().max(1);
+            out.push((line, inside.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_path_scanner_finds_what_it_must() {
+    let found: Vec<String> = cited_paths(
+        "see `em-reference/src/desc.rs` and `tests/refill.rs`, not `mode.rs`, `/proc/self/pagemap`, `barrier/tests/loom_*.rs` or `hw/net/e1000.c`\n```text\n`a/b.rs`\n```\n",
+    )
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect();
+    assert_eq!(found, ["em-reference/src/desc.rs", "tests/refill.rs"]);
+}
+
+#[test]
+fn every_repository_path_a_chapter_names_exists() {
+    let root = docs().join("..");
+    // The workspace root, each crate and its `src`: a chapter may name a
+    // path from any of them (`driver/rx.rs` within em-reference/src).
+    let mut roots = vec![root.clone()];
+    for entry in fs::read_dir(&root).expect("the workspace root") {
+        let dir = entry.expect("an entry").path();
+        if dir.join("Cargo.toml").exists() {
+            roots.push(dir.join("src"));
+            roots.push(dir);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut files = chapters();
+    files.push(docs().join("src/lib.rs"));
+    let mut seen = 0;
+    for path in files {
+        for (line, cited) in cited_paths(&read(&path)) {
+            // A placeholder (`benches/benches/NAME.rs`), or a path in
+            // another project (`atomic-wait/src/lib.rs`): its first
+            // directory is none of ours.
+            let placeholder = cited
+                .split(['/', '.'])
+                .any(|c| c.len() > 1 && c.chars().all(|ch| ch.is_ascii_uppercase()));
+            let first = cited.split('/').next().expect("a component");
+            if placeholder || !roots.iter().any(|r| r.join(first).is_dir()) {
+                continue;
+            }
+            seen += 1;
+            if !roots.iter().any(|r| r.join(&cited).exists()) {
+                problems.push(format!("{}:{line}: `{cited}`", path.display()));
+            }
+        }
+    }
+    assert!(
+        seen >= 10,
+        "the chapters name repository files: {seen} found"
+    );
+    assert!(
+        problems.is_empty(),
+        "paths that do not exist in the repository:\n{}",
         problems.join("\n")
     );
 }
