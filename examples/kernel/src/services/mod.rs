@@ -1,0 +1,45 @@
+//! The kernel services a driver needs, as plain functions and types (no
+//! trait yet: a driver generic over a "kernel services" trait implements it
+//! with one line per method on top of these).
+//!
+//! | the driver asks for | here |
+//! |---|---|
+//! | a lock shared with its interrupt handler | [`ipl::IplMutex`] / [`ipl::Mutex`] at [`ipl::IPL_NET`] (raises the level *before* it spins) |
+//! | the big lock (`KERNEL_LOCK`) | [`biglock::KERNEL_LOCK`]: recursive, kernel-wide; non-MP-safe interrupts, tasks and timeouts run under it |
+//! | a deferred task (`task_add`) | [`task::Task`], [`task::task_add`]: runs at [`ipl::IPL_SOFT`] on the CPU asked for |
+//! | a timeout (`timeout_add`) | [`timeout::Timeout`], [`timeout::timeout_add`]: one-shot, in ticks of the local APIC timer |
+//! | a sleeping wait | [`wait::sleep_until`] (`hlt` until an interrupt or the wake-up IPI; spins where sleeping is not allowed), [`wait::KernelWait`] as `mpsafe_serializer::Wait` |
+//! | the current CPU | [`cpu_id`] |
+//! | its interrupt (`pci_intr_establish`) | [`intr::intr_establish`], [`intr::intr_disestablish`], [`intr::intr_barrier`] |
+//!
+//! The watchdog ([`watchdog`]) runs in every CPU's clock interrupt and
+//! reports a CPU that stops taking ticks (or, when armed, making progress).
+
+pub mod biglock;
+pub mod intr;
+pub mod ipl;
+pub mod task;
+pub mod timeout;
+pub mod wait;
+pub mod watchdog;
+
+/// Clock ticks per second (the local APIC timer's rate on every CPU).
+pub const HZ: u64 = 100;
+
+/// Vector of the softclock soft interrupt (timeouts), class [`ipl::IPL_SOFT`].
+pub(crate) const VEC_SOFTCLOCK: u8 = 0x30;
+/// Vector of the task soft interrupt, class [`ipl::IPL_SOFT`].
+pub(crate) const VEC_SOFTTASK: u8 = 0x31;
+/// First device vector, class [`ipl::IPL_NET`].
+pub(crate) const VEC_DEVICE_FIRST: u8 = 0x50;
+/// Device vectors available.
+pub(crate) const DEVICE_VECTORS: usize = 16;
+/// Vector of the local APIC timer, class [`ipl::IPL_CLOCK`].
+pub(crate) const VEC_TIMER: u8 = 0xe0;
+/// Vector of the wake-up IPI (above every lock's level).
+pub(crate) const VEC_WAKE: u8 = 0xf0;
+
+/// This CPU's index (0 is the boot CPU).
+pub fn cpu_id() -> usize {
+    crate::cpu::cpu_id()
+}
