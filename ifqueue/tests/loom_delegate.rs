@@ -15,6 +15,11 @@
 //!   `a_request_is_served_before_stop` fails (the task thread takes the
 //!   request, reads a stale empty queue and the packet waits for `stop`:
 //!   loom reports the waiting thread's endless spin).
+//! - `StartTask::stop`'s Release `fetch_or` to Relaxed:
+//!   `stop_alone_carries_an_enqueue` fails (the last pass reads a stale empty
+//!   queue and returns, the packet stays queued). The other two models cannot
+//!   see it: their enqueuing thread also requests, and `stop`'s
+//!   read-modify-write continues that request's release sequence.
 #![cfg(all(mpsafe_loom, feature = "std"))]
 
 use loom::sync::Arc;
@@ -105,5 +110,29 @@ fn a_request_is_served_before_stop() {
         s.task.stop();
         task.join().unwrap();
         assert!(s.ifq.lock().is_empty());
+    });
+}
+
+/// A packet enqueued without a request (a driver queueing directly, then
+/// taking the interface down) still goes out: `stop` alone carries the
+/// enqueue to the task thread's last pass.
+#[test]
+fn stop_alone_carries_an_enqueue() {
+    loom::model(|| {
+        let s = shared();
+        let task = {
+            let s = s.clone();
+            thread::spawn(move || s.task.run(&s.ifq))
+        };
+        // `SendQueue::enqueue`, not `StartTask::transmit`: no request, so no
+        // release sequence for `stop` to continue.
+        s.ifq.enqueue(Pkt).unwrap();
+        s.task.stop();
+        task.join().unwrap();
+        assert!(
+            s.ifq.lock().is_empty(),
+            "the last pass did not see a packet enqueued before stop"
+        );
+        assert_eq!(s.ifq.driver().sent.load(Ordering::Relaxed), 1);
     });
 }
