@@ -82,6 +82,9 @@ extern crate std;
 
 mod ctx;
 mod level;
+// Only the witness (debug builds) has shared state to model.
+#[cfg(debug_assertions)]
+mod sync;
 pub mod witness;
 
 pub use ctx::{Barrier, Ctx, Held, Lock, Ordered, Released};

@@ -193,10 +193,10 @@ pub(crate) use imp::forget;
 
 #[cfg(debug_assertions)]
 mod imp {
-    use core::cell::UnsafeCell;
     use core::fmt;
     use core::panic::Location;
-    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::sync::{AtomicBool, Ordering, UnsafeCell, global, spin_loop};
 
     use super::{LockRef, MAX_THREADS, Record, Saved};
 
@@ -305,30 +305,36 @@ mod imp {
     // access, so no two threads touch it at once.
     unsafe impl Sync for Global {}
 
-    static GLOBAL: Global = Global {
-        busy: AtomicBool::new(false),
-        state: UnsafeCell::new(State {
-            hook: None,
-            stacks: [Stack::EMPTY; MAX_THREADS],
-            nodes: [None; MAX_NODES],
-            adj: [[0; WORDS]; MAX_NODES],
-            edges: [None; MAX_EDGES],
-            next_batch: 1,
-        }),
-    };
+    global! {
+        static GLOBAL: Global = Global {
+            busy: AtomicBool::new(false),
+            state: UnsafeCell::new(State {
+                hook: None,
+                stacks: [Stack::EMPTY; MAX_THREADS],
+                nodes: [None; MAX_NODES],
+                adj: [[0; WORDS]; MAX_NODES],
+                edges: [None; MAX_EDGES],
+                next_batch: 1,
+            }),
+        };
+    }
 
     /// Runs `f` on the witness state under its spin lock. `f` must not
     /// panic or re-enter: reports are built inside and raised after.
     pub(super) fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+        // Acquire: this holder's accesses to the state come after the
+        // previous holder's (its Release store below). loom_witness checks
+        // both orderings: weakened, two threads' accesses to the state race.
         while GLOBAL
             .busy
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            core::hint::spin_loop();
+            spin_loop();
         }
         // SAFETY: the flag is ours until the store below (see `Global`).
-        let r = f(unsafe { &mut *GLOBAL.state.get() });
+        let r = GLOBAL.state.with_mut(|state| f(unsafe { &mut *state }));
+        // Release: the next holder sees every change `f` made.
         GLOBAL.busy.store(false, Ordering::Release);
         r
     }
