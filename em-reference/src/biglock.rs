@@ -282,6 +282,18 @@ impl KernelGuard<'_> {
         core::ptr::eq(self.lock, &lock.raw)
     }
 
+    /// Whether this thread holds the lock right now. A guard exists only
+    /// while its lock is held, except inside [`sleep`](Self::sleep), which
+    /// releases every nesting level: a second guard of the same thread
+    /// (a nested [`KernelLock::lock`]) stays in scope there, but proves
+    /// nothing until the sleep returns. `*_locked` entry points check this.
+    pub fn is_held(&self) -> bool {
+        // Relaxed: only this thread stores its own identity, and only this
+        // thread clears it (release_all, drop), so the read is exact for
+        // the question "is it me".
+        self.lock.unordered().owner.load(Ordering::Relaxed) == thread_identity()
+    }
+
     /// Runs `f` with the big lock fully released (every nesting level), then
     /// takes it back at the same depth: `tsleep` dropping the kernel lock.
     ///
@@ -297,6 +309,10 @@ impl KernelGuard<'_> {
     /// let mut g = k.lock(Path::Ioctl);
     /// g.sleep(|| needs_big_lock(&g)); // error: `g` is borrowed mutably
     /// ```
+    ///
+    /// A guard from a nested [`lock`](KernelLock::lock) is still in scope
+    /// inside `f`, but [`is_held`](Self::is_held) says `false` there, and
+    /// the driver's `*_locked` entry points refuse it.
     ///
     /// The runtime witness sees the release
     /// ([`Ordered::released`]): while `f` runs the big lock is not held,

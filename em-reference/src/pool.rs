@@ -577,6 +577,12 @@ impl Pool {
         NonNull::new(Arc::as_ptr(&self.inner).cast_mut()).expect("an Arc is never null")
     }
 
+    /// Whether `m` is a buffer of this pool (of any handle of it), and not
+    /// of another pool.
+    pub fn owns(&self, m: &Mbuf) -> bool {
+        m.pool == Some(self.inner_ptr())
+    }
+
     /// Turns a ring address back into the buffer the driver posted there.
     ///
     /// # Panics

@@ -13,6 +13,9 @@ use super::order::{BigLock, Ifnet};
 use super::mode::{Entry, Mode, Proof};
 use crate::biglock::{KernelGuard, KernelLock, Path};
 
+/// Set in the mode word while a mode switch has the interface paused.
+const PAUSED: u8 = 0x80;
+
 pub(crate) struct Core {
     mode: AtomicU8,
     /// IFF_RUNNING: the interface's one running flag.
@@ -40,14 +43,51 @@ impl Core {
         }
     }
 
+    /// The mode, whether or not a switch has paused it (statistics, the
+    /// ioctls inside the ifnet serializer, where it cannot change).
     pub(crate) fn mode(&self) -> Mode {
-        // Relaxed: the mode changes only with every path quiesced (the
-        // switch's barriers order it); a path reads it once at its top.
-        Mode::from_u8(self.mode.load(Ordering::Relaxed))
+        // Relaxed: inside the ifnet serializer the word is stable (only the
+        // switch and init write it, inside the serializer); outside it this
+        // is a snapshot for reports. Paths decide with `decide`.
+        Mode::from_u8(self.mode.load(Ordering::Relaxed) & !PAUSED)
     }
 
-    /// Stores the new mode; only [`Em::set_mode`](super::Em::set_mode),
-    /// inside the serializer, with every path quiesced.
+    /// A path's one read of the mode, at its top, inside its gate (the
+    /// interrupt gate, the timeout's gate, the send queue's start
+    /// serializer): the mode it runs under to the end, handed to its parts
+    /// as a value. `None` while a mode switch has the interface paused: the
+    /// path does nothing (the switch's resume refills and kicks).
+    ///
+    /// Sound because the switch sets the pause *before* it waits at those
+    /// gates' barriers, and stores the new mode only after them: a path
+    /// either started before the barrier (and the switch waits for it) or
+    /// reads the pause (a barrier's flip orders the write before every
+    /// entry it does not wait for), so no path of the old mode runs beside
+    /// one of the new.
+    pub(crate) fn decide(&self) -> Option<Mode> {
+        // Relaxed: ordered by the gates' barriers, as above.
+        let v = self.mode.load(Ordering::Relaxed);
+        (v & PAUSED == 0).then(|| Mode::from_u8(v))
+    }
+
+    /// Pauses every path that decides its mode (see [`decide`](Self::decide)):
+    /// the mode switch, inside the serializer, before its barriers.
+    pub(crate) fn pause(&self, s: &Serialized<'_>) {
+        self.check_ifnet(s);
+        self.mode.fetch_or(PAUSED, Ordering::Relaxed);
+    }
+
+    /// Ends a pause with the mode unchanged: init, which unmasks the
+    /// device a paused switch had masked (and so makes the switch start
+    /// over, by its generation).
+    pub(crate) fn unpause(&self, s: &Serialized<'_>) {
+        self.check_ifnet(s);
+        self.mode.fetch_and(!PAUSED, Ordering::Relaxed);
+    }
+
+    /// Stores the new mode and ends the pause; only
+    /// [`Em::set_mode`](super::Em::set_mode), inside the serializer, with
+    /// every path quiesced.
     pub(crate) fn set_mode(&self, s: &Serialized<'_>, mode: Mode) {
         self.check_ifnet(s);
         self.mode.store(mode.to_u8(), Ordering::Relaxed);
@@ -74,7 +114,8 @@ impl Core {
         self.running.store(on, Ordering::Release);
     }
 
-    /// The policy applied: enters what `path` needs in the current mode.
+    /// The policy applied: enters what `path` needs in `mode`, the mode the
+    /// path decided at its top ([`decide`](Self::decide)), never re-read.
     /// `outer` is the ifnet guard of a caller inside the serializer (the
     /// interrupt in [`Mode::Serialized`], every ioctl). The big lock is
     /// taken from `ctx` at its level ([`KernelLock::lock_in`]); the proof
@@ -89,15 +130,17 @@ impl Core {
     /// # Panics
     ///
     /// If the policy asks for the serializer and the caller is not inside
-    /// it (a path entered the wrong way: a driver bug).
+    /// it: a path that decided `Serialized` runs inside it (a driver bug
+    /// otherwise).
     #[track_caller]
     pub(crate) fn enter<'a, L: LockBefore<BigLock>>(
         &'a self,
+        mode: Mode,
         path: Path,
         outer: Option<&'a Serialized<'a>>,
         ctx: &'a mut Ctx<'_, L>,
     ) -> (Proof<'a>, Ctx<'a, BigLock>) {
-        match self.mode().entry(path) {
+        match mode.entry(path) {
             Entry::Unlocked => (Proof::Unlocked, ctx.restrict()),
             Entry::BigLock => {
                 let (k, ctx) = self.big.lock_in(ctx, path);
@@ -119,11 +162,18 @@ impl Core {
         );
     }
 
-    /// Panics unless `k` is a guard of this driver's big lock.
+    /// Panics unless `k` is a guard of this driver's big lock and this
+    /// thread holds that lock now: a guard kept across
+    /// [`KernelGuard::sleep`] (a nested one) names a lock that is released
+    /// while the sleep runs, possibly held by another thread.
     pub(crate) fn check_big(&self, k: &KernelGuard<'_>) {
         assert!(
             k.is_of(&self.big),
             "proof from a big lock this driver does not use"
+        );
+        assert!(
+            k.is_held(),
+            "proof from a big lock this thread does not hold now (released by `KernelGuard::sleep`)"
         );
     }
 
@@ -139,7 +189,6 @@ impl Core {
                 "start routine token of a serializer this thread does not run"
             ),
             Proof::Big(k) => self.check_big(k),
-            Proof::BigHeld(k) => self.check_big(k),
             Proof::Ifnet(s) => self.check_ifnet(s),
         }
     }

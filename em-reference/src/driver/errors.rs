@@ -42,6 +42,11 @@ pub enum EmError {
     /// The device has this many queue pairs: none, or more than
     /// [`MAX_QUEUES`](super::MAX_QUEUES).
     Queues(usize),
+    /// Called from inside this interface's interrupt handler (from
+    /// [`Stack::input`](super::Stack::input)): the request waits for the
+    /// interrupt barrier, which would wait for the caller itself. Ask from
+    /// another context (a task, the stack's softnet thread).
+    InInterrupt,
 }
 
 impl fmt::Display for EmError {
@@ -61,6 +66,9 @@ impl fmt::Display for EmError {
             Self::WrongMode(m) => write!(f, "lock-held big-lock entry point called in {m} mode"),
             Self::NoQueue(q) => write!(f, "no queue {q}"),
             Self::Config(e) => write!(f, "send queue configuration: {e}"),
+            Self::InInterrupt => f.write_str(
+                "called from the interface's own interrupt handler: it would wait for itself",
+            ),
             Self::Queues(n) => write!(
                 f,
                 "the device has {n} queue pairs: the driver handles 1 to {}",
@@ -92,6 +100,11 @@ pub enum TxError {
     QueueFull(Mbuf),
     /// No such queue.
     NoQueue(Mbuf),
+    /// A buffer of another [`Pool`](crate::Pool) (another interface's, when
+    /// forwarding): this device cannot reach it, and the driver reclaims
+    /// what it posted from its own pool. Copy the frame into a buffer of
+    /// this driver's pool.
+    ForeignPool(Mbuf),
 }
 
 impl TxError {
@@ -102,6 +115,7 @@ impl TxError {
             | Self::Empty(m)
             | Self::QueueFull(m)
             | Self::NoQueue(m)
+            | Self::ForeignPool(m)
             | Self::Oversize { packet: m, .. } => m,
         }
     }
@@ -121,6 +135,9 @@ impl fmt::Display for TxError {
             }
             Self::QueueFull(_) => f.write_str("send queue full: packet dropped"),
             Self::NoQueue(_) => f.write_str("no such transmit queue"),
+            Self::ForeignPool(_) => {
+                f.write_str("buffer of another pool: copy it into one of this driver's")
+            }
         }
     }
 }

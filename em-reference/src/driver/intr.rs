@@ -1,6 +1,8 @@
 //! The interrupt handler (`em_intr`), entered as the policy says: the big
 //! lock, nothing, or the ifnet serializer through its handler gating.
 
+use std::cell::Cell;
+
 use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_serializer::{OrderedSerializer, Serialized};
 
@@ -10,12 +12,42 @@ use super::order::{BigLock, Ifnet, Intr, IntrSerialized};
 use crate::biglock::Path;
 use crate::hw::{Hardware, IntrHandler, Reg};
 
+std::thread_local! {
+    /// The softc whose interrupt handler this thread is running (0: none),
+    /// so an entry point the stack calls from `Stack::input` knows it runs
+    /// inside that handler.
+    static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as running `sc`'s handler until dropped (restoring
+/// the mark of a handler it interrupted, if any).
+struct HandlerMark(usize);
+
+impl HandlerMark {
+    fn new<H: Hardware>(sc: &Softc<H>) -> Self {
+        Self(IN_HANDLER.with(|c| c.replace(sc.addr())))
+    }
+}
+
+impl Drop for HandlerMark {
+    fn drop(&mut self) {
+        IN_HANDLER.with(|c| c.set(self.0));
+    }
+}
+
 impl<H: Hardware> IntrHandler for Softc<H> {
-    /// `em_intr`, run inside the device's interrupt gate: at the gate's
-    /// level for the mode it finds (`intr_barrier` waits at the same).
+    /// `em_intr`, run inside the device's interrupt gate: decides its mode
+    /// once (`Core::decide`) and runs at the gate's level for that mode
+    /// (`intr_barrier` waits at the same). While a mode switch has the
+    /// interface paused it does nothing and claims nothing: the causes stay
+    /// in `ICR`, and the switch's unmask raises them again.
     fn intr(&self) -> bool {
+        let _mark = HandlerMark::new(self);
         loop {
-            match self.core.mode().entry(Path::Interrupt) {
+            let Some(mode) = self.core.decide() else {
+                return false;
+            };
+            match mode.entry(Path::Interrupt) {
                 Entry::Serializer => {
                     // DragonFly: the handler runs through the serializer's
                     // handler gating, so `handler_disable` in stop is the
@@ -36,7 +68,7 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                 }
                 _ => {
                     return Ordered::<Intr, H>::declare(&*self.hw).run_inside(|mut ctx| {
-                        let (p, _) = self.core.enter(Path::Interrupt, None, &mut ctx);
+                        let (p, _) = self.core.enter(mode, Path::Interrupt, None, &mut ctx);
                         // The parts take the big lock again where the mode
                         // asks (each counted against its own path): in
                         // `BigLock` mode under this entry's hold, a
@@ -45,7 +77,7 @@ impl<H: Hardware> IntrHandler for Softc<H> {
                         // witness lets the holder's re-acquisitions through
                         // (the level is recursive) and checks everything
                         // else against what it sees held.
-                        self.intr_locked(&p, None, &mut Ctx::new())
+                        self.intr_locked(mode, &p, None, &mut Ctx::new())
                     });
                 }
             }
@@ -54,17 +86,30 @@ impl<H: Hardware> IntrHandler for Softc<H> {
 }
 
 impl<H: Hardware> Softc<H> {
-    /// Inside the serializer: the mode is re-read, as a switch may have
-    /// changed it while the handler waited to enter.
-    fn intr_serialized(&self, s: &Serialized<'_>, ctx: &mut Ctx<'_, Ifnet>) -> Option<bool> {
-        (self.core.mode() == Mode::Serialized)
-            .then(|| self.intr_locked(&Proof::Ifnet(s), Some(s), ctx))
+    /// This softc's identity for [`HandlerMark`].
+    fn addr(&self) -> usize {
+        core::ptr::from_ref(self).addr()
     }
 
-    /// The handler body under its entry's proof; `outer` is the ifnet
-    /// guard when the handler runs inside the serializer.
+    /// Whether this thread is inside this interface's interrupt handler
+    /// (so inside `Stack::input`, or below it).
+    pub(crate) fn in_own_handler(&self) -> bool {
+        IN_HANDLER.with(|c| c.get() == self.addr())
+    }
+
+    /// Inside the serializer, where the mode cannot change: re-read, as a
+    /// switch may have changed it while the handler waited to enter.
+    fn intr_serialized(&self, s: &Serialized<'_>, ctx: &mut Ctx<'_, Ifnet>) -> Option<bool> {
+        (self.core.decide() == Some(Mode::Serialized))
+            .then(|| self.intr_locked(Mode::Serialized, &Proof::Ifnet(s), Some(s), ctx))
+    }
+
+    /// The handler body in `mode` (decided once, at the top) under its
+    /// entry's proof; `outer` is the ifnet guard when the handler runs
+    /// inside the serializer (exactly when `mode` is `Serialized`).
     fn intr_locked<L: LockBefore<BigLock>>(
         &self,
+        mode: Mode,
         proof: &Proof<'_>,
         outer: Option<&Serialized<'_>>,
         ctx: &mut Ctx<'_, L>,
@@ -83,15 +128,23 @@ impl<H: Hardware> Softc<H> {
             // takes the rx mutex (the pool, the queue mutex) from the
             // context that comes back.
             {
-                let (p, mut ctx) = self.core.enter(Path::Rx, outer, ctx);
+                let (p, mut ctx) = self.core.enter(mode, Path::Rx, outer, ctx);
                 self.rxeof(q, &p, &mut ctx);
             }
-            self.txeof(q, outer, ctx);
+            self.txeof(mode, q, outer, ctx);
             {
-                let (p, mut ctx) = self.core.enter(Path::RxFill, outer, ctx);
+                let (p, mut ctx) = self.core.enter(mode, Path::RxFill, outer, ctx);
                 self.rxrefill(q, &p, &mut ctx);
             }
-            self.kick(q, outer, &mut ctx.restrict::<BigLock>());
+            self.kick(mode, q, outer, &mut ctx.restrict::<BigLock>());
+        }
+        if outer.is_some() {
+            // Inside the ifnet serializer, `transmit` from `Stack::input`
+            // only queues (a start would enter the serializer again): what
+            // the stack answered on any queue goes out here.
+            for q in 0..self.rxqs.len() {
+                self.kick(mode, q, outer, &mut ctx.restrict::<BigLock>());
+            }
         }
         true
     }
@@ -101,12 +154,13 @@ impl<H: Hardware> Softc<H> {
     /// send queue unless inside the ifnet serializer.
     fn txeof<L: LockBefore<BigLock>>(
         &self,
+        mode: Mode,
         q: usize,
         outer: Option<&Serialized<'_>>,
         ctx: &mut Ctx<'_, L>,
     ) {
         let ifq = self.ifqs.queue(q);
-        let (p, mut ctx) = self.core.enter(Path::TxEof, outer, ctx);
+        let (p, mut ctx) = self.core.enter(mode, Path::TxEof, outer, ctx);
         ifq.driver().txeof(&p, &mut ctx);
         // A restart run on this thread is a start routine, which records
         // itself at its start level (`TxRing::start`).

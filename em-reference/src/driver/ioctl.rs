@@ -9,7 +9,7 @@ use mpsafe_serializer::Serialized;
 use super::Softc;
 use super::config::check_ring;
 use super::errors::EmError;
-use super::mode::{Entry, Proof};
+use super::mode::{Entry, Mode, Proof};
 use super::order::{BigLock, IfqMutex, Intr, IntrSerialized, PoolMutex, Refill};
 use super::stats::Counters;
 use super::timeout::Timeout;
@@ -29,7 +29,7 @@ impl<H: Hardware> Softc<H> {
         ctx: &mut Ctx<'_, L>,
     ) -> Result<(), EmError> {
         self.core.check_ifnet(s);
-        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
+        let (mut k, mut ctx) = self.core.enter(self.core.mode(), Path::Ioctl, Some(s), ctx);
         self.init_entered(s, &mut k, &mut ctx)
     }
 
@@ -55,8 +55,10 @@ impl<H: Hardware> Softc<H> {
             self.rx_init_locked(q, rx_n, ctx);
         }
         self.hw.write(Reg::TCTL, TCTL_EN);
-        // SECRC: strip the CRC, as em does on the 82543 and later; without
-        // it QEMU's e1000 reports every frame 4 bytes longer.
+        // SECRC: the device strips the CRC. OpenBSD's em sets it only on
+        // the i210 and i350 and subtracts ETHER_CRC_LEN in em_rxeof on the
+        // others; this driver sets it on every chip it drives. Without it
+        // QEMU's e1000 reports every frame 4 bytes longer.
         self.hw.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
         let ok = |r, bit| self.hw.read(r) & bit != 0;
         if !ok(Reg::RCTL, RCTL_EN) || !ok(Reg::TCTL, TCTL_EN) {
@@ -69,8 +71,9 @@ impl<H: Hardware> Softc<H> {
         self.go_running(s);
         Counters::bump(&self.ctr.inits);
         // Packets queued while down go out now.
+        let mode = self.core.mode();
         for q in 0..self.rxqs.len() {
-            self.kick(q, Some(s), ctx);
+            self.kick(mode, q, Some(s), ctx);
         }
         Ok(())
     }
@@ -79,6 +82,9 @@ impl<H: Hardware> Softc<H> {
     /// the rings), the send queues running, handlers enabled, unmasked.
     fn go_running(&self, s: &Serialized<'_>) {
         self.core.set_running(s, true);
+        // Unmasking ends a pause a mode switch left while it waits at its
+        // barriers; the switch sees this init's generation and starts over.
+        self.core.unpause(s);
         for ifq in self.ifqs.queues() {
             ifq.clear_oactive();
         }
@@ -100,7 +106,7 @@ impl<H: Hardware> Softc<H> {
         ctx: &mut Ctx<'_, L>,
     ) {
         self.core.check_ifnet(s);
-        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
+        let (mut k, mut ctx) = self.core.enter(self.core.mode(), Path::Ioctl, Some(s), ctx);
         self.stop_entered(s, &mut k, &mut ctx);
     }
 
@@ -228,7 +234,7 @@ impl<H: Hardware> Softc<H> {
                 accepts: "less than the new rx ring size",
             });
         }
-        let (mut k, mut ctx) = self.core.enter(Path::Ioctl, Some(s), ctx);
+        let (mut k, mut ctx) = self.core.enter(self.core.mode(), Path::Ioctl, Some(s), ctx);
         self.rx_desc.store(rx, Ordering::Relaxed);
         self.tx_desc.store(tx, Ordering::Relaxed);
         if self.core.is_running() {
@@ -253,7 +259,8 @@ impl<H: Hardware> Softc<H> {
         }
     }
 
-    /// Asks queue `q` to start after init or completion. Inside the ifnet
+    /// Asks queue `q` to start after init or completion, in `mode` (the
+    /// caller's decided mode). Inside the ifnet
     /// serializer in [`Mode::Serialized`](super::Mode::Serialized) the start
     /// body runs right here with that serializer as its proof: going
     /// through the send queue would enter the serializer again, which is
@@ -263,12 +270,13 @@ impl<H: Hardware> Softc<H> {
     /// level.
     pub(crate) fn kick<L: LockBefore<IfqMutex>>(
         &self,
+        mode: Mode,
         q: usize,
         outer: Option<&Serialized<'_>>,
         ctx: &mut Ctx<'_, L>,
     ) {
         let ifq = self.ifqs.queue(q);
-        match (self.core.mode().entry(Path::Start), outer) {
+        match (mode.entry(Path::Start), outer) {
             (Entry::Serializer, Some(s)) => {
                 if ifq.is_oactive() || !ifq.is_empty() {
                     ifq.clear_oactive();

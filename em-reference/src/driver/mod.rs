@@ -67,7 +67,7 @@ pub use self::stats::EmStats;
 
 use self::core::Core;
 use self::mode::Proof;
-use self::order::{BigLock, Ifnet, IfqMutex};
+use self::order::{Ifnet, IfqMutex};
 use self::rx::RxQueue;
 use self::stats::Counters;
 use self::timeout::Timeout;
@@ -164,6 +164,24 @@ impl<H: Hardware> Drop for Softc<H> {
 }
 
 impl<H: Hardware> Softc<H> {
+    /// [`EmError::InInterrupt`] inside this interface's interrupt handler.
+    fn not_in_own_handler(&self) -> Result<(), EmError> {
+        if self.in_own_handler() {
+            Err(EmError::InInterrupt)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Panics inside this interface's interrupt handler, naming `what`.
+    #[track_caller]
+    fn assert_not_in_own_handler(&self, what: &str) {
+        assert!(
+            !self.in_own_handler(),
+            "{what} called from the interface's own interrupt handler: it would wait for itself"
+        );
+    }
+
     /// Send queue `queue`.
     fn ifq(&self, queue: usize) -> Result<&SendQ<H>, EmError> {
         self.ifqs.queues().get(queue).ok_or(EmError::NoQueue(queue))
@@ -300,8 +318,11 @@ impl<H: Hardware> Em<H> {
     ///
     /// # Errors
     ///
-    /// [`EmError::DeviceRefused`] if the device did not accept the rings.
+    /// [`EmError::DeviceRefused`] if the device did not accept the rings;
+    /// [`EmError::InInterrupt`] from this interface's interrupt handler
+    /// (init stops first, which waits for the handler).
     pub fn init(&self) -> Result<(), EmError> {
+        self.sc.not_in_own_handler()?;
         let mut ctx = Ctx::new();
         let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
         self.sc.init_locked(&s, &mut ctx)
@@ -327,7 +348,15 @@ impl<H: Hardware> Em<H> {
     /// Brings the interface down (`em_stop`) in the documented order: clear
     /// RUNNING, mask interrupts, interrupt barrier, start barrier, reset the
     /// device, clear `oactive`, free transmit then receive structures.
+    ///
+    /// # Panics
+    ///
+    /// If called from this interface's interrupt handler (from
+    /// [`Stack::input`]): the interrupt barrier would wait for the caller
+    /// forever, as `intr_barrier` from a handler does. Stop from another
+    /// context.
     pub fn stop(&self) {
+        self.sc.assert_not_in_own_handler("Em::stop");
         let mut ctx = Ctx::new();
         let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
         self.sc.stop_locked(&s, &mut ctx);
@@ -346,7 +375,12 @@ impl<H: Hardware> Em<H> {
 
     /// `if_down`: [`stop`](Em::stop), then purge the send queues (the purged
     /// packets are freed and counted).
+    ///
+    /// # Panics
+    ///
+    /// As [`stop`](Em::stop), from this interface's interrupt handler.
     pub fn down(&self) {
+        self.sc.assert_not_in_own_handler("Em::down");
         let mut ctx = Ctx::new();
         let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
         self.sc.stop_locked(&s, &mut ctx);
@@ -369,6 +403,7 @@ impl<H: Hardware> Em<H> {
     ///
     /// [`EmError::RingSize`] (nothing changes), or as [`init`](Em::init).
     pub fn set_ring_sizes(&self, rx: u32, tx: u32) -> Result<(), EmError> {
+        self.sc.not_in_own_handler()?;
         let mut ctx = Ctx::new();
         let (s, mut ctx) = ctx.lock(&self.sc.core.ifnet);
         self.sc.set_ring_sizes_locked(&s, rx, tx, &mut ctx)
@@ -406,9 +441,10 @@ impl<H: Hardware> Em<H> {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for a backend that cannot run a
-    /// mode.
+    /// [`EmError::InInterrupt`] from this interface's interrupt handler (the
+    /// switch waits at the interrupt barrier).
     pub fn set_mode(&self, mode: Mode) -> Result<(), EmError> {
+        self.sc.not_in_own_handler()?;
         self.sc.set_mode(mode)
     }
 
@@ -416,20 +452,32 @@ impl<H: Hardware> Em<H> {
     /// here, or with [`TxStart::Delegated`] by asking the queue's start task
     /// thread.
     ///
-    /// In [`Mode::Serialized`] the start enters the ifnet serializer: do not
-    /// call this from inside it (use [`start_serialized`](Em::start_serialized)
-    /// there).
+    /// Callable from [`Stack::input`] in every mode (a reply, a bridge): in
+    /// [`Mode::Serialized`], where `input` runs inside the ifnet serializer,
+    /// the packet is only queued there, and the handler starts the queues
+    /// once the stack returns. Elsewhere in `Serialized` mode the start
+    /// enters the ifnet serializer: a caller that entered it through
+    /// [`ifnet`](Em::ifnet) uses [`start_serialized`](Em::start_serialized)
+    /// instead.
     ///
     /// # Errors
     ///
-    /// [`TxError`] with the packet: malformed, interface down, send queue
-    /// full (a counted drop). Nothing is lost: the caller frees it.
+    /// [`TxError`] with the packet: malformed, of another pool
+    /// ([`TxError::ForeignPool`]), interface down, send queue full (a
+    /// counted drop). Nothing is lost: the caller frees it.
     pub fn transmit(&self, queue: usize, packet: Mbuf) -> Result<(), TxError> {
         let sc = &self.sc;
         let max = sc.cfg.mtu + ETHER_HDR_LEN;
         let Some(ifq) = sc.ifqs.queues().get(queue) else {
             return Err(TxError::NoQueue(packet));
         };
+        if !sc.pool.owns(&packet) {
+            // Another pool's buffer (another NIC's, when forwarding): its
+            // address means nothing to this device, and reclaiming it from
+            // our pool would take a buffer of ours still on a ring.
+            Counters::bump(&sc.ctr.tx_bad);
+            return Err(TxError::ForeignPool(packet));
+        }
         if packet.is_empty() || packet.len() > max {
             Counters::bump(&sc.ctr.tx_bad);
             return Err(if packet.is_empty() {
@@ -447,6 +495,14 @@ impl<H: Hardware> Em<H> {
         let mut ctx = Ctx::new();
         match sc.start_tasks.get(queue) {
             Some(task) => ifq.transmit_delegated_in::<IfqMutex, _, _>(&mut ctx, task, packet),
+            // A reply from `Stack::input` in `Serialized` mode: this thread
+            // is the interrupt, inside the ifnet serializer, where the mode
+            // cannot change; a start would enter the serializer again. The
+            // packet waits on the queue, and the handler starts every queue
+            // once the stack returns.
+            None if sc.in_own_handler() && sc.core.mode() == Mode::Serialized => {
+                ctx.lock(tx::ifq_mutex(ifq.queue())).0.enqueue(packet)
+            }
             None => ifq.transmit_in::<IfqMutex, _>(&mut ctx, packet),
         }
         .or_else(|d| {
@@ -473,8 +529,16 @@ impl<H: Hardware> Em<H> {
         }
     }
 
-    /// Runs the start routine of `queue` directly, for a caller that holds
-    /// the big lock (the pre-2015 `em_start(ifp)` call from the interrupt).
+    /// Starts `queue` for a caller that holds the big lock (the pre-2015
+    /// `em_start(ifp)` call from a big-lock context), in the modes where
+    /// the big lock serializes the start routine.
+    ///
+    /// The routine runs through the send queue's start serializer, as every
+    /// start body does in every mode (OpenBSD's `if_start` since 2015): at
+    /// most one body per ring at a time, and the mode switch's start barrier
+    /// waits for it. If another CPU runs the routine now, this returns at
+    /// once and that CPU runs it again for this request; otherwise it runs
+    /// here, and its own acquisition of the big lock nests in `k`'s.
     ///
     /// # Errors
     ///
@@ -483,22 +547,18 @@ impl<H: Hardware> Em<H> {
     ///
     /// # Panics
     ///
-    /// If `k` holds another big lock than this driver's.
+    /// If `k` holds another big lock than this driver's, or if this thread
+    /// does not hold it now (a nested guard inside [`KernelGuard::sleep`]).
     pub fn start_locked(&self, queue: usize, k: &KernelGuard<'_>) -> Result<(), EmError> {
         self.sc.core.check_big(k);
         if !self.mode().locks(Path::Start) {
             return Err(EmError::WrongMode(self.mode()));
         }
+        // An explicit start runs what bundling deferred, too.
         let ifq = self.sc.ifq(queue)?;
-        // The caller holds the big lock through the plain API (a
-        // `KernelGuard`), so no context came with it: this one starts at
-        // `BigLock`, as if it had (the witness does not see that hold).
-        let mut ctx = Ctx::new();
-        ifq.driver().start_locked(
-            ifq.queue(),
-            &Proof::BigHeld(k),
-            &mut ctx.restrict::<BigLock>(),
-        );
+        if !ifq.flush_bundle() {
+            ifq.start();
+        }
         Ok(())
     }
 

@@ -121,8 +121,6 @@ pub(crate) enum Proof<'a> {
     Task(&'a TaskOwner<'a>),
     /// [`Entry::BigLock`]: the big lock, taken by this path.
     Big(Held<'a, BigLock, KernelGuard<'a>>),
-    /// [`Entry::BigLock`]: the big lock, held by the caller.
-    BigHeld(&'a KernelGuard<'a>),
     /// [`Entry::Serializer`]: inside this interface's ifnet serializer
     /// (entered by the caller at the top of the path).
     Ifnet(&'a Serialized<'a>),
@@ -133,7 +131,7 @@ impl fmt::Debug for Proof<'_> {
         f.write_str(match self {
             Proof::Unlocked => "Unlocked",
             Proof::Task(_) => "Task",
-            Proof::Big(_) | Proof::BigHeld(_) => "Big",
+            Proof::Big(_) => "Big",
             Proof::Ifnet(_) => "Ifnet",
         })
     }

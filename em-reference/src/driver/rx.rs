@@ -151,12 +151,17 @@ impl<H: Hardware> Softc<H> {
         if !self.core.is_running() {
             return;
         }
+        // Decided once, inside the timeout's gate; paused by a mode switch:
+        // nothing to do, its resume refills.
+        let Some(mode) = self.core.decide() else {
+            return;
+        };
         Counters::bump(&self.ctr.refill_retries);
         let timeout = Ordered::<Refill, Timeout>::declare(&*self.refill);
-        if self.core.mode().entry(Path::RxFill) != Entry::Serializer {
+        if mode.entry(Path::RxFill) != Entry::Serializer {
             return timeout.run_inside(|mut ctx| {
                 for q in 0..self.rxqs.len() {
-                    let (p, mut ctx) = self.core.enter(Path::RxFill, None, &mut ctx);
+                    let (p, mut ctx) = self.core.enter(mode, Path::RxFill, None, &mut ctx);
                     self.rxrefill(q, &p, &mut ctx);
                 }
             });
@@ -166,14 +171,16 @@ impl<H: Hardware> Softc<H> {
             // own (at `Refill` the types refuse the ifnet serializer, which
             // comes before the timeout for stop's wait). The witness
             // records the try unchecked and checks the rx mutex against
-            // both.
+            // both. Inside, the mode is read again (a switch may have
+            // finished since the top; in the serializer it cannot change).
             let mut ctx = Ctx::new();
             match ctx.try_lock(&self.core.ifnet) {
-                Some((s, mut ctx)) if self.core.mode() == Mode::Serialized => {
+                Some((s, mut ctx)) if self.core.decide() == Some(Mode::Serialized) => {
                     for q in 0..self.rxqs.len() {
                         self.rxrefill(q, &Proof::Ifnet(&s), &mut ctx);
                     }
                 }
+                Some(_) if self.core.decide().is_none() => {}
                 _ => self.refill.add(),
             }
         });

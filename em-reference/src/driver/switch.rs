@@ -2,9 +2,10 @@
 //! at any time"): quiesce every path whose protection changes, switch,
 //! resume. Nothing queued is dropped and no buffer moves.
 //!
-//! 1. Inside the ifnet serializer, *pause*: mask the device's interrupts,
-//!    stop the send queues' starts (their packets stay queued), and in
-//!    [`Mode::Serialized`] disable the serializer's handlers.
+//! 1. Inside the ifnet serializer, *pause*: mark the mode word paused
+//!    (`Core::pause`), mask the device's interrupts, stop the send queues'
+//!    starts (their packets stay queued), and in [`Mode::Serialized`]
+//!    disable the serializer's handlers.
 //! 2. Outside every lock, wait at the interrupt gate's barrier, each send
 //!    queue's start barrier and the refill timeout's barrier. Outside,
 //!    because a path of the old mode may be waiting for the serializer (a
@@ -16,9 +17,21 @@
 //!    *resume*: the send queues running, handlers enabled for `Serialized`,
 //!    a refill, interrupts unmasked, the queues started.
 //!
-//! Every path reads the mode once at its top; the ones that wait for the
-//! serializer re-read it inside, so one that waited across a switch runs
-//! under the mode it finds.
+//! Every path decides its mode once, at its top, inside its gate
+//! (`Core::decide`: the interrupt gate, the timeout's gate, the send
+//! queue's start serializer) and hands that mode to its parts as a value;
+//! they never read the word again. A path that enters after the barriers
+//! finds the pause and does nothing: a stray interrupt on a shared line, one
+//! raised just before the mask, or a device's check-then-deliver gap, all
+//! of which the mask alone does not stop. The ones that wait for the
+//! serializer re-read the mode inside it (where it cannot change), so one
+//! that waited across a switch runs under the mode it finds.
+//!
+//! Every start body runs inside its send queue's start serializer, in every
+//! mode (the lock-held entry points included), so the start barriers of
+//! step 2 cover all of them; in [`Mode::Serialized`] the ones run by the
+//! interrupt, init and `start_serialized` run inside the ifnet serializer,
+//! which the switch holds when it stores the mode.
 
 use mpsafe_order::Ctx;
 use mpsafe_serializer::Serialized;
@@ -63,6 +76,8 @@ impl<H: Hardware> Softc<H> {
 
     /// Step 1: returns the init/stop generation seen.
     fn pause_locked(&self, s: &Serialized<'_>) -> u64 {
+        // Before the barriers: every path that enters after them sees it.
+        self.core.pause(s);
         self.hw.write(Reg::IMC, !0);
         self.ifqs.set_running_all(false);
         if self.core.mode() == Mode::Serialized {
@@ -80,13 +95,14 @@ impl<H: Hardware> Softc<H> {
         if self.core.mode() == Mode::Serialized && !s.handlers_enabled() {
             s.handler_enable();
         }
+        let mode = self.core.mode();
         for q in 0..self.rxqs.len() {
-            let (p, mut ctx) = self.core.enter(Path::RxFill, Some(s), ctx);
+            let (p, mut ctx) = self.core.enter(mode, Path::RxFill, Some(s), ctx);
             self.rxrefill(q, &p, &mut ctx);
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
         for q in 0..self.rxqs.len() {
-            self.kick(q, Some(s), ctx);
+            self.kick(mode, q, Some(s), ctx);
         }
     }
 }

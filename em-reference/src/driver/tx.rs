@@ -239,15 +239,19 @@ impl<H: Hardware> TxRing<H> {
     /// The start routine as the ifq serializer runs it, in Serialized mode:
     /// enter the ifnet serializer (blocking: nobody inside it waits for
     /// this queue's start barrier), then re-read the mode, which a switch
-    /// may have changed while this call waited.
+    /// may have changed while this call waited. Returns `false` if the
+    /// mode is no longer `Serialized` (decide again).
     fn start_serialized(
         &self,
         queue: &SendQueue<Fifo<Mbuf>>,
         ctx: &mut Ctx<'_, IfqStartSerialized>,
     ) -> bool {
         let (s, mut ctx) = ctx.lock(&self.core.ifnet);
-        if self.core.mode() != Mode::Serialized {
-            return false;
+        match self.core.decide() {
+            Some(Mode::Serialized) => {}
+            // Paused: the packets stay queued for the switch's resume.
+            None => return true,
+            Some(_) => return false,
         }
         self.start_locked(queue, &Proof::Ifnet(&s), &mut ctx);
         true
@@ -260,7 +264,12 @@ impl<H: Hardware> TxRing<H> {
 impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
     fn start(&self, queue: &SendQueue<Fifo<Mbuf>>, owner: &TaskOwner<'_>) {
         loop {
-            match self.core.mode().entry(Path::Start) {
+            // Decided once, inside the start serializer; paused by a mode
+            // switch: the packets stay queued for its resume's kick.
+            let Some(mode) = self.core.decide() else {
+                return;
+            };
+            match mode.entry(Path::Start) {
                 // The ifq serializer alone serializes the start routine.
                 Entry::Unlocked => {
                     return Ordered::<IfqStart, _>::declare(queue).run_inside(|mut ctx| {
@@ -268,7 +277,8 @@ impl<H: Hardware> Start<Fifo<Mbuf>, DefaultLock> for TxRing<H> {
                     });
                 }
                 // Not MPSAFE: the start routine runs under the big lock too
-                // (seed 002's default for unconverted drivers).
+                // (seed 002's default for unconverted drivers). A caller of
+                // `Em::start_locked` holds it already: this nests.
                 Entry::BigLock => {
                     return Ordered::<IfqStart, _>::declare(queue).run_inside(|mut ctx| {
                         let (k, mut ctx) = self.core.big.lock_in(&mut ctx, Path::Start);
@@ -294,12 +304,19 @@ impl<H: Hardware> super::Em<H> {
     /// the end of a batch of [`transmit`](super::Em::transmit)s, or packets
     /// below the threshold wait for the next one. Returns whether a start
     /// was pending; with `tx_bundle` 1 none ever is.
+    ///
+    /// From [`Stack::input`](super::Stack::input) in [`Mode::Serialized`]
+    /// (the interrupt thread, inside the ifnet serializer) a start would
+    /// enter that serializer again: the handler starts every queue when the
+    /// stack returns, so this only reports whether packets wait for it.
     pub fn flush_tx(&self, queue: usize) -> bool {
-        self.sc
-            .ifqs
-            .queues()
-            .get(queue)
-            .is_some_and(IfQueue::flush_bundle)
+        let Some(ifq) = self.sc.ifqs.queues().get(queue) else {
+            return false;
+        };
+        if self.sc.in_own_handler() && self.sc.core.mode() == Mode::Serialized {
+            return !ifq.is_empty();
+        }
+        ifq.flush_bundle()
     }
 }
 
