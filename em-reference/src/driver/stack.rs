@@ -11,10 +11,32 @@ use mpsafe_ifqueue::{IfInputQueue, InputConfig, InputConfigError, InputCounters,
 use crate::pool::{Mbuf, Pool};
 
 /// The network stack above the driver (`if_input`).
+///
+/// # Context
+///
+/// `input` runs on the thread of the interrupt handler (inside the device's
+/// interrupt gate), after the rx mutex is released, with what the mode's
+/// receive entry holds:
+///
+/// | mode | held during `input` |
+/// | --- | --- |
+/// | [`Mode::BigLock`](super::Mode::BigLock) | the big lock |
+/// | [`Mode::RxUnlocked`](super::Mode::RxUnlocked), [`Mode::Mpsafe`](super::Mode::Mpsafe) | nothing of the driver's |
+/// | [`Mode::Serialized`](super::Mode::Serialized) | the ifnet serializer (as DragonFly's `if_input`) |
+///
+/// It may call [`Em::transmit`](super::Em::transmit) (a reply, a bridge) and
+/// [`Em::flush_tx`](super::Em::flush_tx) in every mode: in `Serialized`
+/// mode the packet is only queued, and the handler starts the send queues
+/// when `input` returns. It must not wait for the interrupt it runs in:
+/// [`Em::set_mode`](super::Em::set_mode), `init`/`up` and `set_ring_sizes`
+/// return [`EmError::InInterrupt`](super::EmError::InInterrupt) there, and
+/// `stop`/`down` panic. A stack with real work to do queues the packets
+/// (as [`InputQueues`] does) and processes them on a thread of its own.
 pub trait Stack: Send + Sync {
     /// Takes every packet in `packets` (leaving it empty) received on
     /// `queue`. Returns `true` if the stack is falling behind, so the driver
-    /// backs its receive ring off (`if_rxr_livelocked`).
+    /// backs its receive ring off (`if_rxr_livelocked`). See the trait's
+    /// [context](Stack#context) for what is held and what may be called.
     fn input(&self, queue: usize, packets: &mut Vec<Mbuf>) -> bool;
 }
 
