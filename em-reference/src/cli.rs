@@ -44,6 +44,9 @@ OPTIONS:
                        per send queue, seed 002's taskq) [default: direct]
   --keep-watermarks    keep each rx ring's current watermark across down/up
                        instead of restarting it at the low watermark
+  --watermarks <W>     reset (the default), keep (= --keep-watermarks) or
+                       both: every run twice, watermarks reset then kept
+                       (with --after-up, both curves in one figure)
   --after-up           after each run, bring the interface down and up once
                        and report rx drops and the time to regain the
                        watermark in the first second after `up`
@@ -53,6 +56,9 @@ OPTIONS:
   --interval <S>       also sample every S seconds (0.01 to 60): time, rx/tx
                        pps, drops and each rx ring's watermark
   --format <F>         text, json or csv [default: text]
+  --plot <FILE.svg>    also draw the report as one SVG figure (any format):
+                       efficiency and big-lock bars, with --interval the
+                       time series, with --after-up the first second
   --json               same as --format json
   -V, --version        print the version
   -h, --help           this text
@@ -104,6 +110,9 @@ pub struct Args {
     pub start: TxStart,
     /// Keep rx watermarks across down/up.
     pub keep_watermarks: bool,
+    /// Run everything twice, watermarks reset then kept (`--watermarks
+    /// both`); `keep_watermarks` is then false.
+    pub watermarks_both: bool,
     /// Probe the first second after `up`.
     pub after_up: bool,
     /// Switch the mode at run time this often (seconds), if set.
@@ -112,6 +121,8 @@ pub struct Args {
     pub interval: Option<f64>,
     /// Output format.
     pub format: Format,
+    /// Where to draw the figure (`--plot`), if anywhere: a `.svg` name.
+    pub plot: Option<std::path::PathBuf>,
 }
 
 impl Default for Args {
@@ -127,10 +138,12 @@ impl Default for Args {
             bundle: None,
             start: TxStart::Direct,
             keep_watermarks: false,
+            watermarks_both: false,
             after_up: false,
             switch_every: None,
             interval: None,
             format: Format::Text,
+            plot: None,
         }
     }
 }
@@ -242,6 +255,7 @@ where
             }
             "--keep-watermarks" => {
                 a.keep_watermarks = true;
+                a.watermarks_both = false;
                 continue;
             }
             "--after-up" => {
@@ -254,7 +268,7 @@ where
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
         };
-        const VALUED: [&str; 12] = [
+        const VALUED: [&str; 14] = [
             "--mode",
             "--seconds",
             "--repeat",
@@ -267,6 +281,8 @@ where
             "--interval",
             "--switch-every",
             "--format",
+            "--watermarks",
+            "--plot",
         ];
         if !VALUED.contains(&name.as_str()) {
             return Err(CliError(format!("unknown option {flag:?}")));
@@ -331,6 +347,23 @@ where
                         )));
                     }
                 }
+            }
+            "--watermarks" => {
+                (a.keep_watermarks, a.watermarks_both) = match v.to_ascii_lowercase().as_str() {
+                    "reset" => (false, false),
+                    "keep" => (true, false),
+                    "both" => (false, true),
+                    _ => {
+                        return Err(CliError(format!(
+                            "--watermarks {v:?}: expected reset, keep or both"
+                        )));
+                    }
+                }
+            }
+            "--plot" => {
+                let path = std::path::PathBuf::from(v);
+                crate::plot::check_name(&path).map_err(|e| CliError(format!("--plot: {e}")))?;
+                a.plot = Some(path);
             }
             _ => unreachable!("every name in VALUED has an arm"),
         }
@@ -436,6 +469,37 @@ mod tests {
             (&["--json=1"], "unknown option"),
             (&["--warmup", "1"], "unknown option"),
             (&["-x"], "unknown option"),
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(e.0.contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn watermarks_and_plot() {
+        let a = run(&["--watermarks", "BOTH", "--plot", "out.SVG"]).unwrap();
+        assert!(a.watermarks_both && !a.keep_watermarks);
+        assert_eq!(a.plot, Some(std::path::PathBuf::from("out.SVG")));
+        let a = run(&["--watermarks=both", "--keep-watermarks"]).unwrap();
+        assert!(a.keep_watermarks && !a.watermarks_both);
+        let a = run(&["--watermarks=keep"]).unwrap();
+        assert!(a.keep_watermarks && !a.watermarks_both);
+        assert!(
+            !run(&["--keep-watermarks", "--watermarks", "reset"])
+                .unwrap()
+                .keep_watermarks
+        );
+        for (args, needle) in [
+            (
+                &["--watermarks", "kept"][..],
+                "--watermarks \"kept\": expected",
+            ),
+            (
+                &["--plot", "out.png"],
+                "--plot: out.png: the figure is drawn as SVG only",
+            ),
+            (&["--plot", "-"], "ending in .svg"),
+            (&["--plot"], "needs a value"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.0.contains(needle), "{args:?}: {e}");

@@ -195,6 +195,26 @@ pub struct AfterUpProbe {
     pub missed: u64,
     /// Frames received in the first second.
     pub rx: u64,
+    /// The first second as a curve: a point at `up` and about every
+    /// [`TRACE_STEP`] after it.
+    pub trace: Vec<AfterUpPoint>,
+}
+
+/// How often [`AfterUpProbe::trace`] takes a point.
+pub const TRACE_STEP: Duration = Duration::from_millis(10);
+
+/// One point of the first second after `up`: the summed watermark and the
+/// frames missed and received since `up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfterUpPoint {
+    /// Time since `up`.
+    pub t: Duration,
+    /// Sum over rings of the current watermark.
+    pub cwm: u32,
+    /// Frames missed (no descriptor) since `up`.
+    pub missed: u64,
+    /// Frames received since `up`.
+    pub rx: u64,
 }
 
 fn cwm_sum(st: &EmStats) -> u32 {
@@ -210,10 +230,26 @@ fn probe_after_up(em: &Em<Device>, dev: &Device, sink: &Sink) -> AfterUpProbe {
     let (missed0, rx0) = (dev.stats().missed, sink.packets());
     let cwm_at_up = cwm_sum(&em.stats());
     let mut to_steady = (up.is_ok() && cwm_at_up >= cwm_before).then_some(Duration::ZERO);
+    let point = |t: Duration, cwm: u32| AfterUpPoint {
+        t,
+        cwm,
+        missed: dev.stats().missed - missed0,
+        rx: sink.packets() - rx0,
+    };
+    let mut trace = vec![point(Duration::ZERO, cwm_at_up)];
+    let mut next_point = TRACE_STEP;
     while t_up.elapsed() < Duration::from_secs(1) {
         thread::sleep(Duration::from_millis(1));
-        if to_steady.is_none() && cwm_sum(&em.stats()) >= cwm_before {
-            to_steady = Some(t_up.elapsed());
+        let t = t_up.elapsed();
+        let cwm = cwm_sum(&em.stats());
+        if to_steady.is_none() && cwm >= cwm_before {
+            to_steady = Some(t);
+        }
+        if t >= next_point {
+            trace.push(point(t, cwm));
+            while next_point <= t {
+                next_point += TRACE_STEP;
+            }
         }
     }
     AfterUpProbe {
@@ -222,6 +258,7 @@ fn probe_after_up(em: &Em<Device>, dev: &Device, sink: &Sink) -> AfterUpProbe {
         to_steady,
         missed: dev.stats().missed - missed0,
         rx: sink.packets() - rx0,
+        trace,
     }
 }
 

@@ -86,6 +86,7 @@ pub mod harness;
 pub mod hostile;
 pub mod hw;
 pub mod measure;
+pub mod plot;
 pub mod pool;
 pub mod regs;
 pub mod report;

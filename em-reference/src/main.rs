@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use mpsafe_em::cli::{self, Action, Args, Format, Rate};
 use mpsafe_em::harness::{RunConfig, RunReport, gigabit_pps, run};
-use mpsafe_em::report::{AfterUp, BufferTable, ModeRecord, Report, RunFigures, Sample};
+use mpsafe_em::plot::PlotFile;
+use mpsafe_em::report::{
+    AfterUp, AfterUpPoint, BufferTable, ModeRecord, Report, RunFigures, Sample,
+};
 use mpsafe_em::{Path, WireRate};
 
 fn figures(r: &RunReport) -> RunFigures {
@@ -95,6 +98,14 @@ fn main() -> ExitCode {
 /// C...) so that load from elsewhere on the machine falls on every mode
 /// alike, prints the report, and returns whether the accounting held.
 fn demo(args: &Args) -> Result<bool, String> {
+    // Created before the runs: a path that cannot be written is said now,
+    // not after minutes of measuring.
+    let plot = args
+        .plot
+        .as_deref()
+        .map(PlotFile::create)
+        .transpose()
+        .map_err(|e| format!("--plot: {e}"))?;
     let line = gigabit_pps(args.frame);
     let (wire, rate) = match args.rate {
         Rate::Line => (WireRate::Pps(line), line),
@@ -131,7 +142,21 @@ fn demo(args: &Args) -> Result<bool, String> {
     let mut series = Vec::new();
     let mut finals = Vec::new();
     let live = std::io::stderr().is_terminal();
-    for rep in 1..=args.repeat {
+    // `--watermarks both`: every repetition twice, reset then kept (the
+    // policy acts only at `up`, so the measured window is alike either
+    // way); `run` numbers a mode's runs from 1 in that order.
+    let policies = if args.watermarks_both {
+        vec![false, true]
+    } else {
+        vec![args.keep_watermarks]
+    };
+    let schedule = (1..=args.repeat).flat_map(|rep| {
+        let p = &policies;
+        p.iter()
+            .enumerate()
+            .map(move |(k, &keep)| (rep, keep, (rep - 1) * p.len() as u32 + k as u32 + 1))
+    });
+    for (rep, keep, run_no) in schedule {
         for (i, &mode) in args.modes.iter().enumerate() {
             let mut cfg = RunConfig::new(mode);
             cfg.duration = Duration::from_secs_f64(args.seconds);
@@ -142,7 +167,7 @@ fn demo(args: &Args) -> Result<bool, String> {
             cfg.cycles = args.cycles;
             cfg.interval = args.interval.map(Duration::from_secs_f64);
             cfg.after_up = args.after_up;
-            cfg.keep_watermarks = args.keep_watermarks;
+            cfg.keep_watermarks = keep;
             if let Some(b) = args.bundle {
                 cfg.tx_bundle = b;
             }
@@ -178,18 +203,28 @@ fn demo(args: &Args) -> Result<bool, String> {
             rec.cycles += u64::from(r.cycles);
             if let Some(p) = &r.after_up {
                 rec.after_up.push(AfterUp {
-                    kept: args.keep_watermarks,
+                    kept: keep,
                     cwm_before: p.cwm_before,
                     cwm_at_up: p.cwm_at_up,
                     ms_to_steady: p.to_steady.map(|d| d.as_secs_f64() * 1e3),
                     rx_missed_first_s: p.missed,
                     rx_first_s: p.rx,
+                    trace: p
+                        .trace
+                        .iter()
+                        .map(|q| AfterUpPoint {
+                            ms: q.t.as_secs_f64() * 1e3,
+                            cwm: q.cwm,
+                            rx_missed: q.missed,
+                            rx: q.rx,
+                        })
+                        .collect(),
                 });
             }
             if let Err(e) = r.conservation() {
                 rec.accounting_error.get_or_insert(e);
             }
-            series.extend(samples(&r, rep));
+            series.extend(samples(&r, run_no));
             finals.push(r);
         }
     }
@@ -206,7 +241,21 @@ fn demo(args: &Args) -> Result<bool, String> {
             ("cycles".into(), args.cycles.to_string()),
             ("tx_bundle".into(), args.bundle.unwrap_or(1).to_string()),
             ("tx_start".into(), args.start.to_string()),
-            ("keep_watermarks".into(), args.keep_watermarks.to_string()),
+            (
+                "keep_watermarks".into(),
+                if args.watermarks_both {
+                    "both".into()
+                } else {
+                    args.keep_watermarks.to_string()
+                },
+            ),
+            (
+                "warmup_s".into(),
+                RunConfig::new(args.modes[0])
+                    .warmup
+                    .as_secs_f64()
+                    .to_string(),
+            ),
             (
                 "switch_every".into(),
                 args.switch_every.map_or("never".into(), |s| s.to_string()),
@@ -227,7 +276,8 @@ fn demo(args: &Args) -> Result<bool, String> {
             }
             report.write_text(&mut out).map_err(io)?;
             writeln!(out).map_err(io)?;
-            for r in finals.iter().rev().take(args.modes.len()).rev() {
+            let last = args.modes.len() * policies.len();
+            for r in finals.iter().rev().take(last).rev() {
                 writeln!(
                     out,
                     "{} after {} up/down cycles under load and the final down:",
@@ -258,6 +308,12 @@ fn demo(args: &Args) -> Result<bool, String> {
                 .map_err(io)?;
             }
         }
+    }
+    drop(out);
+    if let Some(p) = plot {
+        let path = p.path().display().to_string();
+        p.write(&report).map_err(|e| format!("--plot: {e}"))?;
+        eprintln!("  figure written to {path}");
     }
     Ok(ok)
 }

@@ -159,6 +159,21 @@ pub struct AfterUp {
     pub rx_missed_first_s: u64,
     /// Frames received in the first second after `up`.
     pub rx_first_s: u64,
+    /// The first second as a curve, from `up` on.
+    pub trace: Vec<AfterUpPoint>,
+}
+
+/// One point of [`AfterUp::trace`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AfterUpPoint {
+    /// Milliseconds since `up`.
+    pub ms: f64,
+    /// Sum over rings of the current watermark.
+    pub cwm: u32,
+    /// Frames missed (no descriptor) since `up`.
+    pub rx_missed: u64,
+    /// Frames received since `up`.
+    pub rx: u64,
 }
 
 /// Everything measured for one mode.
@@ -783,7 +798,7 @@ fn mode_json(j: &mut String, m: &ModeRecord) {
         }
         let _ = write!(
             j,
-            "{{\"kept\":{},\"cwm_before\":{},\"cwm_at_up\":{},\"ms_to_steady\":{},\"rx_missed_first_s\":{},\"rx_first_s\":{}}}",
+            "{{\"kept\":{},\"cwm_before\":{},\"cwm_at_up\":{},\"ms_to_steady\":{},\"rx_missed_first_s\":{},\"rx_first_s\":{},\"trace\":[",
             a.kept,
             a.cwm_before,
             a.cwm_at_up,
@@ -791,6 +806,20 @@ fn mode_json(j: &mut String, m: &ModeRecord) {
             a.rx_missed_first_s,
             a.rx_first_s
         );
+        for (i, p) in a.trace.iter().enumerate() {
+            if i > 0 {
+                j.push(',');
+            }
+            let _ = write!(
+                j,
+                "{{\"ms\":{},\"cwm\":{},\"rx_missed\":{},\"rx\":{}}}",
+                num(p.ms),
+                p.cwm,
+                p.rx_missed,
+                p.rx
+            );
+        }
+        j.push_str("]}");
     }
     let _ = write!(j, "],\"cycles\":{},\"accounting\":", m.cycles);
     match &m.accounting_error {
