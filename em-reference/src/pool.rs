@@ -585,11 +585,33 @@ impl Pool {
 
     /// Turns a ring address back into the buffer the driver posted there.
     ///
+    /// Unsafe because a buffer on a ring belongs to the device: taking it
+    /// back while the device may still write it would let
+    /// [`Mbuf::data_mut`] (or `data`) alias memory under DMA. Only the code
+    /// that owns the ring slot may call it, once the device is done with
+    /// the slot. Without `unsafe` it does not compile:
+    ///
+    /// ```compile_fail,E0133
+    /// use mpsafe_em::{BufState, Pool};
+    ///
+    /// let pool = Pool::new(4, 2048);
+    /// let addr = pool.alloc().unwrap().into_ring(BufState::OnRxRing);
+    /// let stolen = pool.reclaim(addr, BufState::OnRxRing); // E0133: call to unsafe function
+    /// stolen.free();
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// `addr` is the address of a buffer the caller posted on a ring it
+    /// owns (as the driver owns its rings), and the device will not read or
+    /// write that buffer again: its descriptor is written back (`DD`), or
+    /// the ring's unit is disabled and reset.
+    ///
     /// # Panics
     ///
     /// If buffer `addr` is not in state `on` (the driver reclaimed a slot it
     /// never posted, or twice): a broken driver invariant.
-    pub fn reclaim(&self, addr: u64, on: BufState) -> Mbuf {
+    pub unsafe fn reclaim(&self, addr: u64, on: BufState) -> Mbuf {
         let idx = self
             .index_of(addr)
             .unwrap_or_else(|| panic!("buffer address {addr:#x} names no buffer"));
@@ -840,7 +862,8 @@ mod tests {
         let s = pool.stats();
         assert_eq!((s.free, s.held, s.on_rx_ring, s.in_use()), (2, 1, 1, 2));
         assert!(pool.dma_write(addr, 64, 7));
-        let b = pool.reclaim(addr, BufState::OnRxRing);
+        // SAFETY: the test posted it; no device touches this pool.
+        let b = unsafe { pool.reclaim(addr, BufState::OnRxRing) };
         assert_eq!((b.len(), b.tag()), (64, 7));
         assert_eq!((a.len(), a.tag()), (60, 42));
         pool.free_all([a, b]);
@@ -1025,7 +1048,8 @@ mod tests {
         assert!(pool.index_of(0x4040).is_none());
         assert!(pool.index_of(0).is_none());
         for a in addrs {
-            let m = pool.reclaim(a, BufState::OnTxRing);
+            // SAFETY: the test posted it; no device touches this pool.
+            let m = unsafe { pool.reclaim(a, BufState::OnTxRing) };
             assert_eq!(m.len(), 3);
             bufs.push(m);
         }
@@ -1040,6 +1064,8 @@ mod tests {
     fn reclaiming_from_the_wrong_ring_panics() {
         let pool = Pool::new(1, 64);
         let addr = pool.alloc().unwrap().into_ring(BufState::OnRxRing);
-        let _ = pool.reclaim(addr, BufState::OnTxRing);
+        // SAFETY: the test posted it; no device touches this pool (and
+        // the call panics before returning a buffer).
+        let _ = unsafe { pool.reclaim(addr, BufState::OnTxRing) };
     }
 }

@@ -256,7 +256,11 @@ impl<H: Hardware> Softc<H> {
             if d.rx_writeback().status & RXD_STAT_DD != 0 {
                 flushed += 1;
             }
-            bufs.push(self.pool.reclaim(addrs[i as usize], BufState::OnRxRing));
+            // SAFETY: our record of a posted slot of our ring (`inuse` of
+            // them from `next`); stop calls this after disabling the
+            // receive unit and resetting the device, and after `teardown`
+            // under the rx mutex, so rxeof no longer reaps them.
+            bufs.push(unsafe { self.pool.reclaim(addrs[i as usize], BufState::OnRxRing) });
             d.clear();
             i = (i + 1) % n;
         }
@@ -286,7 +290,10 @@ fn rxeof_locked(
             break;
         }
         // Our buffer for the slot, whatever the descriptor's address says.
-        let mut m = pool.reclaim(soft.bufs[i as usize], BufState::OnRxRing);
+        // SAFETY: our record of a slot we posted and still count in use,
+        // and the device wrote it back (DD): it is done with the buffer. The
+        // rx mutex makes this the slot's only reaper.
+        let mut m = unsafe { pool.reclaim(soft.bufs[i as usize], BufState::OnRxRing) };
         let len = usize::from(wb.len);
         let good = wb.errors == 0 && wb.status & RXD_STAT_EOP != 0 && len > 0;
         if good && len <= pool.buf_size() {

@@ -185,7 +185,11 @@ impl<H: Hardware> TxRing<H> {
                 }
                 // Relaxed: written before the `head` we loaded with Acquire.
                 let addr = self.bufs[tail as usize].load(Ordering::Relaxed);
-                done.push(self.pool.reclaim(addr, BufState::OnTxRing));
+                // SAFETY: `addr` is what the start routine posted in this
+                // slot of our ring (our record, not the descriptor's), and
+                // the device wrote the slot back (`tx_done`): it is done
+                // with the buffer. The combiner reaps each slot once.
+                done.push(unsafe { self.pool.reclaim(addr, BufState::OnTxRing) });
                 tail = (tail + 1) % n;
             }
             if !done.is_empty() {
@@ -226,7 +230,11 @@ impl<H: Hardware> TxRing<H> {
         let mut bufs = Vec::new();
         while tail != head {
             let addr = self.bufs[tail as usize].load(Ordering::Relaxed);
-            bufs.push(self.pool.reclaim(addr, BufState::OnTxRing));
+            // SAFETY: our record of a posted slot of our ring; stop calls
+            // this after disabling the transmit unit and resetting the
+            // device, past the interrupt and start barriers, so neither the
+            // device nor another reaper touches it.
+            bufs.push(unsafe { self.pool.reclaim(addr, BufState::OnTxRing) });
             self.ring.get(tail as usize).clear();
             tail = (tail + 1) % n;
         }

@@ -123,10 +123,15 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     .ok_or("em1: frame never arrived (no DD within 2 s)")?;
     let tx_done = tx.get(0).tx_done();
     let wb = rx.get(0).rx_writeback();
-    let mut got = pool.reclaim(wb.addr, BufState::OnRxRing);
+    // SAFETY: this smoke test posted both buffers on rings it drives; the
+    // receive slot has DD (waited for above) and the transmit slot its
+    // write-back (checked on the next line before use).
+    let mut got = unsafe { pool.reclaim(wb.addr, BufState::OnRxRing) };
     got.set_len(wb.len);
     let got_bytes = got.data().ok_or("not a DMA pool")?.to_vec();
-    let sent = pool.reclaim(tx_done.ok_or("TX DD not written back")?, BufState::OnTxRing);
+    let tx_addr = tx_done.ok_or("TX DD not written back")?;
+    // SAFETY: as above: our transmit slot, written back.
+    let sent = unsafe { pool.reclaim(tx_addr, BufState::OnTxRing) };
     pool.free_all([got, sent]);
     let got = &got_bytes[..];
     println!(
@@ -212,10 +217,18 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     let mut order = Vec::new();
     for slot in 2..5 {
         let wb = rx.get(slot).rx_writeback();
-        let mut m = pool.reclaim(wb.addr, BufState::OnRxRing);
+        if wb.status & RXD_STAT_DD == 0 {
+            // Not written back: the device may still fill it, so it stays
+            // posted (reclaimed at the end, after the reset).
+            order.push(0);
+            continue;
+        }
+        // SAFETY: our receive slot, written back (DD): the device is done
+        // with the buffer until we post it again below.
+        let mut m = unsafe { pool.reclaim(wb.addr, BufState::OnRxRing) };
         m.set_len(wb.len);
         let d = m.data().ok_or("not a DMA pool")?;
-        order.push(if wb.status & RXD_STAT_DD != 0 && d.len() >= 18 {
+        order.push(if d.len() >= 18 {
             u32::from_be_bytes(d[14..18].try_into().expect("4 bytes"))
         } else {
             0
@@ -273,11 +286,13 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>) -> Result<(), Stri
     let mut back = Vec::new();
     for slot in 1..7 {
         if let Some(a) = tx.get(slot).tx_done() {
-            back.push(pool.reclaim(a, BufState::OnTxRing));
+            // SAFETY: both devices are reset (above): our slots, untouched.
+            back.push(unsafe { pool.reclaim(a, BufState::OnTxRing) });
         }
     }
     for i in 1..NDESC - 1 {
-        back.push(pool.reclaim(rx.get(i).rx_writeback().addr, BufState::OnRxRing));
+        // SAFETY: as above: the devices are reset, the slots are ours.
+        back.push(unsafe { pool.reclaim(rx.get(i).rx_writeback().addr, BufState::OnRxRing) });
     }
     pool.free_all(back);
     let st = pool.stats();
