@@ -33,6 +33,10 @@ pub(crate) struct RxSoft {
     bufs: Vec<u64>,
     pub(crate) packets: u64,
     pub(crate) errors: u64,
+    /// Inside a frame that spans several descriptors, which this driver
+    /// drops whole (`em_rxeof`'s bad `fmp`/`lmp` chain): the fragments up
+    /// to and including the next one with EOP are freed.
+    discarding: bool,
     /// The current watermark when the ring was last torn down, for
     /// [`EmConfig::rx_keep_watermarks`](super::EmConfig::rx_keep_watermarks).
     kept_cwm: u32,
@@ -210,6 +214,7 @@ impl<H: Hardware> Softc<H> {
             soft.n = n;
             soft.next = 0;
             soft.tail = 0;
+            soft.discarding = false;
             soft.bufs.clear();
             soft.bufs.resize(n as usize, 0);
         }
@@ -246,6 +251,8 @@ impl<H: Hardware> Softc<H> {
             let r = (soft.n, soft.next, soft.tail, inuse, addrs);
             soft.next = 0;
             soft.tail = 0;
+            // A chain cut by the teardown: its fragments are freed below.
+            soft.discarding = false;
             r
         };
         let mut bufs = Vec::with_capacity(inuse as usize);
@@ -295,16 +302,27 @@ fn rxeof_locked(
         // rx mutex makes this the slot's only reaper.
         let mut m = unsafe { pool.reclaim(soft.bufs[i as usize], BufState::OnRxRing) };
         let len = usize::from(wb.len);
-        let good = wb.errors == 0 && wb.status & RXD_STAT_EOP != 0 && len > 0;
-        if good && len <= pool.buf_size() {
+        let eop = wb.status & RXD_STAT_EOP != 0;
+        if soft.discarding || !eop {
+            // A frame over several descriptors: this driver posts one
+            // buffer per frame, so it is one too long for the buffer, or a
+            // device writing fragments. Dropped whole, as `em_rxeof` frees a
+            // bad fmp/lmp chain, and counted once: every fragment up to and
+            // including the one with EOP.
+            if !soft.discarding {
+                soft.errors += 1;
+            }
+            soft.discarding = !eop;
+            free.push(m);
+        } else if wb.errors == 0 && len > 0 && len <= pool.buf_size() {
             // The length is what the descriptor says (a real device writes
             // only the descriptor; the simulated one stored it too).
             m.set_len(wb.len);
             soft.packets += 1;
             input.push(m);
         } else {
-            // Errors, a fragment, or a length the buffer cannot hold:
-            // counted and dropped.
+            // Errors, or a length the buffer cannot hold: counted and
+            // dropped.
             soft.errors += 1;
             free.push(m);
         }
