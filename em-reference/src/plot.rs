@@ -821,7 +821,7 @@ fn draw_pps(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
+        .background_style(WHITE.mix(0.6))
         .border_style(FAINT)
         .label_font((FONT, 13))
         .draw()
@@ -923,7 +923,7 @@ fn draw_cwm(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
+        .background_style(WHITE.mix(0.6))
         .border_style(FAINT)
         .label_font((FONT, 13))
         .draw()
@@ -1053,7 +1053,7 @@ fn draw_after_up(
             } else {
                 SeriesLabelPosition::UpperLeft
             })
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.6))
             .border_style(FAINT)
             .label_font((FONT, 13))
             .draw()
