@@ -35,6 +35,13 @@ impl PciDevice {
         inl(0xcfc)
     }
 
+    /// Writes the configuration dword at `offset`.
+    pub(crate) fn write(&self, offset: u8, v: u32) {
+        let _g = CONFIG.lock();
+        outl(0xcf8, address(self.slot, self.func, offset));
+        outl(0xcfc, v);
+    }
+
     /// BAR 0's memory address, if it is a memory BAR.
     pub(crate) fn bar0_mem(&self) -> Option<u64> {
         let lo = self.read(0x10);
@@ -53,6 +60,13 @@ impl PciDevice {
     pub(crate) fn interrupt(&self) -> (u8, u8) {
         let v = self.read(0x3c);
         (v as u8, (v >> 8) as u8)
+    }
+
+    /// Enables memory decoding and bus mastering, and INTx.
+    pub(crate) fn enable(&self) {
+        let cmd = self.read(0x04);
+        // Memory space (1), bus master (2); clear INTx disable (10).
+        self.write(0x04, (cmd & 0xffff & !(1 << 10)) | 0b110);
     }
 }
 

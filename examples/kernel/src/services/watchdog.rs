@@ -8,7 +8,7 @@
 //! Either way the observer prints what the stuck CPU was doing and ends the
 //! run with [`EXIT_WATCHDOG`](crate::EXIT_WATCHDOG).
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::console::print_emergency;
 use crate::cpu::{CPUS, MAX_CPUS, cpu_id};
@@ -39,6 +39,14 @@ static WATCH: [Watch; MAX_CPUS] = [const {
 static PROGRESS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static ARMED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static REPORTED: AtomicBool = AtomicBool::new(false);
+/// What to print about the stuck run (registered by whoever runs one).
+static DIAGNOSE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers `f` to print diagnostics when the watchdog fires (it runs in
+/// the observer's clock interrupt: atomics and `try_lock` only).
+pub fn set_diagnose(f: fn()) {
+    DIAGNOSE.store(f as *mut (), Ordering::Release);
+}
 
 /// Marks progress on this CPU (for its armed progress watch).
 pub fn progress() {
@@ -71,7 +79,7 @@ pub(crate) fn check() {
         let p = PROGRESS[o].load(Ordering::Relaxed);
         if w.seen_progress[o].swap(p, Ordering::Relaxed) == p && ARMED[o].load(Ordering::Relaxed) {
             if w.still_progress[o].fetch_add(1, Ordering::Relaxed) + 1 == STUCK_TICKS {
-                report(o, "no progress (interrupts on)");
+                report(o, "no progress in its watched loop");
             }
         } else {
             w.still_progress[o].store(0, Ordering::Relaxed);
@@ -98,6 +106,12 @@ fn report(stuck: usize, what: &str) {
         ));
     } else {
         print_emergency(format_args!("WATCHDOG: CPU {stuck} is not in a handler\n"));
+    }
+    let d = DIAGNOSE.load(Ordering::Acquire);
+    if !d.is_null() {
+        // SAFETY: only `set_diagnose` stores here, and it stores a `fn()`.
+        let f: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(d) };
+        f();
     }
     crate::watchdog_fired(stuck);
 }
