@@ -16,9 +16,13 @@
 //!    joined by a QEMU hub and nothing else, streams the serial console
 //!    and kills the guest at the timeout;
 //! 5. exits with the guest test's status, read from the last line it prints.
+//!
+//! `cargo xtask kernel` boots the bare-metal SMP kernel in `examples/kernel`
+//! instead (see [`kernel`]).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod initramfs;
+mod kernel;
 mod tools;
 
 use std::io::{BufRead, BufReader};
@@ -42,8 +46,11 @@ fn usage() -> ExitCode {
         "usage: cargo xtask qemu [--check] [--timeout SECS] [-- GUEST-ARGS...]\n\
          \n\
          Runs the em driver's guest test on QEMU's emulated e1000 pair.\n\
-         Needs: apt-get install {}",
-        APT_PACKAGES.join(" ")
+         Needs: apt-get install {}\n\
+         \n\
+         usage: {}",
+        APT_PACKAGES.join(" "),
+        kernel::usage()
     );
     ExitCode::from(2)
 }
@@ -51,6 +58,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("kernel") => kernel::main(&args[1..]),
         Some("qemu") => match QemuArgs::parse(&args[1..]) {
             Ok(a) => qemu(&a),
             Err(e) => {

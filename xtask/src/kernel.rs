@@ -1,0 +1,336 @@
+//! `cargo xtask kernel [--check] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS]`
+//! boots `examples/kernel` (mpsafe-kernel) on QEMU:
+//!
+//! 1. checks for `qemu-system-x86_64` and names the apt package when it is
+//!    missing (exit status 2; `--check` stops here);
+//! 2. builds the kernel for `x86_64-unknown-none` (release), installing
+//!    that target with rustup if it is missing;
+//! 3. boots it as a PVH ELF straight from `-kernel` on the `pc` machine with
+//!    two CPUs under TCG, two e1000 NICs joined by hub 0 and nothing else,
+//!    and `isa-debug-exit` for the verdict;
+//! 4. streams the serial console, kills QEMU at the timeout, and exits with
+//!    the guest's status: the kernel prints `MPSAFE-KERNEL-EXIT <n>` and
+//!    writes `n` to `isa-debug-exit`, so QEMU's own status must be
+//!    `(n << 1) | 1`; both are checked.
+//!
+//! `--fault noipl` runs the deliberately wrong build (the kernel command
+//! line `fault=noipl`: CPU 0 takes a lock its NIC's handler shares without
+//! raising the IPL) and passes only if the watchdog on the other CPU
+//! reports the deadlock (status 3).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::tools::which;
+
+/// The line the kernel prints last, followed by its status.
+const EXIT_MARK: &str = "MPSAFE-KERNEL-EXIT ";
+/// The kernel's statuses (examples/kernel/src/main.rs).
+const EXIT_PASS: i32 = 0;
+const EXIT_WATCHDOG: i32 = 3;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+const TARGET: &str = "x86_64-unknown-none";
+const PACKAGE: &str = "mpsafe-kernel";
+/// The apt package that provides QEMU.
+const QEMU_APT: &str = "qemu-system-x86";
+
+#[derive(Debug)]
+struct KernelArgs {
+    timeout: Duration,
+    check_only: bool,
+    /// `--fault noipl`: expect the watchdog to catch the deadlock.
+    fault_noipl: bool,
+    kernel_args: Vec<String>,
+}
+
+impl KernelArgs {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut a = Self {
+            timeout: DEFAULT_TIMEOUT,
+            check_only: false,
+            fault_noipl: false,
+            kernel_args: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--timeout" => {
+                    let v = it.next().ok_or("--timeout needs a value")?;
+                    let secs: u64 = v.parse().map_err(|_| format!("bad --timeout {v:?}"))?;
+                    a.timeout = Duration::from_secs(secs);
+                }
+                "--check" => a.check_only = true,
+                "--fault" => match it.next().map(String::as_str) {
+                    Some("noipl") => a.fault_noipl = true,
+                    other => return Err(format!("--fault {other:?}: the known fault is noipl")),
+                },
+                "--" => a.kernel_args = it.by_ref().cloned().collect(),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if let Some(bad) = a.kernel_args.iter().find(|s| {
+            s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=.,:".contains(c))
+        }) {
+            return Err(format!(
+                "kernel argument {bad:?}: use [A-Za-z0-9-_=.,:] only"
+            ));
+        }
+        Ok(a)
+    }
+
+    /// The kernel command line (`-append`).
+    fn cmdline(&self) -> String {
+        let mut words = self.kernel_args.clone();
+        if self.fault_noipl {
+            words.push("fault=noipl".into());
+        }
+        words.join(" ")
+    }
+
+    /// The status that makes this run a success.
+    fn expected(&self) -> i32 {
+        if self.fault_noipl {
+            EXIT_WATCHDOG
+        } else {
+            EXIT_PASS
+        }
+    }
+}
+
+pub(crate) fn usage() -> &'static str {
+    "cargo xtask kernel [--check] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS...]\n\
+     \n\
+     Boots examples/kernel on QEMU (two CPUs, two e1000 NICs on a hub) and runs its\n\
+     platform self-test. KERNEL-ARGS: frames=N (per direction). --fault noipl runs the\n\
+     deliberately wrong build and passes only if the watchdog reports the deadlock."
+}
+
+pub(crate) fn main(args: &[String]) -> ExitCode {
+    let args = match KernelArgs::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xtask kernel: {e}\nusage: {}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    let Some(qemu) = which("qemu-system-x86_64") else {
+        eprintln!(
+            "xtask kernel: missing qemu-system-x86_64 on PATH (apt package {QEMU_APT})\n\
+             install it with: sudo apt-get install -y {QEMU_APT}"
+        );
+        return ExitCode::from(2);
+    };
+    eprintln!("xtask kernel: {}", qemu.display());
+    if args.check_only {
+        return ExitCode::SUCCESS;
+    }
+    let root = crate::workspace_root();
+    let run = || -> Result<ExitCode, String> {
+        let elf = build(&root)?;
+        boot(&qemu, &elf, &args)
+    };
+    run().unwrap_or_else(|e| {
+        eprintln!("xtask kernel: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Builds the kernel; returns the ELF's path.
+fn build(root: &Path) -> Result<PathBuf, String> {
+    let rustup_has_target = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+        });
+    if rustup_has_target == Some(false) {
+        eprintln!("xtask kernel: rustup target add {TARGET}");
+        let ok = Command::new("rustup")
+            .args(["target", "add", TARGET])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("'rustup target add {TARGET}' failed"));
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("xtask kernel: building {PACKAGE} for {TARGET} (release)");
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", PACKAGE, "--target", TARGET])
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the kernel failed: {status}"));
+    }
+    Ok(root
+        .join("target")
+        .join(TARGET)
+        .join("release")
+        .join(PACKAGE))
+}
+
+/// The QEMU command line: the `pc` machine (SeaBIOS gives the NICs in slots
+/// 2 and 3 INTx lines 10 and 11), two CPUs under multi-threaded TCG, the
+/// kernel as a PVH ELF, two e1000s joined by hub 0 and nothing else
+/// (`-nodefaults` keeps QEMU from adding its default network backend), and
+/// `isa-debug-exit` at port 0xf4 for the verdict.
+fn qemu_command(qemu: &Path, elf: &Path, cmdline: &str) -> Command {
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-machine", "pc", "-m", "256", "-smp", "2"])
+        .args(["-accel", "tcg,thread=multi"])
+        .arg("-kernel")
+        .arg(elf)
+        .args(["-append", cmdline])
+        .args(["-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    for (i, mac) in ["52:54:00:12:34:01", "52:54:00:12:34:02"]
+        .iter()
+        .enumerate()
+    {
+        cmd.arg("-netdev")
+            .arg(format!("hubport,id=p{i},hubid=0"))
+            .arg("-device")
+            .arg(format!("e1000,netdev=p{i},mac={mac}"));
+    }
+    cmd
+}
+
+fn boot(qemu: &Path, elf: &Path, args: &KernelArgs) -> Result<ExitCode, String> {
+    let mut cmd = qemu_command(qemu, elf, &args.cmdline());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    eprintln!(
+        "xtask kernel: booting {} (cmdline {:?}, timeout {} s)",
+        elf.display(),
+        args.cmdline(),
+        args.timeout.as_secs()
+    );
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("starting QEMU: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches('\r');
+            println!("{line}");
+            if let Some(code) = line.trim().strip_prefix(EXIT_MARK) {
+                let _ = tx.send(code.trim().parse::<i32>().unwrap_or(-1));
+            }
+        }
+    });
+    let qemu_status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for QEMU: {e}")),
+        }
+        if started.elapsed() > args.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            return Err(format!(
+                "timeout: the kernel ran longer than {} s; QEMU killed",
+                args.timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let _ = reader.join();
+    let printed = rx.try_recv().ok();
+    let Some(status) = printed else {
+        return Err(format!(
+            "QEMU exited ({qemu_status}) without the kernel's {EXIT_MARK:?} line"
+        ));
+    };
+    // isa-debug-exit: QEMU's status is (value << 1) | 1.
+    if qemu_status.code() != Some((status << 1) | 1) {
+        return Err(format!(
+            "the kernel printed status {status} but QEMU exited with {qemu_status} \
+             (isa-debug-exit would give {})",
+            (status << 1) | 1
+        ));
+    }
+    eprintln!("xtask kernel: boot to exit {secs:.2} s (QEMU wall time)");
+    if status == args.expected() {
+        if args.fault_noipl {
+            eprintln!(
+                "xtask kernel: the IPL fault deadlocked and the watchdog reported it, as it must"
+            );
+        } else {
+            eprintln!("xtask kernel: kernel self-test passed");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "xtask kernel: kernel exited with status {status}, expected {}",
+            args.expected()
+        );
+        Ok(ExitCode::from(u8::try_from(status).unwrap_or(1).max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> Result<KernelArgs, String> {
+        KernelArgs::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse(&["--timeout", "9", "--", "frames=100"]).unwrap();
+        assert_eq!(a.timeout, Duration::from_secs(9));
+        assert_eq!(a.cmdline(), "frames=100");
+        assert_eq!(a.expected(), EXIT_PASS);
+        let f = parse(&["--fault", "noipl"]).unwrap();
+        assert_eq!(f.cmdline(), "fault=noipl");
+        assert_eq!(f.expected(), EXIT_WATCHDOG);
+        assert!(parse(&["--fault", "other"]).is_err());
+        assert!(parse(&["--", "a b"]).is_err());
+        assert!(parse(&["--", "x;reboot"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn only_a_hub_between_the_nics() {
+        let cmd = qemu_command(Path::new("qemu"), Path::new("kernel"), "");
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"-nodefaults".to_string()));
+        let netdevs: Vec<&String> = args
+            .iter()
+            .zip(args.iter().skip(1))
+            .filter(|(k, _)| *k == "-netdev" || *k == "-net" || *k == "-nic")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(netdevs.len(), 2);
+        assert!(
+            netdevs
+                .iter()
+                .all(|v| v.starts_with("hubport,") && v.ends_with(",hubid=0"))
+        );
+        assert!(
+            args.iter()
+                .any(|a| a == "isa-debug-exit,iobase=0xf4,iosize=0x04")
+        );
+    }
+}
