@@ -221,7 +221,9 @@ impl VecPool {
         if buffer_size == 0 {
             return Err(PoolError::ZeroBufferSize);
         }
-        let free = (0..count).map(|_| Vec::with_capacity(buffer_size)).collect();
+        let free = (0..count)
+            .map(|_| Vec::with_capacity(buffer_size))
+            .collect();
         Ok(Self {
             free: SpinMutex::new(free),
             total: count,

@@ -505,7 +505,10 @@ impl<B: Buffers> phy::RxToken for RxToken<'_, B> {
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let buf = self.buf.take().expect("an RxToken holds its frame until consumed");
+        let buf = self
+            .buf
+            .take()
+            .expect("an RxToken holds its frame until consumed");
         let r = f(self.buffers.frame(&buf));
         self.buffers.free(buf);
         bump(&self.stats.rx_frames);

@@ -99,8 +99,7 @@ impl<N: Notify> Doorbell<N> {
         fence(Ordering::SeqCst);
         // Relaxed load first: a start pass with nobody waiting writes
         // nothing to the shared line. The swap makes one waker per mark.
-        if self.tx_wanted.load(Ordering::Relaxed) && self.tx_wanted.swap(false, Ordering::Relaxed)
-        {
+        if self.tx_wanted.load(Ordering::Relaxed) && self.tx_wanted.swap(false, Ordering::Relaxed) {
             self.notify.notify();
         }
     }
@@ -257,8 +256,8 @@ mod signal {
     // Not the crate's shim: this sleep is not loom-modelled (its wait is a
     // condition variable's), so it keeps core's atomics under the models too.
     use core::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Condvar, Mutex, PoisonError};
     use core::time::Duration;
+    use std::sync::{Condvar, Mutex, PoisonError};
     use std::time::Instant;
 
     use super::Notify;

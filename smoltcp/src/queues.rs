@@ -5,9 +5,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 
 use mpsafe_ifqueue::lock_api::RawMutex;
-use mpsafe_ifqueue::{
-    Discipline, Dropped, IfInputQueue, IfQueue, Packet, Start, StartTask, Wait,
-};
+use mpsafe_ifqueue::{Discipline, Dropped, IfInputQueue, IfQueue, Packet, Start, StartTask, Wait};
 
 /// The transmit side the adapter feeds: a send queue whose start routine
 /// moves packets to the hardware (OpenBSD's `ifq_enqueue` + `ifq_start`).

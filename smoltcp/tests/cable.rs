@@ -20,12 +20,20 @@ fn print(name: &str, r: &common::Report) {
         r.mbit_per_s(),
         r.wire[0].lost.load(std::sync::atomic::Ordering::Relaxed),
         r.wire[1].lost.load(std::sync::atomic::Ordering::Relaxed),
-        r.wire[0].frames_dropped.load(std::sync::atomic::Ordering::Relaxed),
-        r.wire[1].frames_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        r.wire[0]
+            .frames_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        r.wire[1]
+            .frames_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
         r.oactive_sets[0],
         r.oactive_sets[1],
-        r.wire[0].restarts.load(std::sync::atomic::Ordering::Relaxed),
-        r.wire[1].restarts.load(std::sync::atomic::Ordering::Relaxed),
+        r.wire[0]
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        r.wire[1]
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed),
         r.dev[0].tx_queue_full,
         r.dev[1].tx_queue_full,
         r.dev[0].replies_dropped,
@@ -44,7 +52,15 @@ fn bulk_mib() -> u64 {
 #[test]
 fn bulk_transfer_arrives_exactly_once_in_order() {
     let bytes = scale(bulk_mib() << 20);
-    let r = run(&[Flow { from: 0, port: 5000, bytes }], CableConfig::default(), LIMIT);
+    let r = run(
+        &[Flow {
+            from: 0,
+            port: 5000,
+            bytes,
+        }],
+        CableConfig::default(),
+        LIMIT,
+    );
     print("bulk", &r);
     // The wire lost frames, so TCP had to recover.
     assert!(r.wire[0].lost.load(std::sync::atomic::Ordering::Relaxed) > 0);
@@ -54,11 +70,31 @@ fn bulk_transfer_arrives_exactly_once_in_order() {
 fn concurrent_connections_in_both_directions() {
     let bytes = scale(2 << 20);
     let flows = [
-        Flow { from: 0, port: 6000, bytes },
-        Flow { from: 0, port: 6001, bytes },
-        Flow { from: 1, port: 6002, bytes },
-        Flow { from: 1, port: 6003, bytes },
-        Flow { from: 1, port: 6004, bytes: bytes / 3 },
+        Flow {
+            from: 0,
+            port: 6000,
+            bytes,
+        },
+        Flow {
+            from: 0,
+            port: 6001,
+            bytes,
+        },
+        Flow {
+            from: 1,
+            port: 6002,
+            bytes,
+        },
+        Flow {
+            from: 1,
+            port: 6003,
+            bytes,
+        },
+        Flow {
+            from: 1,
+            port: 6004,
+            bytes: bytes / 3,
+        },
     ];
     let r = run(&flows, CableConfig::default(), LIMIT);
     print("concurrent", &r);
@@ -79,9 +115,58 @@ fn a_full_send_queue_wakes_the_poll_loop_on_room() {
         ..CableConfig::default()
     };
     let bytes = scale(4 << 20);
-    let flows = [Flow { from: 0, port: 7000, bytes }, Flow { from: 1, port: 7001, bytes }];
+    let flows = [
+        Flow {
+            from: 0,
+            port: 7000,
+            bytes,
+        },
+        Flow {
+            from: 1,
+            port: 7001,
+            bytes,
+        },
+    ];
     let r = run(&flows, cfg, LIMIT);
     print("full send queue", &r);
-    assert!(r.dev[0].tx_queue_full + r.dev[1].tx_queue_full > 0, "the send queue never filled");
-    assert!(r.oactive_sets[0] + r.oactive_sets[1] > 0, "the tx ring never filled");
+    assert!(
+        r.dev[0].tx_queue_full + r.dev[1].tx_queue_full > 0,
+        "the send queue never filled"
+    );
+    assert!(
+        r.oactive_sets[0] + r.oactive_sets[1] > 0,
+        "the tx ring never filled"
+    );
+}
+
+/// smoltcp's own token handling with some tokens dropped unconsumed on the
+/// way (1 in 100): a dropped receive pair loses its frame (TCP
+/// retransmits), a dropped transmit token loses nothing, and at the end
+/// every buffer is back in the pool and no slot is still promised (`run`
+/// checks both).
+#[test]
+fn tokens_dropped_under_a_real_stack_lose_no_buffer() {
+    let cfg = CableConfig {
+        drop_tokens_per_10k: 100,
+        loss_per_10k: 0,
+        ..CableConfig::default()
+    };
+    let bytes = scale(4 << 20);
+    let flows = [
+        Flow {
+            from: 0,
+            port: 8000,
+            bytes,
+        },
+        Flow {
+            from: 1,
+            port: 8001,
+            bytes: bytes / 4,
+        },
+    ];
+    let r = run(&flows, cfg, LIMIT);
+    print("dropped tokens", &r);
+    for d in &r.dev {
+        assert!(d.rx_tokens_dropped > 0 && d.tx_tokens_dropped > 0, "{d:?}");
+    }
 }

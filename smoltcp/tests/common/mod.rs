@@ -93,6 +93,10 @@ pub(crate) struct CableConfig {
     /// the handshakes go through quickly).
     pub(crate) loss_per_10k: u64,
     pub(crate) pool: usize,
+    /// Tokens each device wrapper drops unconsumed, per 10,000 handed out
+    /// (a receive pair dropped loses its frame, as a stack that gives up on
+    /// a packet does; a transmit token dropped loses nothing).
+    pub(crate) drop_tokens_per_10k: u64,
 }
 
 impl Default for CableConfig {
@@ -103,6 +107,7 @@ impl Default for CableConfig {
             input: InputConfig::new(96, 192),
             loss_per_10k: 20,
             pool: 2048,
+            drop_tokens_per_10k: 0,
         }
     }
 }
@@ -199,7 +204,9 @@ pub(crate) fn wire(
         }
         // The wire loses a few frames.
         let mut kept = Vec::with_capacity(batch.len());
-        stats.frames.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .frames
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for f in batch.drain(..) {
             n += 1;
             if n > 64 && mix(n ^ salt) % 10_000 < cfg.loss_per_10k {
@@ -280,8 +287,54 @@ enum Role {
     },
 }
 
+/// A device that drops some of the tokens its inner device hands out
+/// before smoltcp sees them, then hands out the next ones.
+struct Chaos<'d> {
+    dev: &'d mut Dev,
+    per_10k: u64,
+    clock: &'d mut u64,
+}
+
+impl Chaos<'_> {
+    fn roll(&mut self) -> bool {
+        *self.clock += 1;
+        mix(*self.clock ^ 0xc4a05) % 10_000 < self.per_10k
+    }
+}
+
+impl smoltcp::phy::Device for Chaos<'_> {
+    type RxToken<'a>
+        = <Dev as smoltcp::phy::Device>::RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = <Dev as smoltcp::phy::Device>::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, t: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if self.roll() {
+            drop(self.dev.receive(t));
+        }
+        self.dev.receive(t)
+    }
+
+    fn transmit(&mut self, t: SmolInstant) -> Option<Self::TxToken<'_>> {
+        if self.roll() {
+            drop(self.dev.transmit(t));
+        }
+        self.dev.transmit(t)
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        self.dev.capabilities()
+    }
+}
+
 pub(crate) struct Side {
     pub(crate) dev: Dev,
+    drop_tokens_per_10k: u64,
+    chaos_clock: u64,
     pub(crate) iface: Interface,
     pub(crate) sockets: SocketSet<'static>,
     roles: Vec<Role>,
@@ -297,7 +350,13 @@ fn smol_now(epoch: Instant) -> SmolInstant {
 }
 
 impl Side {
-    pub(crate) fn new(index: usize, port: &Port, pool: &Arc<VecPool>, flows: &[Flow], epoch: Instant) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        port: &Port,
+        pool: &Arc<VecPool>,
+        flows: &[Flow],
+        epoch: Instant,
+    ) -> Self {
         let mut dev = port.device(pool);
         let mut cfg = IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, index as u8 + 1]).into());
         cfg.random_seed = 0x5eed + index as u64;
@@ -332,7 +391,15 @@ impl Side {
                 });
             }
         }
-        Self { dev, iface, sockets, roles, index }
+        Self {
+            dev,
+            drop_tokens_per_10k: 0,
+            chaos_clock: 0,
+            iface,
+            sockets,
+            roles,
+            index,
+        }
     }
 
     /// Moves data between the application and the sockets; returns whether
@@ -342,13 +409,22 @@ impl Side {
         let mut chunk = [0u8; 4096];
         for role in &mut self.roles {
             match role {
-                Role::Sender { handle, flow, sent, hash, closed, done } => {
+                Role::Sender {
+                    handle,
+                    flow,
+                    sent,
+                    hash,
+                    closed,
+                    done,
+                } => {
                     let total = flows[*flow].bytes;
                     let s = self.sockets.get_mut::<tcp::Socket>(*handle);
                     while *sent < total && s.can_send() {
                         let want = ((total - *sent) as usize).min(chunk.len());
                         pattern(*flow as u64, *sent, &mut chunk[..want]);
-                        let n = s.send_slice(&chunk[..want]).map_err(|e| format!("flow {flow}: send: {e:?}"))?;
+                        let n = s
+                            .send_slice(&chunk[..want])
+                            .map_err(|e| format!("flow {flow}: send: {e:?}"))?;
                         if n == 0 {
                             break;
                         }
@@ -369,12 +445,20 @@ impl Side {
                             }
                         }
                         tcp::State::Closed if !*done => {
-                            return Err(format!("flow {flow}: sender's connection closed after {sent} bytes"));
+                            return Err(format!(
+                                "flow {flow}: sender's connection closed after {sent} bytes"
+                            ));
                         }
                         _ => {}
                     }
                 }
-                Role::Receiver { handle, flow, got, hash, done } => {
+                Role::Receiver {
+                    handle,
+                    flow,
+                    got,
+                    hash,
+                    done,
+                } => {
                     let total = flows[*flow].bytes;
                     let s = self.sockets.get_mut::<tcp::Socket>(*handle);
                     while s.can_recv() {
@@ -402,7 +486,9 @@ impl Side {
                         progress = true;
                     }
                     if !*done && s.state() == tcp::State::Closed {
-                        return Err(format!("flow {flow}: receiver's connection closed after {got} bytes"));
+                        return Err(format!(
+                            "flow {flow}: receiver's connection closed after {got} bytes"
+                        ));
                     }
                 }
             }
@@ -420,19 +506,50 @@ impl Side {
         self.roles
             .iter()
             .map(|r| match r {
-                Role::Sender { flow, sent, hash, done, .. } => {
-                    (*flow, true, End { bytes: *sent, hash: *hash, done: *done })
-                }
-                Role::Receiver { flow, got, hash, done, .. } => {
-                    (*flow, false, End { bytes: *got, hash: *hash, done: *done })
-                }
+                Role::Sender {
+                    flow,
+                    sent,
+                    hash,
+                    done,
+                    ..
+                } => (
+                    *flow,
+                    true,
+                    End {
+                        bytes: *sent,
+                        hash: *hash,
+                        done: *done,
+                    },
+                ),
+                Role::Receiver {
+                    flow,
+                    got,
+                    hash,
+                    done,
+                    ..
+                } => (
+                    *flow,
+                    false,
+                    End {
+                        bytes: *got,
+                        hash: *hash,
+                        done: *done,
+                    },
+                ),
             })
             .collect()
     }
 
     /// Polls until both sides are done (`finished` reaches 2) or the
     /// deadline passes.
-    fn run(&mut self, flows: &[Flow], epoch: Instant, deadline: Instant, finished: &AtomicUsize, failed: &AtomicBool) -> Result<(), String> {
+    fn run(
+        &mut self,
+        flows: &[Flow],
+        epoch: Instant,
+        deadline: Instant,
+        finished: &AtomicUsize,
+        failed: &AtomicBool,
+    ) -> Result<(), String> {
         let mut counted = false;
         loop {
             // Acquire: pairs with the other side's Release increment.
@@ -444,10 +561,23 @@ impl Side {
             }
             let now = Instant::now();
             if now > deadline {
-                return Err(format!("side {}: deadline passed; ends {:?}", self.index, self.ends()));
+                return Err(format!(
+                    "side {}: deadline passed; ends {:?}",
+                    self.index,
+                    self.ends()
+                ));
             }
             let t = smol_now(epoch);
-            self.iface.poll(t, &mut self.dev, &mut self.sockets);
+            if self.drop_tokens_per_10k > 0 {
+                let mut chaos = Chaos {
+                    dev: &mut self.dev,
+                    per_10k: self.drop_tokens_per_10k,
+                    clock: &mut self.chaos_clock,
+                };
+                self.iface.poll(t, &mut chaos, &mut self.sockets);
+            } else {
+                self.iface.poll(t, &mut self.dev, &mut self.sockets);
+            }
             let progress = self.step(flows)?;
             if !counted && self.all_done() {
                 counted = true;
@@ -467,7 +597,10 @@ impl Side {
             if counted {
                 // Done here: keep answering the peer, but look at the shared
                 // flag again soon.
-                self.dev.doorbell().notifier().wait(Some(Duration::from_millis(5)).min(wait));
+                self.dev
+                    .doorbell()
+                    .notifier()
+                    .wait(Some(Duration::from_millis(5)).min(wait));
             } else {
                 self.dev.doorbell().notifier().wait(wait);
             }
@@ -503,6 +636,9 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
         Side::new(0, &ports[0], &pool, flows, epoch),
         Side::new(1, &ports[1], &pool, flows, epoch),
     ];
+    for side in &mut sides {
+        side.drop_tokens_per_10k = cfg.drop_tokens_per_10k;
+    }
     let finished = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
@@ -547,15 +683,35 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
     let elapsed = start.elapsed();
     for r in &results {
         if let Err(e) = r {
-            panic!("{e}\nwire 0: {:?}\nwire 1: {:?}\ndev 0: {:?}\ndev 1: {:?}", wire_stats[0], wire_stats[1], sides[0].dev.stats(), sides[1].dev.stats());
+            panic!(
+                "{e}\nwire 0: {:?}\nwire 1: {:?}\ndev 0: {:?}\ndev 1: {:?}",
+                wire_stats[0],
+                wire_stats[1],
+                sides[0].dev.stats(),
+                sides[1].dev.stats()
+            );
         }
     }
     // End to end: each flow's sender and receiver saw the same bytes.
     let mut total = 0;
     for (i, f) in flows.iter().enumerate() {
-        let sent = sides[f.from].ends().into_iter().find(|e| e.0 == i && e.1).unwrap().2;
-        let got = sides[1 - f.from].ends().into_iter().find(|e| e.0 == i && !e.1).unwrap().2;
-        assert_eq!((sent.bytes, got.bytes), (f.bytes, f.bytes), "flow {i}: byte counts");
+        let sent = sides[f.from]
+            .ends()
+            .into_iter()
+            .find(|e| e.0 == i && e.1)
+            .unwrap()
+            .2;
+        let got = sides[1 - f.from]
+            .ends()
+            .into_iter()
+            .find(|e| e.0 == i && !e.1)
+            .unwrap()
+            .2;
+        assert_eq!(
+            (sent.bytes, got.bytes),
+            (f.bytes, f.bytes),
+            "flow {i}: byte counts"
+        );
         assert_eq!(sent.hash, got.hash, "flow {i}: hashes differ");
         assert!(sent.done && got.done, "flow {i} not finished");
         total += f.bytes;
@@ -568,7 +724,10 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
             ports[0].nic().oactive_sets.load(Ordering::Relaxed),
             ports[1].nic().oactive_sets.load(Ordering::Relaxed),
         ],
-        qdrops: [ports[0].txq.counters().qdrops, ports[1].txq.counters().qdrops],
+        qdrops: [
+            ports[0].txq.counters().qdrops,
+            ports[1].txq.counters().qdrops,
+        ],
         wire: wire_stats,
     };
     // Nothing lost: free everything still somewhere, then count the pool.
