@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use mpsafe_serializer::SpinMutex;
+use mpsafe_serializer::{RawSpinMutex, SpinMutex};
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -225,7 +225,9 @@ impl VecPool {
             .map(|_| Vec::with_capacity(buffer_size))
             .collect();
         Ok(Self {
-            free: SpinMutex::new(free),
+            // `from_raw`, not `new`: the same lock, and it also builds under
+            // the loom models (no compile-time lock there).
+            free: SpinMutex::from_raw(RawSpinMutex::new(), free),
             total: count,
             buffer_size,
             alloc_failures: AtomicU64::new(0),

@@ -276,8 +276,9 @@ where
 /// let mut frame = pool.alloc().unwrap();
 /// pool.frame_mut(&mut frame, 60).fill(0xee);
 /// assert!(!bell.input(&rxq, &mut vec![frame]).is_high());
-/// let (rx, _reply) = dev.receive(now).unwrap();
+/// let (rx, reply) = dev.receive(now).unwrap();
 /// assert_eq!(rx.consume(|f| f[0]), 0xee);
+/// drop(reply); // no reply: it took nothing
 ///
 /// let s = dev.stats();
 /// assert_eq!((s.tx_frames, s.tx_tokens_dropped, s.tx_queue_full, s.rx_frames), (2, 1, 1, 1));

@@ -131,10 +131,12 @@ impl<N: Notify> Doorbell<N> {
     }
 
     /// Marks the doorbell: the device found the send queue full and wants a
-    /// wake-up when there is room. The caller checks the queue again after
-    /// this returns.
+    /// wake-up when there is room. The caller must check the queue again
+    /// after this returns, and may sleep only if it is still full.
+    /// [`Device`](crate::Device) does this itself; a device of your own over
+    /// these queues calls it the same way.
     #[inline]
-    pub(crate) fn want_tx(&self) {
+    pub fn want_tx(&self) {
         self.tx_wanted.store(true, Ordering::Relaxed);
         // SeqCst fence, paired with the one in `tx_room` (see there): the
         // mark is ordered before the caller's re-check of the queue.
@@ -188,12 +190,13 @@ impl<N: fmt::Debug> fmt::Debug for Doorbell<N> {
 ///     fn notify(&self) { self.0.fetch_add(1, Ordering::Relaxed); }
 /// }
 ///
+/// type Em = fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>);
 /// fn em_start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
 ///     while q.dequeue().is_some() {} // "on the wire"
 /// }
 ///
 /// let bell = Doorbell::new(Count::default());
-/// let start = WakeOnStart::new(em_start as fn(&_, &_), &bell);
+/// let start = WakeOnStart::new(em_start as Em, &bell);
 /// let ifq = IfQueue::new(Fifo::new(), Config::with_maxlen(8), start)?;
 /// ifq.transmit(vec![0; 60])?;
 /// // Nobody waited for room: no wake-up.

@@ -2,6 +2,9 @@
 //! bulk transfer and concurrent connections in both directions, every byte
 //! checked end to end, every buffer back in the pool, within a deadline.
 
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![cfg(not(mpsafe_loom))]
+
 mod common;
 
 use std::time::Duration;

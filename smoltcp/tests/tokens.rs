@@ -3,6 +3,9 @@
 //! refused, evicted, a reply with no room, frames taken and never handed
 //! out) ends back in the pool. Single-threaded, driven by hand.
 
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+#![cfg(not(mpsafe_loom))]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mpsafe_ifqueue::{Config, Fifo, IfInputQueue, IfQueue, InputConfig, Priority, Priq};
@@ -325,7 +328,7 @@ fn wake_on_start_rings_after_every_pass_including_restart() {
     let start = |q: &mpsafe_ifqueue::SendQueue<Fifo<Vec<u8>>>,
                  _: &mpsafe_ifqueue::TaskOwner<'_>| {
         let mut ring = sent.lock().unwrap();
-        while ring.len() < 1 {
+        while ring.is_empty() {
             match q.dequeue() {
                 Some(f) => ring.push(f),
                 None => return,

@@ -438,11 +438,10 @@ impl Side {
                         progress = true;
                     }
                     match s.state() {
-                        tcp::State::FinWait2 | tcp::State::TimeWait if *closed => {
-                            if !*done {
-                                *done = true;
-                                progress = true;
-                            }
+                        // Our FIN was acknowledged: every byte before it was.
+                        tcp::State::FinWait2 | tcp::State::TimeWait if *closed && !*done => {
+                            *done = true;
+                            progress = true;
                         }
                         tcp::State::Closed if !*done => {
                             return Err(format!(
