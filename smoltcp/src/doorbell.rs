@@ -201,6 +201,12 @@ impl<N: fmt::Debug> fmt::Debug for Doorbell<N> {
 /// ifq.transmit(vec![0; 60])?;
 /// // Nobody waited for room: no wake-up.
 /// assert_eq!(bell.notifier().0.load(Ordering::Relaxed), 0);
+/// // A device found the queue full and marked the doorbell: the next start
+/// // pass wakes its poll loop, once.
+/// bell.want_tx();
+/// ifq.transmit(vec![0; 60])?;
+/// ifq.transmit(vec![0; 60])?;
+/// assert_eq!(bell.notifier().0.load(Ordering::Relaxed), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct WakeOnStart<S, H> {

@@ -752,13 +752,12 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
     report
 }
 
-/// A stress scale from the environment, as the other crates' tests take it
-/// (`MPSAFE_STRESS_SCALE=10` shrinks work tenfold under sanitizers).
+/// `n` scaled by `MPSAFE_STRESS_SCALE` (percent, default 100), as the
+/// other crates' stress tests take it: CI's sanitizer run sets 10.
 pub(crate) fn scale(n: u64) -> u64 {
-    let div = std::env::var("MPSAFE_STRESS_SCALE")
+    let percent = std::env::var("MPSAFE_STRESS_SCALE")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&d| d > 0)
-        .unwrap_or(1);
-    (n / div).max(1)
+        .unwrap_or(100);
+    (n * percent / 100).max(1)
 }
