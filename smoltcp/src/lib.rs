@@ -273,3 +273,25 @@ pub use queues::{Delegated, RxQueue, TxQueue};
 pub use mpsafe_ifqueue;
 /// The stack (re-exported, so a user names the same version).
 pub use smoltcp;
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use mpsafe_ifqueue::{Fifo, IfInputQueue, IfQueue, SendQueue, TaskOwner};
+    use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+    type StartFn = fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>);
+    type Txq = IfQueue<Fifo<Vec<u8>>, WakeOnStart<StartFn, Arc<Doorbell<Signal>>>>;
+    type Dev = Device<Arc<Txq>, Arc<IfInputQueue<Vec<u8>>>, Arc<VecPool>, Arc<Doorbell<Signal>>>;
+
+    // The device moves to its poll thread; the pieces it shares with the
+    // driver are used from every CPU.
+    assert_impl_all!(Dev: Send);
+    assert_impl_all!(Txq: Send, Sync);
+    assert_impl_all!(Doorbell<Signal>: Send, Sync);
+    assert_impl_all!(VecPool: Send, Sync);
+    // One poll thread at a time: the device's counters are cells.
+    assert_not_impl_any!(Dev: Sync);
+}

@@ -195,7 +195,9 @@ pub(crate) fn wire(
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            nic.wire.wait(Some(Duration::from_millis(20)));
+            // Woken by the start routine that fills the ring, or by the
+            // end of the run (which sets `stop` first).
+            nic.wire.wait(None);
             continue;
         }
         // Tx completion: ring slots are free, restart a stalled queue.
@@ -548,6 +550,7 @@ impl Side {
         deadline: Instant,
         finished: &AtomicUsize,
         failed: &AtomicBool,
+        peer: &Bell,
     ) -> Result<(), String> {
         let mut counted = false;
         loop {
@@ -580,7 +583,11 @@ impl Side {
             let progress = self.step(flows)?;
             if !counted && self.all_done() {
                 counted = true;
-                finished.fetch_add(1, Ordering::Release);
+                // Release: pairs with the Acquire load above. The last side
+                // to finish wakes the other, which may be asleep.
+                if finished.fetch_add(1, Ordering::Release) == 1 {
+                    peer.rx_pending();
+                }
             }
             if progress {
                 continue;
@@ -592,17 +599,8 @@ impl Side {
                 .poll_delay(t, &self.sockets)
                 .map(|d| Duration::from_micros(d.total_micros()));
             let cap = deadline.saturating_duration_since(now) + Duration::from_millis(1);
-            let wait = Some(delay.map_or(cap, |d| d.min(cap)));
-            if counted {
-                // Done here: keep answering the peer, but look at the shared
-                // flag again soon.
-                self.dev
-                    .doorbell()
-                    .notifier()
-                    .wait(Some(Duration::from_millis(5)).min(wait));
-            } else {
-                self.dev.doorbell().notifier().wait(wait);
-            }
+            let wait = delay.map_or(cap, |d| d.min(cap));
+            self.dev.doorbell().notifier().wait(Some(wait));
         }
     }
 }
@@ -656,7 +654,8 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
             .map(|side| {
                 let (finished, failed, ports) = (&finished, &failed, &ports);
                 s.spawn(move || {
-                    let r = side.run(flows, epoch, deadline, finished, failed);
+                    let peer = &ports[1 - side.index].bell;
+                    let r = side.run(flows, epoch, deadline, finished, failed, peer);
                     if r.is_err() {
                         failed.store(true, Ordering::Relaxed);
                         // Wake the other poll loop to see it.
