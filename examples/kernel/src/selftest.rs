@@ -17,7 +17,7 @@ use crate::madt::Topology;
 use crate::services::biglock::KERNEL_LOCK;
 use crate::services::ipl::{IPL_NET, IPL_NONE, IPL_SOFT, Mutex, current_ipl, splraise, splx};
 use crate::services::task::{Task, task_add};
-use crate::services::timeout::{Timeout, ticks, timeout_add, timeout_del};
+use crate::services::timeout::{Timeout, ticks, timeout_add, timeout_del, timeout_del_barrier};
 use crate::services::wait::{sleep_until, wake_all, wake_cpu};
 use crate::services::{HZ, cpu_id};
 use crate::{EXIT_FAIL, EXIT_PASS, smp};
@@ -149,7 +149,8 @@ fn services() -> Result<(), &'static str> {
         "IPL mutex: increments lost",
     )?;
 
-    // A one-shot timeout fires once, after its ticks, on the clock CPU.
+    // A one-shot timeout fires once, after its ticks, on the clock CPU; the
+    // deleted ones never fire (their deadlines pass before `t` fires).
     let fired_at = Arc::new(AtomicU64::new(0));
     let f = Arc::clone(&fired_at);
     let t = Timeout::new(
@@ -164,6 +165,16 @@ fn services() -> Result<(), &'static str> {
     let never = Timeout::new(|| panic!("a deleted timeout fired"), false);
     timeout_add(&never, 2);
     check(timeout_del(&never), "timeout_del: not armed")?;
+    let never_either = Timeout::new(|| panic!("a deleted timeout fired"), true);
+    timeout_add(&never_either, 1);
+    check(
+        timeout_del_barrier(&never_either),
+        "timeout_del_barrier: not armed",
+    )?;
+    check(
+        !timeout_del_barrier(&never_either),
+        "timeout_del_barrier: still armed",
+    )?;
     sleep_until(|| fired_at.load(Ordering::SeqCst) != 0);
     check(
         fired_at.load(Ordering::SeqCst) >= armed_at + 3,

@@ -89,12 +89,13 @@ pub fn timeout_del(t: &Arc<Timeout>) -> bool {
     p.len() != before
 }
 
-/// Disarms `t` and waits until a run in progress has returned. Must not be
-/// called from `t` itself.
+/// Disarms `t` and waits until a run in progress has returned; a run that
+/// re-armed `t` meanwhile is disarmed again (`timeout_del_barrier`). Must
+/// not be called from `t` itself.
 pub fn timeout_del_barrier(t: &Arc<Timeout>) -> bool {
     let was = timeout_del(t);
     crate::services::wait::sleep_until(|| !t.running.load(Ordering::Acquire));
-    was
+    timeout_del(t) || was
 }
 
 /// The boot CPU's clock tick: advances the tick count and raises softclock
