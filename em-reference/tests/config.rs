@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use mpsafe_em::desc::DescRing;
 use mpsafe_em::{
     Device, DeviceConfig, Em, EmConfig, EmError, Hardware, IntrHandler, KernelLock, Mode, Pool,
-    Reg, Regs, Sink, WireRate,
+    Reg, Regs, Sink, TxStart, WireRate,
 };
 
 /// The simulated device, counting every way the driver touches it.
@@ -139,7 +139,7 @@ fn every_field_across_its_range_is_refused_or_works() {
     .unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     type Set = fn(&mut EmConfig, u64);
-    let fields: [(&str, u64, Set); 6] = [
+    let fields: [(&str, u64, Set); 9] = [
         ("rx_desc", u32::MAX.into(), |c, v| c.rx_desc = v as u32),
         ("tx_desc", u32::MAX.into(), |c, v| c.tx_desc = v as u32),
         ("ifq_maxlen", u64::MAX, |c, v| c.ifq_maxlen = v as usize),
@@ -148,7 +148,34 @@ fn every_field_across_its_range_is_refused_or_works() {
         }),
         ("mtu", u64::MAX, |c, v| c.mtu = v as usize),
         ("rx_lwm", u32::MAX.into(), |c, v| c.rx_lwm = v as u32),
+        ("tx_bundle", u64::MAX, |c, v| c.tx_bundle = v as usize),
+        ("rx_keep_watermarks", 1, |c, v| {
+            c.rx_keep_watermarks = v != 0
+        }),
+        ("tx_start", 1, |c, v| {
+            c.tx_start = if v == 0 {
+                TxStart::Direct
+            } else {
+                TxStart::Delegated
+            }
+        }),
     ];
+    // Every field the config has is here (or below: `mode` picks with the
+    // value, `name` has its own list): its Debug names them all, so a new
+    // field fails this until it is exercised too.
+    let debug = format!("{:?}", EmConfig::new(Mode::Mpsafe));
+    let listed: Vec<&str> = fields.iter().map(|f| f.0).chain(["mode", "name"]).collect();
+    for field in debug
+        .trim_start_matches("EmConfig {")
+        .split(", ")
+        .filter_map(|kv| kv.split_once(':'))
+        .map(|(k, _)| k.trim())
+    {
+        assert!(
+            listed.contains(&field),
+            "EmConfig::{field} is not exercised"
+        );
+    }
     let mut failures = Vec::new();
     for (name, max, set) in fields {
         for v in samples(&mut rng, max, 12) {

@@ -41,6 +41,12 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
         em.up().unwrap();
         let stop = AtomicBool::new(false);
         let rounds = AtomicU64::new(0);
+        // The ring's current watermark, sampled once per softnet round: it
+        // grows while the ring runs dry and must come back down when the
+        // driver reports the stack's pressure (`livelocked`); a driver that
+        // ignored `Stack::input`'s answer would only ever grow it.
+        let mut peak = 0;
+        let mut backed_off = false;
         thread::scope(|s| {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
@@ -49,7 +55,12 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
                     thread::sleep(Duration::from_millis(5));
                 }
             });
-            while rounds.load(Ordering::Relaxed) < 20 {
+            while rounds.load(Ordering::Relaxed) < 20
+                || (!backed_off && rounds.load(Ordering::Relaxed) < 400)
+            {
+                let cwm = em.stats().rxrings[0].cwm;
+                backed_off |= cwm < peak;
+                peak = peak.max(cwm);
                 thread::sleep(Duration::from_millis(5));
             }
             stop.store(true, Ordering::Relaxed);
@@ -70,6 +81,10 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
         assert!(
             stack.pressured() > 0,
             "{mode}: the slow softnet never raised the pressure"
+        );
+        assert!(
+            backed_off,
+            "{mode}: the receive ring never backed off (watermark peaked at {peak})"
         );
         assert_eq!(
             (st.pool.in_use(), st.pool.leaked),
