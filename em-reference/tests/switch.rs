@@ -4,13 +4,20 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod common;
-use common::{attach_sim, producer, scale, with_watchdog};
+use common::{attach_sim, eventually, producer, scale, with_watchdog};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mpsafe_em::{DeviceConfig, EmConfig, Mode, WireRate};
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+
+use mpsafe_em::desc::DescRing;
+use mpsafe_em::{
+    Device, DeviceConfig, Em, EmConfig, EmError, Hardware, IntrHandler, IntrLine, KernelLock, Mode,
+    Path, Pool, Reg, Regs, Sink, WireRate,
+};
 
 struct Rng(u64);
 
@@ -153,4 +160,172 @@ fn a_switch_drops_nothing_queued() {
     assert_eq!(em.stats().pool.in_use(), 0);
     drop(em);
     dev.shutdown();
+}
+
+/// The simulated device on an interrupt line shared with a neighbour that
+/// fires all the time: the driver's handler is also called, through a gate
+/// of this wrapper's, whenever the neighbour interrupts (masked or not,
+/// paused or not), as on a shared INTx line.
+struct SharedLine {
+    dev: Arc<Device>,
+    line: IntrLine,
+}
+
+impl Regs for SharedLine {
+    fn read(&self, reg: Reg) -> u32 {
+        self.dev.read(reg)
+    }
+    fn write(&self, reg: Reg, value: u32) {
+        self.dev.write(reg, value);
+    }
+}
+
+impl Hardware for SharedLine {
+    type Error = Infallible;
+    fn queues(&self) -> usize {
+        Hardware::queues(&*self.dev)
+    }
+    fn pool(&self) -> &Pool {
+        self.dev.pool()
+    }
+    fn dma_alloc(&self, n: usize) -> Result<(u64, Arc<DescRing>), Infallible> {
+        Ok(self.dev.dma_alloc(n))
+    }
+    fn intr_establish(&self, h: Weak<dyn IntrHandler>) {
+        self.dev.establish(h.clone());
+        self.line.establish(h);
+    }
+    fn intr_disestablish(&self) {
+        self.line.disestablish();
+        self.dev.disestablish();
+    }
+    fn intr_barrier(&self) {
+        self.dev.intr_barrier();
+        self.line.barrier();
+    }
+}
+
+/// The switch torture of the review (issue 22): for every ordered pair of
+/// modes, switches back and forth under load while a shared line fires
+/// the handler continuously and a big-lock caller runs `start_locked`
+/// (refused with `WrongMode` where the big lock does not serialize the
+/// start), with down/up cycles among the switches. Every frame and buffer
+/// is accounted for, and no thread panics (a panicking interrupt thread
+/// stops the traffic, which the counts catch).
+#[test]
+#[cfg_attr(miri, ignore = "threads and timers: too slow under Miri")]
+fn switches_with_a_firing_line_and_big_lock_starts_conserve_everything() {
+    let rounds = (16 * scale() / 100).max(4);
+    for from in Mode::ALL {
+        for to in Mode::ALL.into_iter().filter(|&m| m != from) {
+            let pool = Pool::new(2 * 4096 + 2048, 2048);
+            let dev = Device::new(
+                DeviceConfig {
+                    wire: WireRate::Pps(100_000),
+                    loopback: true,
+                    ..DeviceConfig::default()
+                },
+                pool.clone(),
+            )
+            .unwrap();
+            let hw = Arc::new(SharedLine {
+                dev: Arc::clone(&dev),
+                line: IntrLine::new(),
+            });
+            let sink = Arc::new(Sink::new(pool.clone()));
+            let em = Em::attach(
+                Arc::clone(&hw),
+                EmConfig::new(from),
+                Arc::new(KernelLock::new()),
+                sink.clone(),
+            )
+            .unwrap();
+            em.up().unwrap();
+            let stop = AtomicBool::new(false);
+            let (offered, refused) = (AtomicU64::new(0), AtomicU64::new(0));
+            let (strays, big_starts) = (AtomicU64::new(0), AtomicU64::new(0));
+            let mut switches = 0;
+            with_watchdog(Duration::from_secs(120), || {
+                thread::scope(|s| {
+                    let (em, pool, stop, offered, refused) =
+                        (&em, &pool, &stop, &offered, &refused);
+                    s.spawn(move || producer(em, pool, 0, stop, offered, refused));
+                    s.spawn(|| {
+                        while !stop.load(Ordering::Relaxed) {
+                            hw.line.deliver();
+                            strays.fetch_add(1, Ordering::Relaxed);
+                            thread::yield_now();
+                        }
+                    });
+                    s.spawn(|| {
+                        while !stop.load(Ordering::Relaxed) {
+                            let k = em.big_lock().lock(Path::Start);
+                            match em.start_locked(0, &k) {
+                                Ok(()) => {
+                                    big_starts.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(EmError::WrongMode(_)) => {}
+                                Err(e) => panic!("start_locked: {e}"),
+                            }
+                            drop(k);
+                            thread::sleep(Duration::from_micros(100));
+                        }
+                    });
+                    for i in 0..rounds {
+                        for mode in [to, from] {
+                            em.set_mode(mode).unwrap();
+                            switches += 1;
+                            thread::sleep(Duration::from_micros(500));
+                        }
+                        if i % 4 == 3 {
+                            em.down();
+                            em.up().unwrap();
+                        }
+                    }
+                    // Wait for every thread to have had its turn (on a
+                    // loaded machine they may not have run yet): traffic
+                    // through the handler, a stray call, and a big-lock
+                    // start in a mode that takes it.
+                    assert!(eventually(|| strays.load(Ordering::Relaxed) > 0));
+                    assert!(eventually(|| {
+                        let st = em.stats();
+                        st.rx_packets > 0 && st.tx_completed > 0
+                    }));
+                    if let Some(locking) = [from, to].into_iter().find(|m| m.locks(Path::Start)) {
+                        if em.mode() != locking {
+                            em.set_mode(locking).unwrap();
+                            switches += 1;
+                        }
+                        assert!(eventually(|| big_starts.load(Ordering::Relaxed) > 0));
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                });
+                em.down();
+            });
+            let what = format!("{from} <-> {to}");
+            let st = em.stats();
+            let d = dev.stats();
+            assert_eq!(st.mode_switches, switches, "{what}");
+            assert_eq!(d.rx_offered, d.rx_delivered + d.missed, "{what}");
+            assert_eq!(
+                d.rx_delivered,
+                st.rx_packets + st.rx_errors + st.rx_flushed,
+                "{what}: {st}"
+            );
+            assert_eq!(sink.packets(), st.rx_packets, "{what}");
+            assert!(st.rx_packets > 0 && st.tx_completed > 0, "{what}: {st}");
+            let (offered, refused) = (offered.into_inner(), refused.into_inner());
+            assert_eq!(offered, st.ifq_packets + refused, "{what}");
+            assert_eq!(st.ifq_packets, st.tx_posted + st.tx_purged, "{what}");
+            assert_eq!(st.tx_posted, st.tx_completed + st.tx_flushed, "{what}");
+            assert_eq!(
+                (st.pool.in_use(), st.pool.leaked, st.pool.dma_errors),
+                (0, 0, 0),
+                "{what}: {}",
+                st.pool
+            );
+            drop(em);
+            dev.shutdown();
+        }
+    }
 }

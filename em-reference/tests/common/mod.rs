@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, EmStats, KernelLock, Pool, Sink, TxError};
+use mpsafe_em::{
+    Device, DeviceConfig, Em, EmConfig, EmStats, Hardware, KernelLock, Pool, Sink, TxError,
+};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,8 +95,8 @@ pub(crate) fn detach_checked(em: Em<Device>, dev: &Device, what: &str) -> EmStat
 /// `stop`, counting what it offered and what `transmit` refused (only
 /// because the interface was down or the queue full; refused frames are
 /// freed).
-pub(crate) fn producer(
-    em: &Em<Device>,
+pub(crate) fn producer<H: Hardware>(
+    em: &Em<H>,
     pool: &Pool,
     q: usize,
     stop: &AtomicBool,
