@@ -15,12 +15,15 @@
 //! 4. boots QEMU with two vCPUs (multi-threaded TCG) and two e1000 NICs
 //!    joined by a QEMU hub and nothing else, streams the serial console
 //!    and kills the guest at the timeout;
-//! 5. exits with the guest test's status, read from the last line it prints.
+//! 5. exits with the guest test's status, read from the last line it prints,
+//!    having written the per-mode figure the guest prints (the demo's
+//!    `--plot` picture of these runs) to `target/qemu/em-qemu.svg`.
 //!
 //! `cargo xtask kernel` boots the bare-metal SMP kernel in `examples/kernel`
 //! instead (see [`kernel`]).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod figure;
 mod initramfs;
 mod kernel;
 mod tools;
@@ -299,15 +302,20 @@ fn boot(tools: &Tools, initrd: &Path, timeout: Duration) -> Result<ExitCode, Str
     // The console reader streams every line and hands the status line over.
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
+        let mut figure = figure::Capture::default();
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches('\r');
+            if figure.feed(line) {
+                continue;
+            }
             println!("{line}");
             if let Some(code) = line.trim().strip_prefix(EXIT_MARK) {
                 let _ = tx.send(code.trim().parse::<i32>().unwrap_or(-1));
             }
         }
+        figure
     });
     let mut status = None;
     loop {
@@ -330,7 +338,14 @@ fn boot(tools: &Tools, initrd: &Path, timeout: Duration) -> Result<ExitCode, Str
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = reader.join();
+    // The per-mode figure, beside the initramfs in target/qemu.
+    if let Some(svg) = reader.join().ok().and_then(figure::Capture::svg) {
+        let path = initrd.with_file_name("em-qemu.svg");
+        match figure::write(&svg, &path) {
+            Ok(()) => eprintln!("xtask qemu: figure written to {}", path.display()),
+            Err(e) => eprintln!("xtask qemu: no figure: {e}"),
+        }
+    }
     if status.is_none() {
         status = rx.try_recv().ok();
     }

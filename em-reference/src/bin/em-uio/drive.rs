@@ -60,6 +60,8 @@ pub(crate) struct ModeReport {
     pub cpu_us_per_packet: Option<f64>,
     pub interrupts: u64,
     pub big_lock: LockCounts,
+    /// Big-lock acquisitions during the measured `secs` only.
+    pub big_lock_window: LockCounts,
     pub cycles: u32,
     /// Per direction: sent, received, written off (with causes), residual.
     pub lines: Vec<String>,
@@ -102,6 +104,9 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     let missed0 = [(nics[0].missed)(), (nics[1].missed)()];
     let mut cycles = 0;
     let mut measured = (0.0, 0, 0, None, 0);
+    // Big-lock acquisitions in the measured phase only (one kernel, one
+    // lock: em0's counts are both interfaces').
+    let mut window_locks = LockCounts::default();
     thread::scope(|s| {
         for i in 0..2 {
             let (me, peer) = (&nics[i], &nics[1 - i]);
@@ -132,6 +137,8 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         };
         let txs = || -> u64 { tx.iter().map(|t| t.sent.load(Ordering::Relaxed)).sum() };
         let intr = || -> u64 { nics.iter().map(|n| (n.interrupts)()).sum() };
+        let locks = || nics[0].em.stats().big_lock;
+        let lk0 = locks();
         let (r0, t0, i0, c0, at) = (rx(), txs(), intr(), process_cpu_time(), Instant::now());
         thread::sleep(plan.measure);
         let (r1, t1, i1, c1, secs) = (
@@ -148,6 +155,8 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
             _ => None,
         };
         measured = (secs, r1 - r0, t1 - t0, cpu, i1 - i0);
+        let lk1 = locks();
+        window_locks = LockCounts(core::array::from_fn(|i| lk1.0[i] - lk0.0[i]));
         // 2. Up/down cycles under load, alternating the interfaces.
         for c in 0..plan.cycles {
             let i = (c % 2) as usize;
@@ -361,6 +370,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         cpu_us_per_packet: cpu,
         interrupts,
         big_lock,
+        big_lock_window: window_locks,
         cycles,
         lines,
         after_down: after,

@@ -15,6 +15,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod drive;
+mod figure;
 mod held;
 mod smoke;
 mod traffic;
@@ -223,6 +224,7 @@ fn driver(
         reports.push(r);
     }
     drive::print_tables(&reports);
+    figure::print(&reports);
     let errors: usize = reports.iter().map(|r| r.errors.len()).sum();
     if errors == 0 {
         println!("driver: every frame and buffer accounted for in every mode");
