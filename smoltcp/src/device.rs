@@ -7,7 +7,7 @@ use core::fmt;
 use core::ops::Deref;
 
 use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use crate::buffers::Buffers;
 use crate::doorbell::{Doorbell, Notify};
@@ -20,6 +20,23 @@ pub const ETHERNET_MTU: usize = 1514;
 /// The smallest Ethernet `mtu` the adapter accepts: room for the header
 /// and the 576-byte IP datagram every IPv4 host must take.
 pub const MIN_MTU: usize = 14 + 576;
+
+/// How long [`Device::poll_sleep`] lets a poll loop sleep when smoltcp has
+/// frames to send but the pool had no buffer for them: the pool does not
+/// announce returned buffers, so the loop looks again after this long.
+pub const NO_BUFFER_RETRY: Duration = Duration::from_millis(1);
+
+/// Why the device's last transmit token request was refused (and nothing was
+/// reserved since): see [`Device::tx_blocked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxBlocked {
+    /// The send queue was full. The [`Doorbell`] is marked: the driver's
+    /// next start pass (or `tx_room`) wakes the poll loop.
+    QueueFull,
+    /// The pool had no buffer. Nothing announces a returned buffer.
+    NoBuffer,
+}
 
 /// How a [`Device`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +177,7 @@ struct TxSide<'a, T, B, H> {
     buffers: &'a B,
     doorbell: &'a H,
     reserved: &'a Cell<usize>,
+    blocked: &'a Cell<Option<TxBlocked>>,
     stats: &'a Stats,
 }
 
@@ -181,14 +199,17 @@ where
             // between the first look and the mark was not announced.
             if !self.tx.has_room(reserved) {
                 bump(&self.stats.tx_queue_full);
+                self.blocked.set(Some(TxBlocked::QueueFull));
                 return None;
             }
         }
         let Some(buf) = self.buffers.alloc() else {
             bump(&self.stats.tx_no_buffer);
+            self.blocked.set(Some(TxBlocked::NoBuffer));
             return None;
         };
         self.reserved.set(reserved + 1);
+        self.blocked.set(None);
         Some(buf)
     }
 
@@ -251,7 +272,7 @@ where
 ///
 /// ```
 /// use smoltcp::phy::{Device as _, RxToken as _, TxToken as _};
-/// use smoltcp::time::Instant;
+/// use smoltcp::time::{Duration, Instant};
 /// use mpsafe_ifqueue::{Config, Fifo, IfInputQueue, IfQueue, InputConfig};
 /// use mpsafe_smoltcp::{Buffers, Device, Doorbell, Signal, VecPool};
 ///
@@ -301,6 +322,8 @@ where
     pending: VecDeque<T::Packet>,
     /// Slots promised to transmit tokens that are out.
     reserved: Cell<usize>,
+    /// Why the last reservation failed, until one succeeds.
+    blocked: Cell<Option<TxBlocked>>,
     /// Where a reply that found no room is written (and dropped).
     scratch: Vec<u8>,
     caps: DeviceCapabilities,
@@ -345,6 +368,7 @@ where
             doorbell,
             pending: VecDeque::new(),
             reserved: Cell::new(0),
+            blocked: Cell::new(None),
             scratch: Vec::new(),
             caps,
             stats: Stats::default(),
@@ -367,6 +391,57 @@ where
     /// no token is alive).
     pub fn reserved(&self) -> usize {
         self.reserved.get()
+    }
+
+    /// Why the last request for a transmit token was refused, if no token
+    /// has been reserved since: smoltcp has frames to send that this device
+    /// cannot take yet.
+    pub fn tx_blocked(&self) -> Option<TxBlocked> {
+        self.blocked.get()
+    }
+
+    /// How long the poll loop may sleep, given smoltcp's
+    /// `Interface::poll_delay` (`None`: until woken).
+    ///
+    /// smoltcp reports a delay of zero while a socket has data it may send,
+    /// whether or not the device can take it; a loop that obeys it spins
+    /// while the send queue is full. This turns that zero into a real
+    /// sleep when the device is blocked: until the [`Doorbell`] rings
+    /// (`None`) when the queue was full, since the driver's next room wakes
+    /// the loop, or [`NO_BUFFER_RETRY`] when the pool was empty. Any other
+    /// delay is returned as it is: a timer smoltcp needs, or zero because
+    /// there is work the device can take.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smoltcp::time::Duration;
+    /// # use mpsafe_ifqueue::{Config, Fifo, IfInputQueue, IfQueue, InputConfig};
+    /// # use mpsafe_smoltcp::{Device, Doorbell, Signal, VecPool};
+    /// # use smoltcp::phy::{Device as _, TxToken as _};
+    /// # let pool = VecPool::new(4, 1514)?;
+    /// # let bell = Doorbell::new(Signal::new());
+    /// # let txq = IfQueue::from_fn(Fifo::new(), Config::with_maxlen(1), |_, _| {})?;
+    /// # txq.set_running(false);
+    /// # let rxq = IfInputQueue::new(InputConfig::default())?;
+    /// # let mut dev = Device::new(&txq, &rxq, &pool, &bell, Default::default())?;
+    /// # let now = smoltcp::time::Instant::ZERO;
+    /// // (a device over a send queue of one packet)
+    /// assert_eq!(dev.poll_sleep(Some(Duration::ZERO)), Some(Duration::ZERO));
+    /// dev.transmit(now).unwrap().consume(60, |f| f.fill(0));
+    /// assert!(dev.transmit(now).is_none()); // full
+    /// // smoltcp still wants to send: sleep until the driver makes room...
+    /// assert_eq!(dev.poll_sleep(Some(Duration::ZERO)), None);
+    /// // ...but a timer of smoltcp's is kept.
+    /// assert_eq!(dev.poll_sleep(Some(Duration::from_millis(5))), Some(Duration::from_millis(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_sleep(&self, poll_delay: Option<Duration>) -> Option<Duration> {
+        match (poll_delay, self.blocked.get()) {
+            (Some(Duration::ZERO), Some(TxBlocked::QueueFull)) => None,
+            (Some(Duration::ZERO), Some(TxBlocked::NoBuffer)) => Some(NO_BUFFER_RETRY),
+            (delay, _) => delay,
+        }
     }
 
     /// Frames taken from the input queue and not handed to smoltcp yet.
@@ -448,6 +523,7 @@ where
                 buffers: &self.buffers,
                 doorbell: &self.doorbell,
                 reserved: &self.reserved,
+                blocked: &self.blocked,
                 stats: &self.stats,
             },
             buf: None,
@@ -462,6 +538,7 @@ where
             buffers: &self.buffers,
             doorbell: &self.doorbell,
             reserved: &self.reserved,
+            blocked: &self.blocked,
             stats: &self.stats,
         };
         let buf = side.reserve()?;

@@ -70,7 +70,11 @@
 //!    still the driver's to free.
 //! 4. **A poll thread** per queue pair: it owns the [`Device`], the smoltcp
 //!    `Interface` and its `SocketSet`, calls `Interface::poll`, and sleeps
-//!    on the doorbell's [`Notify`] for at most `Interface::poll_delay`.
+//!    on the doorbell's [`Notify`] for [`Device::poll_sleep`] of
+//!    `Interface::poll_delay`. (smoltcp's delay is zero whenever a socket has
+//!    data to send, even when the device cannot take it; obeyed as it is,
+//!    the loop spins while the send queue is full. `poll_sleep` makes that
+//!    a sleep until the driver makes room.)
 //!
 //! # Which locks the stack sees
 //!
@@ -261,7 +265,8 @@ mod sync;
 
 pub use buffers::{Buffers, PoolError, PoolStats, VecPool};
 pub use device::{
-    Config, ConfigError, Device, DeviceStats, ETHERNET_MTU, MIN_MTU, RxToken, TxToken,
+    Config, ConfigError, Device, DeviceStats, ETHERNET_MTU, MIN_MTU, NO_BUFFER_RETRY, RxToken,
+    TxBlocked, TxToken,
 };
 #[cfg(feature = "std")]
 pub use doorbell::Signal;

@@ -365,3 +365,31 @@ fn wake_on_start_rings_after_every_pass_including_restart() {
     }
     assert_eq!(pool.stats().in_use(), 0);
 }
+
+#[test]
+fn a_blocked_device_turns_smoltcps_zero_delay_into_a_sleep() {
+    use mpsafe_smoltcp::{NO_BUFFER_RETRY, TxBlocked};
+    use smoltcp::time::Duration;
+    let zero = Some(Duration::ZERO);
+    let pool = VecPool::new(1, 1514).unwrap();
+    let bell = Doorbell::new(Count::default());
+    let txq = IfQueue::from_fn(Fifo::new(), Config::with_maxlen(4), |_, _| {}).unwrap();
+    txq.set_running(false);
+    let rxq = IfInputQueue::new(InputConfig::default()).unwrap();
+    let mut dev = Device::new(&txq, &rxq, &pool, &bell, Default::default()).unwrap();
+    assert_eq!((dev.tx_blocked(), dev.poll_sleep(zero)), (None, zero));
+    dev.transmit(NOW).unwrap().consume(60, |f| f.fill(1));
+    // Room in the queue, no buffer in the pool: look again soon.
+    assert!(dev.transmit(NOW).is_none());
+    assert_eq!(dev.tx_blocked(), Some(TxBlocked::NoBuffer));
+    assert_eq!(dev.poll_sleep(zero), Some(NO_BUFFER_RETRY));
+    assert_eq!(
+        dev.poll_sleep(None),
+        None,
+        "no timer, nothing to send: sleep"
+    );
+    // A buffer back: the next token clears the state.
+    pool.free(txq.dequeue().unwrap());
+    drop(dev.transmit(NOW).unwrap());
+    assert_eq!((dev.tx_blocked(), dev.poll_sleep(zero)), (None, zero));
+}

@@ -593,10 +593,12 @@ impl Side {
                 continue;
             }
             // Sleep until smoltcp's next timer, a received batch, or room in
-            // the send queue; never past the deadline (checked above).
+            // the send queue (`poll_sleep`: smoltcp's zero delay while the
+            // queue is full becomes "until the doorbell"); never past the
+            // deadline (checked above).
             let delay = self
-                .iface
-                .poll_delay(t, &self.sockets)
+                .dev
+                .poll_sleep(self.iface.poll_delay(t, &self.sockets))
                 .map(|d| Duration::from_micros(d.total_micros()));
             let cap = deadline.saturating_duration_since(now) + Duration::from_millis(1);
             let wait = delay.map_or(cap, |d| d.min(cap));
