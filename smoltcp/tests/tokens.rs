@@ -393,3 +393,89 @@ fn a_blocked_device_turns_smoltcps_zero_delay_into_a_sleep() {
     drop(dev.transmit(NOW).unwrap());
     assert_eq!((dev.tx_blocked(), dev.poll_sleep(zero)), (None, zero));
 }
+
+/// A driver whose start routine must not run on the stack's CPU: the
+/// device enqueues through `Delegated`, the driver's task thread starts,
+/// and the doorbell (rung by `WakeOnStart` on that thread) wakes the
+/// sender whenever the queue was full.
+#[test]
+fn a_delegated_queue_is_started_only_by_the_task_thread() {
+    use mpsafe_ifqueue::{DefaultLock, SendQueue, StartTask, TaskOwner};
+    use mpsafe_smoltcp::{Delegated, Signal, TxBlocked};
+    use std::thread::ThreadId;
+    use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+    const FRAMES: usize = 2000;
+
+    struct Wire<'a> {
+        pool: &'a VecPool,
+        sent: AtomicUsize,
+        poll_thread: ThreadId,
+        done: Signal,
+    }
+    impl Start<Fifo<Vec<u8>>, DefaultLock> for Wire<'_> {
+        fn start(&self, q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
+            assert_ne!(
+                std::thread::current().id(),
+                self.poll_thread,
+                "started on the stack's CPU"
+            );
+            while let Some(f) = q.dequeue() {
+                self.pool.free(f);
+                if self.sent.fetch_add(1, Ordering::Relaxed) + 1 == FRAMES {
+                    self.done.notify();
+                }
+            }
+        }
+    }
+    use mpsafe_ifqueue::Start;
+
+    let pool = VecPool::new(8, 1514).unwrap();
+    let bell = Doorbell::new(Signal::new());
+    let wire = Wire {
+        pool: &pool,
+        sent: AtomicUsize::new(0),
+        poll_thread: std::thread::current().id(),
+        done: Signal::new(),
+    };
+    let ifq = IfQueue::new(
+        Fifo::new(),
+        Config::with_maxlen(4),
+        WakeOnStart::new(wire, &bell),
+    )
+    .unwrap();
+    let rxq = IfInputQueue::new(InputConfig::default()).unwrap();
+    let task: StartTask = StartTask::new();
+    let deadline = StdInstant::now() + StdDuration::from_secs(60);
+    std::thread::scope(|s| {
+        s.spawn(|| task.run(&ifq));
+        let txq = Delegated {
+            queue: &ifq,
+            task: &task,
+        };
+        let mut dev = Device::new(txq, &rxq, &pool, &bell, Default::default()).unwrap();
+        let mut i = 0;
+        while i < FRAMES {
+            assert!(StdInstant::now() < deadline, "deadline passed at frame {i}");
+            if let Some(t) = dev.transmit(NOW) {
+                t.consume(60, |f| f.fill(i as u8));
+                i += 1;
+                continue;
+            }
+            // Full: sleep until the task thread's start pass rings the
+            // doorbell.
+            assert_eq!(dev.tx_blocked(), Some(TxBlocked::QueueFull));
+            bell.notifier()
+                .wait(Some(deadline.saturating_duration_since(StdInstant::now())));
+        }
+        let wire = ifq.driver().driver();
+        while wire.sent.load(Ordering::Relaxed) < FRAMES {
+            assert!(StdInstant::now() < deadline, "the task thread stalled");
+            wire.done
+                .wait(Some(deadline.saturating_duration_since(StdInstant::now())));
+        }
+        task.stop();
+        assert_eq!(dev.stats().tx_frames, FRAMES as u64);
+    });
+    assert_eq!(pool.stats().in_use(), 0);
+}
