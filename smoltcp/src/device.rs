@@ -272,7 +272,7 @@ where
 ///
 /// ```
 /// use smoltcp::phy::{Device as _, RxToken as _, TxToken as _};
-/// use smoltcp::time::{Duration, Instant};
+/// use smoltcp::time::Instant;
 /// use mpsafe_ifqueue::{Config, Fifo, IfInputQueue, IfQueue, InputConfig};
 /// use mpsafe_smoltcp::{Buffers, Device, Doorbell, Signal, VecPool};
 ///
