@@ -533,7 +533,7 @@ fn draw_efficiency(
         .x_label_formatter(&|_| String::new())
         .y_label_formatter(&tick)
         .y_desc("packets / driver-CPU second")
-        .x_desc("bar: median of the runs; whisker: lowest to highest run; dots: each run")
+        .x_desc("bar: median of the runs; whisker: lowest to highest run; dots: each run; (Nx): N times biglock")
         .axis_desc_style((FONT, 14))
         .draw()
         .map_err(draw_err)?;
@@ -548,7 +548,7 @@ fn draw_efficiency(
         chart
             .draw_series(std::iter::once(Text::new(
                 m.mode.clone(),
-                (xi + 0.5, 0.0),
+                (xi + 0.5, -y_max * 0.015),
                 text_style(15, INK).pos(Pos::new(HPos::Center, VPos::Top)),
             )))
             .map_err(draw_err)?;
@@ -586,7 +586,7 @@ fn draw_efficiency(
                 .map_err(draw_err)?;
         }
         let ratio = match base {
-            Some(b) if b > 0.0 && m.mode != "biglock" => format!(" ({:.2}x biglock)", s.median / b),
+            Some(b) if b > 0.0 && m.mode != "biglock" => format!(" ({:.2}x)", s.median / b),
             _ => String::new(),
         };
         chart
@@ -650,7 +650,7 @@ fn draw_big_lock(
         chart
             .draw_series(std::iter::once(Text::new(
                 name.clone(),
-                (xp + 0.5, 0.0),
+                (xp + 0.5, -y_max * 0.015),
                 text_style(15, INK).pos(Pos::new(HPos::Center, VPos::Top)),
             )))
             .map_err(draw_err)?;
