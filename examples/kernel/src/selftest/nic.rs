@@ -671,6 +671,8 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
 
     // em0's line to CPU 0 (MP-safe handler), em1's to CPU 1 (under the big lock).
     let mut handles: Vec<IntrHandle> = Vec::new();
+    // References to each NIC before its handler holds one.
+    let refs: Vec<usize> = nics.iter().map(Arc::strong_count).collect();
     for (nic, d) in nics.iter().zip(&devs) {
         let n = Arc::clone(nic);
         let gsi = topo.gsi_for_isa_irq(d.interrupt().0);
@@ -722,6 +724,12 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
     for h in handles {
         intr_disestablish(h);
     }
+    // The handler table let go of each handler (and of the NIC it holds):
+    // no call in flight or later keeps it.
+    let leaked = nics
+        .iter()
+        .zip(&refs)
+        .any(|(n, &r)| Arc::strong_count(n) != r);
     // Drain what the rings hold after the last interrupt.
     for nic in &nics {
         nic.rxeof();
@@ -803,6 +811,9 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
     if unclaimed > 0 {
         kprintln!("  unclaimed interrupts: {unclaimed}");
     }
+    if leaked {
+        failures.push("intr_disestablish left a handler reference behind");
+    }
     if EXPIRED.load(Ordering::SeqCst) {
         failures.push("the run did not finish before its deadline");
     }
@@ -818,11 +829,12 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
             kprintln!("  note: {} was transmitted on from one CPU only", nic.name);
         }
     }
-    if let Some(f) = failures.first() {
-        for f in &failures {
+    if let Some((first, more)) = failures.split_first() {
+        // The caller prints the first.
+        for f in more {
             kprintln!("selftest: nic: FAIL: {f}");
         }
-        return Err(f);
+        return Err(first);
     }
     kprintln!("selftest: nic: PASS");
     Ok(())
