@@ -123,41 +123,60 @@ pub(crate) static TSC_PER_US: AtomicU64 = AtomicU64::new(1000);
 
 const PIT_HZ: u64 = 1_193_182;
 
-/// Measures the local APIC timer and the TSC against PIT channel 2: five
-/// rounds of 10 ms, keeping the smallest counts. A round only overestimates
-/// (the loop notices the PIT's terminal count late when the host deschedules
-/// this virtual CPU), so the smallest is the closest. `hz` is the tick rate
-/// the timer will run at.
+/// Reads PIT channel 2's current count (latched, so both bytes belong to
+/// the same instant).
+fn pit2_count() -> u16 {
+    outb(0x43, 0b1000_0000);
+    let lo = inb(0x42);
+    let hi = inb(0x42);
+    u16::from_le_bytes([lo, hi])
+}
+
+/// Measures the local APIC timer and the TSC against PIT channel 2.
+///
+/// Channel 2 free-runs (mode 2, count 65536); each round samples the PIT
+/// count, the local APIC count and the TSC back to back at both ends of a
+/// ~10 ms window, so the rates compare over the same interval whatever the
+/// loop's own delays (a virtual CPU descheduled by the host in between
+/// would otherwise stretch one clock's window and not the other's). The
+/// median of five rounds is kept. `hz` is the tick rate the timer will run at.
 pub(crate) fn calibrate(hz: u64) {
-    const MS: u64 = 10;
     const ROUNDS: usize = 5;
-    let count = (PIT_HZ * MS / 1000) as u16;
-    let (mut lapic_min, mut tsc_min) = (u64::MAX, u64::MAX);
-    for _ in 0..ROUNDS {
-        // Channel 2's gate low (paused), speaker off; mode 0 (OUT goes high
-        // at terminal count), the count loaded; counting starts when the
-        // gate rises.
-        let g = inb(0x61) & !0x03;
-        outb(0x61, g);
-        outb(0x43, 0b1011_0000);
-        outb(0x42, count as u8);
-        outb(0x42, (count >> 8) as u8);
-        lapic_write(LAPIC_TIMER_DIVIDE, 0b0011);
-        lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
-        outb(0x61, g | 0x01);
+    const WINDOW: u16 = (PIT_HZ / 100) as u16;
+    let g = inb(0x61) & !0x03;
+    outb(0x61, g | 0x01);
+    outb(0x43, 0b1011_0100);
+    outb(0x42, 0);
+    outb(0x42, 0);
+    lapic_write(LAPIC_TIMER_DIVIDE, 0b0011);
+    lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
+    let mut lapic_per_s = [0u64; ROUNDS];
+    let mut tsc_per_s = [0u64; ROUNDS];
+    for r in 0..ROUNDS {
         lapic_write(LAPIC_TIMER_INIT, u32::MAX);
-        let tsc0 = crate::arch::rdtsc();
-        while inb(0x61) & 0x20 == 0 {
+        let p0 = pit2_count();
+        let l0 = lapic_read(LAPIC_TIMER_CURRENT);
+        let t0 = crate::arch::rdtsc();
+        // The count runs down from 65535 and wraps: wait for WINDOW ticks.
+        while p0.wrapping_sub(pit2_count()) < WINDOW {
             core::hint::spin_loop();
         }
-        let tsc1 = crate::arch::rdtsc();
-        let elapsed = u64::from(u32::MAX - lapic_read(LAPIC_TIMER_CURRENT));
-        lapic_write(LAPIC_TIMER_INIT, 0);
-        lapic_min = lapic_min.min(elapsed);
-        tsc_min = tsc_min.min(tsc1 - tsc0);
+        let p1 = pit2_count();
+        let l1 = lapic_read(LAPIC_TIMER_CURRENT);
+        let t1 = crate::arch::rdtsc();
+        let pit = u64::from(p0.wrapping_sub(p1)).max(1);
+        lapic_per_s[r] = u64::from(l0 - l1) * PIT_HZ / pit;
+        tsc_per_s[r] = (t1 - t0) * PIT_HZ / pit;
     }
-    TIMER_PER_TICK.store(lapic_min * 1000 / MS / hz, Ordering::Relaxed);
-    TSC_PER_US.store((tsc_min / (MS * 1000)).max(1), Ordering::Relaxed);
+    lapic_write(LAPIC_TIMER_INIT, 0);
+    outb(0x61, g);
+    lapic_per_s.sort_unstable();
+    tsc_per_s.sort_unstable();
+    TIMER_PER_TICK.store(lapic_per_s[ROUNDS / 2] / hz, Ordering::Relaxed);
+    TSC_PER_US.store(
+        (tsc_per_s[ROUNDS / 2] / 1_000_000).max(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Starts this CPU's periodic timer on `vector` at the calibrated rate.
