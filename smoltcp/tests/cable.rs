@@ -162,7 +162,7 @@ fn a_full_send_queue_wakes_the_poll_loop_on_room() {
 #[test]
 fn tokens_dropped_under_a_real_stack_lose_no_buffer() {
     let cfg = CableConfig {
-        drop_tokens_per_10k: 100,
+        drop_token_every: 100,
         loss_per_10k: 0,
         ..CableConfig::default()
     };

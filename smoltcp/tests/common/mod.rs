@@ -90,13 +90,16 @@ pub(crate) struct CableConfig {
     pub(crate) tx_ring: usize,
     pub(crate) input: InputConfig,
     /// Frames the wire loses, per 10,000 (after the first 64, so ARP and
-    /// the handshakes go through quickly).
+    /// the handshakes go through quickly), at pseudo-random places; with
+    /// any loss at all, frame 100 is always lost too, so a short run (the
+    /// sanitizer's scaled-down one) still makes TCP recover.
     pub(crate) loss_per_10k: u64,
     pub(crate) pool: usize,
-    /// Tokens each device wrapper drops unconsumed, per 10,000 handed out
-    /// (a receive pair dropped loses its frame, as a stack that gives up on
-    /// a packet does; a transmit token dropped loses nothing).
-    pub(crate) drop_tokens_per_10k: u64,
+    /// The device wrapper drops one token in this many unconsumed, of each
+    /// kind, from the 10th on (0: none). A receive pair dropped loses its
+    /// frame, as a stack that gives up on a packet does; a transmit token
+    /// dropped loses nothing.
+    pub(crate) drop_token_every: u64,
 }
 
 impl Default for CableConfig {
@@ -107,7 +110,7 @@ impl Default for CableConfig {
             input: InputConfig::new(96, 192),
             loss_per_10k: 20,
             pool: 2048,
-            drop_tokens_per_10k: 0,
+            drop_token_every: 0,
         }
     }
 }
@@ -211,7 +214,10 @@ pub(crate) fn wire(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for f in batch.drain(..) {
             n += 1;
-            if n > 64 && mix(n ^ salt) % 10_000 < cfg.loss_per_10k {
+            let lose = cfg.loss_per_10k > 0
+                && n > 64
+                && (n == 100 || mix(n ^ salt) % 10_000 < cfg.loss_per_10k);
+            if lose {
                 stats.lost.fetch_add(1, Ordering::Relaxed);
                 pool.free(f);
             } else {
@@ -293,14 +299,17 @@ enum Role {
 /// before smoltcp sees them, then hands out the next ones.
 struct Chaos<'d> {
     dev: &'d mut Dev,
-    per_10k: u64,
-    clock: &'d mut u64,
+    every: u64,
+    /// Receive and transmit requests so far.
+    clocks: &'d mut [u64; 2],
 }
 
 impl Chaos<'_> {
-    fn roll(&mut self) -> bool {
-        *self.clock += 1;
-        mix(*self.clock ^ 0xc4a05) % 10_000 < self.per_10k
+    /// Whether request number `clocks[kind]` (counted from 1) is one to drop.
+    fn roll(&mut self, kind: usize) -> bool {
+        self.clocks[kind] += 1;
+        let k = self.clocks[kind];
+        k >= 10 && (k - 10).is_multiple_of(self.every)
     }
 }
 
@@ -315,14 +324,14 @@ impl smoltcp::phy::Device for Chaos<'_> {
         Self: 'a;
 
     fn receive(&mut self, t: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        if self.roll() {
+        if self.roll(0) {
             drop(self.dev.receive(t));
         }
         self.dev.receive(t)
     }
 
     fn transmit(&mut self, t: SmolInstant) -> Option<Self::TxToken<'_>> {
-        if self.roll() {
+        if self.roll(1) {
             drop(self.dev.transmit(t));
         }
         self.dev.transmit(t)
@@ -335,8 +344,8 @@ impl smoltcp::phy::Device for Chaos<'_> {
 
 pub(crate) struct Side {
     pub(crate) dev: Dev,
-    drop_tokens_per_10k: u64,
-    chaos_clock: u64,
+    drop_token_every: u64,
+    chaos_clocks: [u64; 2],
     pub(crate) iface: Interface,
     pub(crate) sockets: SocketSet<'static>,
     roles: Vec<Role>,
@@ -395,8 +404,8 @@ impl Side {
         }
         Self {
             dev,
-            drop_tokens_per_10k: 0,
-            chaos_clock: 0,
+            drop_token_every: 0,
+            chaos_clocks: [0; 2],
             iface,
             sockets,
             roles,
@@ -570,11 +579,11 @@ impl Side {
                 ));
             }
             let t = smol_now(epoch);
-            if self.drop_tokens_per_10k > 0 {
+            if self.drop_token_every > 0 {
                 let mut chaos = Chaos {
                     dev: &mut self.dev,
-                    per_10k: self.drop_tokens_per_10k,
-                    clock: &mut self.chaos_clock,
+                    every: self.drop_token_every,
+                    clocks: &mut self.chaos_clocks,
                 };
                 self.iface.poll(t, &mut chaos, &mut self.sockets);
             } else {
@@ -636,7 +645,7 @@ pub(crate) fn run(flows: &[Flow], cfg: CableConfig, limit: Duration) -> Report {
         Side::new(1, &ports[1], &pool, flows, epoch),
     ];
     for side in &mut sides {
-        side.drop_tokens_per_10k = cfg.drop_tokens_per_10k;
+        side.drop_token_every = cfg.drop_token_every;
     }
     let finished = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
