@@ -33,7 +33,7 @@ pub(crate) struct Options {
 impl Options {
     fn parse(cmdline: &str) -> Result<Self, &'static str> {
         let mut o = Self {
-            frames: 20_000,
+            frames: 100_000,
             fault_noipl: false,
         };
         for word in cmdline.split_ascii_whitespace() {

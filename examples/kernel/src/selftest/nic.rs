@@ -16,6 +16,11 @@
 //! - em1's handler is established as not MP-safe: it runs under the big
 //!   lock; a non-MP-safe timeout bounds the run.
 //!
+//! QEMU's e1000 queues what arrives for 1 s after RCTL is written (its
+//! `flush_queue_timer`), so the first frame is received about a second
+//! after the first transmit; frames per second are counted from the first
+//! frame received, and the table shows the hold.
+//!
 //! Every frame carries its direction and a sequence number; the receiver
 //! checks each byte and the order. The run passes only if every frame sent
 //! arrived intact, in order, once, and both CPUs serviced interrupts.
@@ -204,6 +209,7 @@ struct Stats {
     tx_done: AtomicU64,
     /// TSC of the first transmit, and of the last frame received.
     first_tx: AtomicU64,
+    first_rx: AtomicU64,
     last_rx: AtomicU64,
 }
 
@@ -437,7 +443,12 @@ impl Nic {
         if let Some(i) = last {
             // Give the processed descriptors back.
             self.regs.write(RDT, i as u32);
-            self.stats.last_rx.store(rdtsc(), Ordering::Relaxed);
+            let now = rdtsc();
+            let _ =
+                self.stats
+                    .first_rx
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            self.stats.last_rx.store(now, Ordering::Relaxed);
         }
         drop(rx);
         if done > 0 {
@@ -737,9 +748,10 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
     }
 
     let us = |t: u64| t / TSC_PER_US.load(Ordering::Relaxed).max(1);
-    let elapsed_us = us(t1 - t0).max(1);
     kprintln!("selftest: nic: {frames} frames of {FRAME_LEN} bytes each way, both ways at once");
-    kprintln!("  direction  sent    done    received  bad  missed(MPC)  time ms  frames/s");
+    kprintln!(
+        "  direction  sent    done    received  bad  missed(MPC)  hold ms  time ms  frames/s"
+    );
     let mut failures: Vec<&str> = Vec::new();
     for (tx, rx) in [(&em0, &em1), (&em1, &em0)] {
         let (s, r) = (&tx.stats, &rx.stats);
@@ -747,29 +759,44 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
         let ok = r.rx_ok.load(Ordering::Relaxed);
         let bad = r.rx_bad.load(Ordering::Relaxed);
         let done = s.tx_done.load(Ordering::Relaxed);
-        let dur = us(r
-            .last_rx
-            .load(Ordering::Relaxed)
-            .saturating_sub(s.first_tx.load(Ordering::Relaxed)))
-        .max(1);
+        let first_rx = r.first_rx.load(Ordering::Relaxed);
+        let hold = us(first_rx.saturating_sub(s.first_tx.load(Ordering::Relaxed)));
+        let dur = us(r.last_rx.load(Ordering::Relaxed).saturating_sub(first_rx)).max(1);
+        let missed = rx.regs.read(MPC);
         kprintln!(
-            "  {}->{}   {sent:<7} {done:<7} {ok:<9} {bad:<4} {:<12} {:<8} {}",
+            "  {}->{}   {sent:<7} {done:<7} {ok:<9} {bad:<4} {missed:<12} {:<8} {:<8} {}",
             tx.name,
             rx.name,
-            rx.regs.read(MPC),
+            hold / 1000,
             dur / 1000,
             ok * 1_000_000 / dur,
         );
-        if sent != frames || done != frames || ok != frames || bad != 0 || rx.regs.read(MPC) != 0 {
+        if sent != frames || done != frames || ok != frames || bad != 0 || missed != 0 {
             failures.push("a frame was lost, damaged, reordered or not reclaimed");
         }
     }
+    // Both ways: from the first frame received either way to the last.
     let total: u64 =
         em0.stats.rx_ok.load(Ordering::Relaxed) + em1.stats.rx_ok.load(Ordering::Relaxed);
+    let start = em0
+        .stats
+        .first_rx
+        .load(Ordering::Relaxed)
+        .min(em1.stats.first_rx.load(Ordering::Relaxed));
+    let end = em0
+        .stats
+        .last_rx
+        .load(Ordering::Relaxed)
+        .max(em1.stats.last_rx.load(Ordering::Relaxed));
+    let both_us = us(end.saturating_sub(start)).max(1);
     kprintln!(
-        "  both directions: {total} frames in {} ms = {} frames/s",
-        elapsed_us / 1000,
-        total * 1_000_000 / elapsed_us
+        "  both directions: {total} frames in {} ms = {} frames/s (the whole run, with QEMU's receive hold: {} ms)",
+        both_us / 1000,
+        total * 1_000_000 / both_us,
+        us(t1 - t0) / 1000,
+    );
+    kprintln!(
+        "  hold: QEMU's e1000 queues what arrives for 1 s after RCTL is written (its flush_queue_timer); frames/s counts from the first frame received"
     );
     kprintln!(
         "  NIC  handler on CPU0  on CPU1  rx-cause CPU0/CPU1  tx-cause CPU0/CPU1  queued by CPU0/CPU1"
