@@ -107,7 +107,8 @@ pub(crate) fn usage() -> &'static str {
     "cargo xtask kernel [--check] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS...]\n\
      \n\
      Boots examples/kernel on QEMU (two CPUs, two e1000 NICs on a hub) and runs its\n\
-     platform self-test. KERNEL-ARGS: frames=N (per direction). --fault noipl runs the\n\
+     platform self-test. KERNEL-ARGS: frames=N (per direction), oneway (em0->em1 only).\n\
+     --fault noipl runs the\n\
      deliberately wrong build and passes only if the watchdog reports the deadlock."
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct Options {
     pub(crate) frames: u64,
     /// `fault=noipl`: the deliberately wrong build of the NIC test.
     pub(crate) fault_noipl: bool,
+    /// `oneway`: only em0 sends (em0→em1), for a one-way figure.
+    pub(crate) oneway: bool,
 }
 
 impl Options {
@@ -35,6 +37,7 @@ impl Options {
         let mut o = Self {
             frames: 100_000,
             fault_noipl: false,
+            oneway: false,
         };
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
@@ -46,7 +49,8 @@ impl Options {
                         .ok_or("frames=N needs N > 0")?;
                 }
                 Some(("fault", "noipl")) => o.fault_noipl = true,
-                _ => return Err("unknown option (known: frames=N, fault=noipl)"),
+                None if word == "oneway" => o.oneway = true,
+                _ => return Err("unknown option (known: frames=N, fault=noipl, oneway)"),
             }
         }
         Ok(o)
