@@ -108,8 +108,8 @@ pub(crate) fn usage() -> &'static str {
      \n\
      Boots examples/kernel on QEMU (two CPUs, two e1000 NICs on a hub) and runs its\n\
      platform self-test. KERNEL-ARGS: frames=N (per direction), oneway (em0->em1 only).\n\
-     --fault noipl runs the\n\
-     deliberately wrong build and passes only if the watchdog reports the deadlock."
+     --fault noipl runs the deliberately wrong build and passes only if the watchdog\n\
+     reports the deadlock."
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {

@@ -21,15 +21,16 @@ struct KernelHeap(Mutex<IPL_HIGH, Heap>);
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap::empty()));
 
-/// Hands `[start, start + len)` (capped at 64 MiB) to the heap; returns the
-/// size used.
+/// Hands the page-aligned part of `[start, start + len)` (capped at 64 MiB)
+/// to the heap; returns the size used.
 ///
 /// # Safety
 ///
 /// Once; the range is RAM that nothing else uses, for the whole run.
 pub(crate) unsafe fn init(start: u64, len: u64) -> usize {
+    let end = start.saturating_add(len);
     let start = start.next_multiple_of(4096);
-    let len = len.min(MAX_HEAP) as usize & !4095;
+    let len = end.saturating_sub(start).min(MAX_HEAP) as usize & !4095;
     // SAFETY: the caller gives unused, identity-mapped RAM, once.
     unsafe { HEAP.0.lock().init(start as usize as *mut u8, len) };
     len
