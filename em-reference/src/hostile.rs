@@ -19,12 +19,12 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::KernelLock;
 use crate::desc::{DescRing, RXD_STAT_DD, TXD_STAT_DD};
-use crate::driver::{Em, EmConfig, Mode, Stack};
+use crate::driver::{Em, EmConfig, EmError, Mode, Stack};
 use crate::hw::{Hardware, IntrHandler, IntrLine, Reg, Regs};
 use crate::pool::{Mbuf, Pool};
 use crate::regs::{ICR_RXO, ICR_RXT0, ICR_TXDW};
+use crate::{KernelLock, Path};
 
 /// Where the choices come from: each call gives the next one, `None` when
 /// the input is used up.
@@ -327,6 +327,134 @@ pub fn run(choices: &mut dyn FnMut() -> Option<u64>, steps: u64) -> Outcome {
     drop(em);
     Outcome {
         steps: done,
+        rx_errors: st.rx_errors,
+        rx_packets: st.rx_packets,
+    }
+}
+
+/// [`run`] with the device on a thread of its own: it acts (random
+/// descriptor write-backs, head registers anywhere, and an interrupt on
+/// every other act, masked or not: a line that never stops firing) while
+/// the driver, concurrently, transmits from one thread, runs `start_locked`
+/// under the big lock from another, and switches modes, goes down and up
+/// and resizes its rings from a third, for `steps` of those ioctls. `seed`
+/// picks every choice; the interleaving is the scheduler's, so a failure
+/// names its seed but may need several runs to reproduce.
+///
+/// # Panics
+///
+/// On any finding, as [`run`]: a driver panic on any thread, a malformed
+/// frame, a buffer lost or leaked, a counter that does not add up.
+pub fn run_concurrent(seed: u64, steps: u64) -> Outcome {
+    let xorshift = |mut x: u64| {
+        x |= 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x)
+        }
+    };
+    let pool = Pool::new(4096 + 1024, 2048);
+    let hw = Arc::new(Hostile::new(pool.clone()));
+    let stack = Arc::new(Checking {
+        pool: pool.clone(),
+        packets: AtomicU64::new(0),
+        malformed: AtomicU64::new(0),
+    });
+    let mut ioctl_next = xorshift(seed);
+    let mut rng = Choices::new(&mut ioctl_next);
+    let em = Em::attach(
+        Arc::clone(&hw),
+        EmConfig::new(Mode::ALL[rng.below(4) as usize]),
+        Arc::new(KernelLock::new()),
+        stack.clone(),
+    )
+    .unwrap();
+    em.up().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acts = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let (em, hw, pool, stop, acts) = (&em, &hw, &pool, &stop, &acts);
+        s.spawn(move || {
+            let mut next = xorshift(seed ^ 0xdead_beef);
+            let mut rng = Choices::new(&mut next);
+            let mut cursor = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                hw.act(&mut rng, &mut cursor);
+                acts.fetch_add(1, Ordering::Relaxed);
+                std::thread::yield_now();
+            }
+        });
+        s.spawn(move || {
+            let mut tag = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(mut m) = pool.alloc() {
+                    tag += 1;
+                    m.fill(60 + (tag % 1455) as u16, tag);
+                    if let Err(e) = em.transmit(0, m) {
+                        e.into_packet().free();
+                    }
+                }
+                std::thread::yield_now();
+            }
+        });
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let k = em.big_lock().lock(Path::Start);
+                match em.start_locked(0, &k) {
+                    Ok(()) | Err(EmError::WrongMode(_)) => {}
+                    Err(e) => panic!("start_locked: {e}"),
+                }
+                drop(k);
+                std::thread::yield_now();
+            }
+        });
+        for _ in 0..steps {
+            // Let the device act between two ioctls (a bounded wait: a
+            // device thread that died leaves it to the scope's join).
+            let seen = acts.load(Ordering::Relaxed);
+            for _ in 0..100_000 {
+                if acts.load(Ordering::Relaxed) >= seen + 50 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            match rng.below(3) {
+                0 => {
+                    em.down();
+                    em.up().unwrap();
+                }
+                1 => em
+                    .set_ring_sizes(80 + 8 * rng.below(60) as u32, 80 + 8 * rng.below(60) as u32)
+                    .unwrap(),
+                _ => em.set_mode(Mode::ALL[rng.below(4) as usize]).unwrap(),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    em.down();
+    let st = em.stats();
+    assert_eq!(
+        stack.malformed.load(Ordering::Relaxed),
+        0,
+        "seed {seed}: the stack got a bad frame"
+    );
+    assert_eq!(st.pool.in_use(), 0, "seed {seed}: {}", st.pool);
+    assert_eq!(st.pool.leaked, 0, "seed {seed}: {}", st.pool);
+    assert_eq!(
+        st.rx_packets,
+        stack.packets.load(Ordering::Relaxed),
+        "seed {seed}: the stack got what the driver counted"
+    );
+    assert_eq!(
+        st.tx_posted,
+        st.tx_completed + st.tx_flushed,
+        "seed {seed}: {st}"
+    );
+    drop(em);
+    Outcome {
+        steps,
         rx_errors: st.rx_errors,
         rx_packets: st.rx_packets,
     }

@@ -39,6 +39,23 @@ fn a_hostile_device_cannot_break_the_driver() {
     );
 }
 
+/// The same device acting on its own thread, its line firing all the time,
+/// while the driver transmits, runs big-lock starts, switches modes, goes
+/// down and up and resizes on three other threads ([`hostile::run_concurrent`]):
+/// the races a single thread cannot reach (a switch meeting a stray
+/// interrupt, a big-lock start meeting a switch).
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under Miri")]
+fn a_hostile_device_firing_during_switches_and_cycles_cannot_break_the_driver() {
+    let runs = (8 * scale() / 100).max(2);
+    let mut packets = 0;
+    for seed in 0..runs {
+        let out = hostile::run_concurrent(0x5eed_c0c0 + seed, 60);
+        packets += out.rx_packets;
+    }
+    assert!(packets > 0, "no frame ever reached the stack");
+}
+
 #[test]
 fn a_short_input_ends_the_run_cleanly() {
     let mut bytes = [7u64, 3, 99, 42].into_iter();

@@ -25,8 +25,8 @@ use std::time::Duration;
 use mpsafe_em::desc::{DescRing, RXD_STAT_DD, RXD_STAT_EOP};
 use mpsafe_em::regs::ICR_RXT0;
 use mpsafe_em::{
-    Device, DeviceConfig, Em, EmConfig, Hardware, IntrHandler, IntrLine, KernelLock, Mbuf, Mode,
-    Path, Pool, Reg, Regs, Sink, Stack, TxError, WireRate,
+    Device, DeviceConfig, Em, EmConfig, EmError, Hardware, IntrHandler, IntrLine, KernelLock, Mbuf,
+    Mode, Path, Pool, Reg, Regs, Sink, Stack, TxError, WireRate,
 };
 
 /// A one-shot event a thread can wait for.
@@ -560,5 +560,114 @@ fn a_frame_over_several_descriptors_is_dropped_whole() {
             "{mode}: the first frame after up is whole"
         );
         down_checked(em, &dev, &format!("fragments, {mode}"));
+    }
+}
+
+/// What a stack calling the interface's ioctls from `input` saw, per call.
+#[derive(Default)]
+struct Refusals {
+    set_mode: Option<Result<(), EmError>>,
+    up: Option<Result<(), EmError>>,
+    resize: Option<Result<(), EmError>>,
+    down_panic: Option<String>,
+    flush: Option<bool>,
+}
+
+/// A stack that, on its first batch, calls every ioctl that waits for the
+/// interrupt barrier from inside `input`, and records the answers.
+struct Meddling {
+    pool: Pool,
+    em: Mutex<Option<Arc<Em<Device>>>>,
+    seen: Mutex<Refusals>,
+    done: Event,
+}
+
+impl Stack for Meddling {
+    fn input(&self, _queue: usize, packets: &mut Vec<Mbuf>) -> bool {
+        self.pool.free_all(packets.drain(..));
+        let em = self
+            .em
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(em) = em else { return false };
+        if self.done.is_set() {
+            return false;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.set_mode = Some(em.set_mode(Mode::BigLock));
+        seen.up = Some(em.up());
+        seen.resize = Some(em.set_ring_sizes(256, 256));
+        seen.flush = Some(em.flush_tx(0));
+        seen.down_panic = catch_unwind(AssertUnwindSafe(|| em.down()))
+            .err()
+            .and_then(|p| p.downcast_ref::<String>().cloned());
+        drop(seen);
+        self.done.set();
+        false
+    }
+}
+
+/// `set_mode`, `up` and `set_ring_sizes` called from `Stack::input` would
+/// wait for the interrupt barrier from inside the interrupt: refused with
+/// `EmError::InInterrupt`, nothing changed; `down` panics with the reason
+/// (caught here, so the interrupt thread lives on); `flush_tx` just works.
+/// The interface keeps running, in every mode.
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under Miri")]
+fn ioctls_from_inside_the_handler_are_refused() {
+    for mode in Mode::ALL {
+        let pool = Pool::new(2048, 2048);
+        let dev = Device::new(
+            DeviceConfig {
+                queues: 1,
+                wire: WireRate::Off,
+                loopback: true,
+                ..DeviceConfig::default()
+            },
+            pool.clone(),
+        )
+        .unwrap();
+        let stack = Arc::new(Meddling {
+            pool: pool.clone(),
+            em: Mutex::new(None),
+            seen: Mutex::default(),
+            done: Event::default(),
+        });
+        let em = Arc::new(
+            Em::attach(
+                Arc::clone(&dev),
+                EmConfig::new(mode),
+                Arc::new(KernelLock::new()),
+                stack.clone(),
+            )
+            .unwrap(),
+        );
+        *stack.em.lock().unwrap() = Some(Arc::clone(&em));
+        em.up().unwrap();
+        with_watchdog(Duration::from_secs(60), || {
+            let mut m = pool.alloc().unwrap();
+            m.fill(60, 1);
+            em.transmit(0, m).unwrap();
+            assert!(stack.done.wait_for(Duration::from_secs(30)), "{mode}");
+        });
+        let seen = std::mem::take(&mut *stack.seen.lock().unwrap());
+        assert_eq!(seen.set_mode, Some(Err(EmError::InInterrupt)), "{mode}");
+        assert_eq!(seen.up, Some(Err(EmError::InInterrupt)), "{mode}");
+        assert_eq!(seen.resize, Some(Err(EmError::InInterrupt)), "{mode}");
+        assert_eq!(seen.flush, Some(false), "{mode}");
+        let msg = seen.down_panic.expect("down from the handler panics");
+        assert!(msg.contains("own interrupt handler"), "{mode}: {msg}");
+        assert_eq!(em.mode(), mode);
+        assert!(em.is_running(), "{mode}: still up");
+        // Traffic still flows through the handler.
+        let before = em.stats().rx_packets;
+        let mut m = pool.alloc().unwrap();
+        m.fill(60, 2);
+        em.transmit(0, m).unwrap();
+        assert!(eventually(|| em.stats().rx_packets > before), "{mode}");
+        *stack.em.lock().unwrap() = None;
+        let em = Arc::into_inner(em).unwrap();
+        detach_checked(em, &dev, &format!("meddling stack, {mode}"));
     }
 }
