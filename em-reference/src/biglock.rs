@@ -24,7 +24,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use mpsafe_order::{Ctx, Held, LockBefore, Ordered};
 
-use crate::driver::order::BigLock;
+use crate::levels::BigLock;
 
 /// The driver code paths whose big-lock acquisitions are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -431,7 +431,7 @@ mod tests {
     #[cfg(debug_assertions)]
     #[test]
     fn the_witness_sees_the_lock_released_while_asleep() {
-        use crate::driver::order::Ifnet;
+        use crate::levels::Ifnet;
         use mpsafe_barrier::Gate;
         use mpsafe_order::Ctx;
         use mpsafe_serializer::Serializer;

@@ -85,6 +85,7 @@ pub mod driver;
 pub mod harness;
 pub mod hostile;
 pub mod hw;
+pub mod levels;
 pub mod measure;
 pub mod plot;
 pub mod pool;

@@ -42,7 +42,7 @@ use crossbeam_utils::CachePadded;
 
 use mpsafe_order::{Ctx, LockBefore, Ordered};
 
-use crate::driver::order::PoolMutex;
+use crate::levels::PoolMutex;
 
 /// Where a buffer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
