@@ -1,6 +1,8 @@
 //! The driver test in one mode: em0 and em1 up, each sending to the other
-//! from its own thread at once; a measured phase; up/down cycles under load
-//! with the buffer table checked after each down; a drain; the accounting.
+//! from its own thread at once; a measured phase; a measured phase with two
+//! senders, one per CPU, both onto em0 ([`crate::two_cpu`]); up/down cycles
+//! under load with the buffer table checked after each down; a drain; the
+//! accounting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -11,7 +13,8 @@ use mpsafe_em::cpu::process_cpu_time;
 use mpsafe_em::uio::UioDevice;
 use mpsafe_em::{Em, EmStats, LockCounts, Mode, Path, Pool};
 
-use crate::traffic::{Checker, Sender, TxCounts};
+use crate::traffic::{Checker, OWN, Sender, TxCounts};
+use crate::two_cpu::{self, TwoCpu};
 
 /// A down/up cycle longer than this may have left the receiver disabled
 /// past QEMU's 1 s receive hold (the host was busy).
@@ -45,6 +48,8 @@ pub(crate) struct Plan {
     /// Runtime mode switches ([`Em::set_mode`]) under load after the
     /// cycles, both interfaces, through every mode; 0 for a fixed-mode run.
     pub switches: u32,
+    /// Run the two-CPU phase (two senders onto em0, `measure` long).
+    pub two_cpu: bool,
 }
 
 /// What one mode measured.
@@ -62,6 +67,8 @@ pub(crate) struct ModeReport {
     pub big_lock: LockCounts,
     /// Big-lock acquisitions during the measured `secs` only.
     pub big_lock_window: LockCounts,
+    /// The two-CPU phase, if the plan ran it.
+    pub two_cpu: Option<TwoCpu>,
     pub cycles: u32,
     /// Per direction: sent, received, written off (with causes), residual.
     pub lines: Vec<String>,
@@ -107,6 +114,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     // Big-lock acquisitions in the measured phase only (one kernel, one
     // lock: em0's counts are both interfaces').
     let mut window_locks = LockCounts::default();
+    let mut two = None;
     thread::scope(|s| {
         for i in 0..2 {
             let (me, peer) = (&nics[i], &nics[1 - i]);
@@ -116,11 +124,12 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
                 src: me.mac,
                 dst: peer.mac,
                 counts: &tx[i],
-                rx: &peer.stack.counts,
+                rx: &peer.stack.counts[OWN],
                 window: plan.window,
                 hand: &hands[i],
                 stop: &stop,
                 run: mode as u8,
+                id: OWN as u8,
             };
             thread::Builder::new()
                 .name(format!("tx {}", me.name))
@@ -132,7 +141,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         thread::sleep(Duration::from_millis(1200));
         let rx = || -> u64 {
             nics.iter()
-                .map(|n| n.stack.counts.received.load(Ordering::Relaxed))
+                .map(|n| n.stack.counts[OWN].received.load(Ordering::Relaxed))
                 .sum()
         };
         let txs = || -> u64 { tx.iter().map(|t| t.sent.load(Ordering::Relaxed)).sum() };
@@ -157,6 +166,17 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         measured = (secs, r1 - r0, t1 - t0, cpu, i1 - i0);
         let lk1 = locks();
         window_locks = LockCounts(core::array::from_fn(|i| lk1.0[i] - lk0.0[i]));
+        // 1b. Two senders, one per CPU, onto em0; em1 only receiving (the
+        //     own senders held meanwhile).
+        if plan.two_cpu {
+            let r = two_cpu::run(nics, &hands, &tx, missed0, mode as u8, plan);
+            errors.extend(r.errors.iter().cloned());
+            timeline.push(format!(
+                "{:>6} ms two-CPU phase done",
+                epoch.elapsed().as_millis()
+            ));
+            two = Some(r);
+        }
         // 2. Up/down cycles under load, alternating the interfaces.
         for c in 0..plan.cycles {
             let i = (c % 2) as usize;
@@ -207,7 +227,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
                 long_downs[i] += 1;
                 let _held = hands[1 - i].write().unwrap_or_else(|e| e.into_inner());
                 thread::sleep(Duration::from_millis(1300));
-                let (t, r) = (&tx[1 - i], &n.stack.counts);
+                let (t, r) = (&tx[1 - i], &n.stack.counts[OWN]);
                 let missed = (n.missed)() - missed0[i];
                 let gone = t.sent.load(Ordering::Relaxed).saturating_sub(
                     r.received.load(Ordering::Relaxed)
@@ -257,7 +277,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     // 4. Drain: everything accepted arrives or is written off.
     let settled = |i: usize| {
         let t = &tx[i];
-        let r = &nics[1 - i].stack.counts;
+        let r = &nics[1 - i].stack.counts[OWN];
         let missed = (nics[1 - i].missed)() - missed0[1 - i];
         t.sent.load(Ordering::Relaxed)
             <= r.received.load(Ordering::Relaxed)
@@ -285,7 +305,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
     let interrupts = nics.iter().map(|n| (n.interrupts)()).sum::<u64>() - intr0;
     let mut lines = Vec::new();
     for i in 0..2 {
-        let (t, r) = (&tx[i], &nics[1 - i].stack.counts);
+        let (t, r) = (&tx[i], &nics[1 - i].stack.counts[OWN]);
         let sent = t.sent.load(Ordering::Relaxed);
         let received = r.received.load(Ordering::Relaxed);
         let off = written_off(&after[i], &after[1 - i]) + missed[1 - i] + disabled_too_long[1 - i];
@@ -335,10 +355,13 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
                 "{} -> {}: missing sequence numbers: {}",
                 nics[1 - i].name,
                 n.name,
-                n.stack.missing_ranges(20)
+                n.stack.missing_ranges(OWN, 20)
             ));
         }
         diagnostics.push(format!("timeline:\n    {}", timeline.join("\n    ")));
+        if let Some(t) = &two {
+            diagnostics.extend(t.diagnostics.iter().cloned());
+        }
     }
     for (n, st) in nics.iter().zip(&after) {
         if st.pool.in_use() != 0 || st.pool.leaked != 0 || st.pool.dma_errors != 0 {
@@ -371,6 +394,7 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         interrupts,
         big_lock,
         big_lock_window: window_locks,
+        two_cpu: two,
         cycles,
         lines,
         after_down: after,
@@ -380,7 +404,8 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
 }
 
 /// Prints the per-mode table (the simulator demo's columns, for QEMU's
-/// e1000 pair) and the big-lock table.
+/// e1000 pair, then the two-CPU phase's packets/s and its ratio to
+/// biglock's), the two-CPU ratios in a line, and the big-lock table.
 pub(crate) fn print_tables(reports: &[ModeReport]) {
     let base = reports.iter().find(|r| r.mode == Mode::BigLock);
     let ratio = |v: f64, b: Option<f64>| match b {
@@ -389,12 +414,23 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
     };
     println!();
     println!(
-        "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>7}",
-        "mode", "rx pps", "tx pps", "intr/s", "CPU µs/p", "pps/BigL", "CPU/BigL", "cycles"
+        "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "mode",
+        "rx pps",
+        "tx pps",
+        "intr/s",
+        "CPU µs/p",
+        "pps/BigL",
+        "CPU/BigL",
+        "2CPU pps",
+        "2CPU/BigL",
+        "cycles"
     );
+    let two_pps = |r: &ModeReport| r.two_cpu.as_ref().map(|t| t.tx_pps);
+    let two_base = base.and_then(two_pps);
     for r in reports {
         println!(
-            "{:<12} {:>9.0} {:>9.0} {:>8.0} {:>9} {:>9} {:>9} {:>7}",
+            "{:<12} {:>9.0} {:>9.0} {:>8.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
             r.label,
             r.rx_pps,
             r.tx_pps,
@@ -406,7 +442,20 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
                 c,
                 base.and_then(|b| b.cpu_us_per_packet)
             )),
+            two_pps(r).map_or("-".into(), |p| format!("{p:.0}")),
+            two_pps(r).map_or("-".into(), |p| ratio(p, two_base)),
             r.cycles,
+        );
+    }
+    let two: Vec<String> = reports
+        .iter()
+        .filter(|r| r.mode != Mode::BigLock)
+        .filter_map(|r| Some(format!("{} {}", r.label, ratio(two_pps(r)?, two_base))))
+        .collect();
+    if !two.is_empty() {
+        println!(
+            "2CPU: two senders, one pinned to each CPU, onto em0 (em1 only receiving); packets/s over biglock's: {}",
+            two.join(", ")
         );
     }
     println!();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mpsafe_em::uio::{PCI_COMMAND_INTX_DISABLE, UioDevice};
 
 use crate::drive::Nic;
-use crate::traffic::write_frame;
+use crate::traffic::{OWN, write_frame};
 
 const FRAMES: u64 = 8;
 
@@ -40,7 +40,7 @@ pub(crate) fn run(em0: &Nic, em1: &Nic, dev1: &UioDevice, run: u8) -> Result<(),
         .map_err(|e| e.to_string())?;
     for seq in 1..=FRAMES {
         let mut m = em0.pool.alloc().ok_or("held: em0's pool is empty")?;
-        write_frame(&mut m, em1.mac, em0.mac, seq, run);
+        write_frame(&mut m, em1.mac, em0.mac, seq, run, OWN as u8);
         em0.em
             .transmit(0, m)
             .map_err(|e| format!("held: em0 refused frame {seq}: {e}"))?;
@@ -52,7 +52,7 @@ pub(crate) fn run(em0: &Nic, em1: &Nic, dev1: &UioDevice, run: u8) -> Result<(),
     dev1.rearm_intx().map_err(|e| e.to_string())?;
     em1.stack.mark_up();
     em1.em.up().map_err(|e| format!("held: em1: up: {e}"))?;
-    let received = || em1.stack.counts.received.load(Ordering::Relaxed);
+    let received = || em1.stack.counts[OWN].received.load(Ordering::Relaxed);
     let t = Instant::now();
     while received() < FRAMES && t.elapsed() < Duration::from_secs(4) {
         thread::sleep(Duration::from_millis(10));

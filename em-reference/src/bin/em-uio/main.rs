@@ -7,9 +7,10 @@
 //! - `smoke`: one frame em0 → em1 by hand, no driver;
 //! - `held`: frames sent to em1 while it is down survive a re-arm of its
 //!   interrupt line during the down;
-//! - `driver`: both interfaces sending to each other in every mode, with
-//!   down/up cycles and runtime switches under load, every frame and
-//!   buffer accounted for;
+//! - `driver`: both interfaces sending to each other in every mode, then
+//!   two senders pinned to the two CPUs both sending onto em0, with down/up
+//!   cycles and runtime switches under load, every frame and buffer
+//!   accounted for;
 //!
 //! and exits non-zero on any failure. Needs root.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
@@ -19,6 +20,7 @@ mod figure;
 mod held;
 mod smoke;
 mod traffic;
+mod two_cpu;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -169,6 +171,7 @@ fn driver(
         // MPC) whatever does not fit, so a bigger window measures QEMU's
         // queue, not the driver.
         window: 16,
+        two_cpu: true,
     };
     let mut reports = Vec::new();
     // Every mode fixed, then one run that switches modes under load.
@@ -176,6 +179,9 @@ fn driver(
         Mode::BigLock,
         drive::Plan {
             switches: 8,
+            // The switching run starts in biglock: its two-CPU phase would
+            // repeat biglock's.
+            two_cpu: false,
             ..plan
         },
     )]);
@@ -202,7 +208,11 @@ fn driver(
             );
         }
         let r = drive::run(mode, &nics, plan);
-        for l in &r.lines {
+        for l in r
+            .lines
+            .iter()
+            .chain(r.two_cpu.iter().flat_map(|t| &t.lines))
+        {
             println!("  {l}");
         }
         println!(

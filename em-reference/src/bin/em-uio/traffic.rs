@@ -2,10 +2,13 @@
 //! flight, and a receiving stack that checks every frame.
 //!
 //! A frame from `src` to `dst`: the Ethernet header (ethertype 0x88b5, local
-//! experimental), the 64-bit sequence number, then a payload derived from
-//! it; its length is derived from it too (60 to 1514 bytes). The receiver
-//! recomputes both, so a frame that arrives cut, padded, corrupted,
-//! duplicated or out of order is caught.
+//! experimental), the 64-bit sequence number, the run id, the sender id,
+//! then a payload derived from the sequence number; its length is derived
+//! from it too (60 to 1514 bytes). The receiver recomputes both, so a frame
+//! that arrives cut, padded, corrupted, duplicated or out of order is
+//! caught. Each sender numbers its own frames from 1 and the receiver keeps
+//! one account per sender id ([`SENDERS`] of them), so several senders on
+//! one interface are checked as exactly as one.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +25,14 @@ const HOLD_RELEASE_UNTIL_NS: u64 = 3_000_000_000;
 /// Local experimental ethertype.
 const ETHERTYPE: u16 = 0x88b5;
 const HDR: usize = 14 + 8;
+/// The payload's first byte, after the run id and the sender id.
+const BODY: usize = HDR + 2;
+
+/// Sender ids a receiver keeps an account for.
+pub(crate) const SENDERS: usize = 3;
+/// The id of an interface's own sender (the two-way phases); the others
+/// are the two-CPU phase's senders.
+pub(crate) const OWN: usize = 0;
 
 /// Frame length for sequence number `seq`: spread over 60..=1514.
 pub(crate) fn frame_len(seq: u64) -> usize {
@@ -32,8 +43,9 @@ fn payload_byte(seq: u64, i: usize) -> u8 {
     (seq as u8).wrapping_mul(31).wrapping_add(i as u8)
 }
 
-/// Writes frame `seq` into `m` (a DMA-backed buffer).
-pub(crate) fn write_frame(m: &mut Mbuf, dst: [u8; 6], src: [u8; 6], seq: u64, run: u8) {
+/// Writes frame `seq` of sender `sender` (below [`SENDERS`]) into `m` (a
+/// DMA-backed buffer).
+pub(crate) fn write_frame(m: &mut Mbuf, dst: [u8; 6], src: [u8; 6], seq: u64, run: u8, sender: u8) {
     let len = frame_len(seq);
     let b = m.data_mut().expect("a DMA-backed pool");
     b[..6].copy_from_slice(&dst);
@@ -41,13 +53,14 @@ pub(crate) fn write_frame(m: &mut Mbuf, dst: [u8; 6], src: [u8; 6], seq: u64, ru
     b[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
     b[14..22].copy_from_slice(&seq.to_be_bytes());
     b[22] = run;
-    for (i, x) in b[HDR + 1..len].iter_mut().enumerate() {
+    b[23] = sender;
+    for (i, x) in b[BODY..len].iter_mut().enumerate() {
         *x = payload_byte(seq, i);
     }
     m.set_len(len as u16);
 }
 
-/// What one direction's receiver saw.
+/// What a receiver saw from one sender.
 #[derive(Debug, Default)]
 pub(crate) struct RxCounts {
     /// Frames intact and in order.
@@ -75,9 +88,11 @@ pub(crate) struct Checker {
     peer: [u8; 6],
     me: [u8; 6],
     run: u8,
-    pub counts: RxCounts,
-    /// Sequence numbers skipped so far (a late frame must be one of them).
-    missing: Mutex<BTreeSet<u64>>,
+    /// Per sender id: [`OWN`] is the peer's own sender.
+    pub counts: [RxCounts; SENDERS],
+    /// Per sender id, the sequence numbers skipped so far (a late frame
+    /// must be one of them).
+    missing: [Mutex<BTreeSet<u64>>; SENDERS],
     /// When the receiving interface was last brought up (ns since `epoch`).
     up_at: AtomicU64,
     epoch: Instant,
@@ -90,8 +105,8 @@ impl Checker {
             peer,
             me,
             run,
-            counts: RxCounts::default(),
-            missing: Mutex::new(BTreeSet::new()),
+            counts: Default::default(),
+            missing: Default::default(),
             up_at: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -112,9 +127,10 @@ impl Checker {
         (HOLD_RELEASE_FROM_NS..=HOLD_RELEASE_UNTIL_NS).contains(&since)
     }
 
-    fn check(&self, m: &Mbuf) -> Result<u64, ()> {
+    /// The frame's sender id and sequence number, if it is intact.
+    fn check(&self, m: &Mbuf) -> Result<(usize, u64), ()> {
         let d = m.data().ok_or(())?;
-        if d.len() < HDR
+        if d.len() < BODY
             || d[..6] != self.me
             || d[6..12] != self.peer
             || d[12..14] != ETHERTYPE.to_be_bytes()
@@ -129,22 +145,28 @@ impl Checker {
             // A frame of an earlier mode's run: QEMU kept it queued.
             return Err(());
         }
-        if d[HDR + 1..]
+        let sender = usize::from(d[23]);
+        if sender >= SENDERS {
+            return Err(());
+        }
+        if d[BODY..]
             .iter()
             .enumerate()
             .any(|(i, &x)| x != payload_byte(seq, i))
         {
             return Err(());
         }
-        Ok(seq)
+        Ok((sender, seq))
     }
 }
 
 impl Checker {
-    /// The sequence numbers still missing, as ranges (`a-b`), at most
-    /// `limit` of them: for a failure report.
-    pub(crate) fn missing_ranges(&self, limit: usize) -> String {
-        let missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+    /// The sequence numbers of sender `sender` still missing, as ranges
+    /// (`a-b`), at most `limit` of them: for a failure report.
+    pub(crate) fn missing_ranges(&self, sender: usize, limit: usize) -> String {
+        let missing = self.missing[sender]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<(u64, u64)> = Vec::new();
         for &seq in missing.iter() {
             match out.last_mut() {
@@ -170,11 +192,14 @@ impl Checker {
         s.join(" ")
     }
 
-    /// Books one intact frame `seq` of `len` bytes, received at `now_ns`.
-    fn accept(&self, seq: u64, len: usize, now_ns: u64) {
-        let c = &self.counts;
+    /// Books one intact frame `seq` of sender `sender`, `len` bytes,
+    /// received at `now_ns`.
+    fn accept(&self, sender: usize, seq: u64, len: usize, now_ns: u64) {
+        let c = &self.counts[sender];
         let last = c.last.load(Ordering::Relaxed);
-        let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing = self.missing[sender]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if seq <= last {
             // Late: legitimate only if it fills a gap (not a duplicate)
             // when QEMU releases its held frames.
@@ -205,9 +230,13 @@ impl Stack for Checker {
         // and `accept` books each frame under the `missing` lock anyway.
         for m in packets.iter() {
             match self.check(m) {
-                Ok(seq) => self.accept(seq, m.len(), self.epoch.elapsed().as_nanos() as u64),
+                Ok((sender, seq)) => {
+                    self.accept(sender, seq, m.len(), self.epoch.elapsed().as_nanos() as u64)
+                }
                 Err(()) => {
-                    self.counts.corrupt.fetch_add(1, Ordering::Relaxed);
+                    // No sender id to trust: booked on the own sender's
+                    // account, where any corrupt frame is an error.
+                    self.counts[OWN].corrupt.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -232,7 +261,8 @@ pub(crate) struct TxCounts {
     pub written_off: AtomicU64,
 }
 
-/// One direction's sender: `em` to the peer whose receiver counts `rx`.
+/// One sender: `em` to the peer whose receiver counts `rx` (its account
+/// for sender id `id`).
 pub(crate) struct Sender<'a> {
     pub em: &'a Em<UioDevice>,
     pub pool: Pool,
@@ -249,6 +279,8 @@ pub(crate) struct Sender<'a> {
     pub stop: &'a AtomicBool,
     /// Run id written into every frame (one per mode).
     pub run: u8,
+    /// Sender id written into every frame (below [`SENDERS`]).
+    pub id: u8,
 }
 
 impl Sender<'_> {
@@ -272,7 +304,7 @@ impl Sender<'_> {
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             };
-            write_frame(&mut m, self.dst, self.src, seq, self.run);
+            write_frame(&mut m, self.dst, self.src, seq, self.run, self.id);
             match self.em.transmit(0, m) {
                 Ok(()) => {
                     c.sent.fetch_add(1, Ordering::Relaxed);
@@ -326,16 +358,20 @@ mod tests {
         let p = pool(2);
         let c = checker(&p);
         let mut m = p.alloc().unwrap();
-        write_frame(&mut m, ME, PEER, 42, 7);
+        write_frame(&mut m, ME, PEER, 42, 7, 0);
         assert_eq!(m.len(), frame_len(42));
-        assert_eq!(c.check(&m), Ok(42));
+        assert_eq!(c.check(&m), Ok((0, 42)));
         m.data_mut().unwrap()[40] ^= 1;
         assert_eq!(c.check(&m), Err(()), "a flipped payload bit");
-        write_frame(&mut m, ME, PEER, 42, 6);
+        write_frame(&mut m, ME, PEER, 42, 6, 0);
         assert_eq!(c.check(&m), Err(()), "a frame of another run");
-        write_frame(&mut m, ME, PEER, 42, 7);
+        write_frame(&mut m, ME, PEER, 42, 7, 0);
         m.set_len(m.len() as u16 + 4);
         assert_eq!(c.check(&m), Err(()), "4 bytes too long (no SECRC)");
+        write_frame(&mut m, ME, PEER, 42, 7, 2);
+        assert_eq!(c.check(&m), Ok((2, 42)), "sender 2's frame");
+        write_frame(&mut m, ME, PEER, 42, 7, SENDERS as u8);
+        assert_eq!(c.check(&m), Err(()), "a sender id out of range");
         m.free();
         let lens: Vec<usize> = (1..5000).map(frame_len).collect();
         assert_eq!(lens.iter().min(), Some(&60));
@@ -347,20 +383,48 @@ mod tests {
         let p = pool(1);
         let c = checker(&p);
         let hold = HOLD_RELEASE_FROM_NS + 1;
-        c.accept(1, 60, 0);
-        c.accept(4, 60, 0); // 2 and 3 missing
-        let n = &c.counts;
+        c.accept(OWN, 1, 60, 0);
+        c.accept(OWN, 4, 60, 0); // 2 and 3 missing
+        let n = &c.counts[OWN];
         assert_eq!(n.gaps.load(Ordering::Relaxed), 2);
         // 2 arrives late, but not when QEMU releases held frames: an error.
-        c.accept(2, 60, hold + HOLD_RELEASE_UNTIL_NS);
+        c.accept(OWN, 2, 60, hold + HOLD_RELEASE_UNTIL_NS);
         assert_eq!(n.out_of_order.load(Ordering::Relaxed), 1);
         // 3 arrives late at the release: late, the gap closes.
-        c.accept(3, 60, hold);
+        c.accept(OWN, 3, 60, hold);
         assert_eq!(n.late_in_hold.load(Ordering::Relaxed), 1);
         assert_eq!(n.gaps.load(Ordering::Relaxed), 1);
         // 3 again: a duplicate, even at the release.
-        c.accept(3, 60, hold);
+        c.accept(OWN, 3, 60, hold);
         assert_eq!(n.out_of_order.load(Ordering::Relaxed), 2);
         assert_eq!(n.received.load(Ordering::Relaxed), 2);
+    }
+
+    /// Two senders' frames interleaved on one receiver: each sequence is
+    /// checked on its own, so interleaving is neither a gap nor out of
+    /// order, while a gap or a repeat within one sender still is.
+    #[test]
+    fn senders_are_checked_apart() {
+        let p = pool(8);
+        let c = checker(&p);
+        let mut frames = Vec::new();
+        for (id, seq) in [(1, 1), (2, 1), (2, 2), (1, 2), (1, 3), (2, 4), (1, 3)] {
+            let mut m = p.alloc().unwrap();
+            write_frame(&mut m, ME, PEER, seq, 7, id);
+            frames.push(m);
+        }
+        assert!(!c.input(0, &mut frames));
+        assert!(frames.is_empty());
+        let (one, two) = (&c.counts[1], &c.counts[2]);
+        assert_eq!(one.received.load(Ordering::Relaxed), 3);
+        assert_eq!(one.out_of_order.load(Ordering::Relaxed), 1, "1's 3 twice");
+        assert_eq!(one.gaps.load(Ordering::Relaxed), 0);
+        assert_eq!(two.received.load(Ordering::Relaxed), 3);
+        assert_eq!(two.gaps.load(Ordering::Relaxed), 1, "2's 3 missing");
+        assert_eq!(two.out_of_order.load(Ordering::Relaxed), 0);
+        assert_eq!(c.missing_ranges(2, 5), "3");
+        assert_eq!(c.missing_ranges(1, 5), "");
+        assert_eq!(c.counts[OWN].received.load(Ordering::Relaxed), 0);
+        assert_eq!(p.stats().in_use(), 0, "every frame freed");
     }
 }
