@@ -14,7 +14,7 @@ use mpsafe_em::uio::UioDevice;
 use mpsafe_em::{Em, EmStats, LockCounts, Mode, Path, Pool};
 
 use crate::traffic::{Checker, OWN, Sender, TxCounts};
-use crate::two_cpu::{self, TwoCpu};
+use crate::two_cpu::{self, Phase, SLICE_MS, TwoCpu};
 
 /// A down/up cycle longer than this may have left the receiver disabled
 /// past QEMU's 1 s receive hold (the host was busy).
@@ -48,8 +48,8 @@ pub(crate) struct Plan {
     /// Runtime mode switches ([`Em::set_mode`]) under load after the
     /// cycles, both interfaces, through every mode; 0 for a fixed-mode run.
     pub switches: u32,
-    /// Run the two-CPU phase (two senders onto em0, `measure` long).
-    pub two_cpu: bool,
+    /// The two-CPU phase (two senders onto em0), if any.
+    pub two_cpu: Phase,
 }
 
 /// What one mode measured.
@@ -168,8 +168,8 @@ pub(crate) fn run(mode: Mode, nics: &[Nic; 2], plan: Plan) -> ModeReport {
         window_locks = LockCounts(core::array::from_fn(|i| lk1.0[i] - lk0.0[i]));
         // 1b. Two senders, one per CPU, onto em0; em1 only receiving (the
         //     own senders held meanwhile).
-        if plan.two_cpu {
-            let r = two_cpu::run(nics, &hands, &tx, missed0, mode as u8, plan);
+        if plan.two_cpu != Phase::Off {
+            let r = two_cpu::run(nics, &hands, &tx, missed0, mode, plan);
             errors.extend(r.errors.iter().cloned());
             timeline.push(format!(
                 "{:>6} ms two-CPU phase done",
@@ -426,7 +426,13 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
         "2CPU/BigL",
         "cycles"
     );
-    let two_pps = |r: &ModeReport| r.two_cpu.as_ref().map(|t| t.tx_pps);
+    // A rotated phase's total mixes the modes: its line below splits it.
+    let two_pps = |r: &ModeReport| {
+        r.two_cpu
+            .as_ref()
+            .filter(|t| t.rotated.is_empty())
+            .map(|t| t.tx_pps)
+    };
     let two_base = base.and_then(two_pps);
     for r in reports {
         println!(
@@ -456,6 +462,37 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
         println!(
             "2CPU: two senders, one pinned to each CPU, onto em0 (em1 only receiving); packets/s over biglock's: {}",
             two.join(", ")
+        );
+    }
+    for r in reports {
+        let Some(t) = r.two_cpu.as_ref().filter(|t| !t.rotated.is_empty()) else {
+            continue;
+        };
+        let pps = |m: Mode| {
+            t.rotated
+                .iter()
+                .find(|x| x.0 == m)
+                .map(|&(_, f, s)| f as f64 / s)
+        };
+        let base = pps(Mode::BigLock);
+        let cells: Vec<String> = t
+            .rotated
+            .iter()
+            .map(|&(m, f, s)| {
+                let p = f as f64 / s;
+                if m == Mode::BigLock {
+                    format!("{m} {p:.0} pps")
+                } else {
+                    format!("{m} {p:.0} ({})", ratio(p, base))
+                }
+            })
+            .collect();
+        println!(
+            "2CPU interleaved ({} run: both interfaces switched through every mode, {:.1} s per mode in {} ms slices): {}",
+            r.label,
+            t.rotated.first().map_or(0.0, |x| x.2),
+            SLICE_MS,
+            cells.join(", ")
         );
     }
     println!();

@@ -30,6 +30,8 @@ use mpsafe_em::{Em, EmConfig, KernelLock, Mode, Stack};
 
 use mpsafe_em::uio::{DEVICE_82540EM, UioConfig, UioDevice, VENDOR_INTEL, find};
 
+use crate::two_cpu::Phase;
+
 fn main() -> ExitCode {
     let what: Vec<String> = std::env::args().skip(1).collect();
     let what = if what.is_empty() {
@@ -171,7 +173,7 @@ fn driver(
         // MPC) whatever does not fit, so a bigger window measures QEMU's
         // queue, not the driver.
         window: 16,
-        two_cpu: true,
+        two_cpu: Phase::Fixed,
     };
     let mut reports = Vec::new();
     // Every mode fixed, then one run that switches modes under load.
@@ -179,9 +181,10 @@ fn driver(
         Mode::BigLock,
         drive::Plan {
             switches: 8,
-            // The switching run starts in biglock: its two-CPU phase would
-            // repeat biglock's.
-            two_cpu: false,
+            // All modes' two-CPU phases again, interleaved in one run, 6
+            // rounds of every mode (14 s): comparable under a host load
+            // that moves between the fixed runs.
+            two_cpu: Phase::Rotate { rounds: 6 },
             ..plan
         },
     )]);
@@ -203,7 +206,7 @@ fn driver(
             println!("driver: {mode}: em0 and em1 sending to each other");
         } else {
             println!(
-                "driver: switching: from {mode}, {} runtime switches through every mode under load",
+                "driver: switching: from {mode}, {} runtime switches through every mode under load; its two-CPU phase switches through every mode too",
                 plan.switches
             );
         }

@@ -8,12 +8,20 @@
 //! the two senders' frames; each numbers its own from 1 under its sender id
 //! and em1's [`Checker`](crate::traffic::Checker) checks each sequence
 //! apart, so every frame is accounted for exactly.
+//!
+//! Each mode's run measures the phase in its own mode ([`Phase::Fixed`]).
+//! On a shared, loaded host the load moves between those runs, seconds
+//! apart; [`Phase::Rotate`] measures all modes inside one run instead,
+//! switching both interfaces ([`Em::set_mode`](mpsafe_em::Em::set_mode))
+//! through every mode in short slices, round after round, so that each
+//! mode sees the same host.
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mpsafe_em::Mode;
 use mpsafe_em::cpu::process_cpu_time;
 
 use crate::drive::{Nic, Plan};
@@ -25,6 +33,23 @@ const IDS: [usize; 2] = [1, 2];
 /// Time for the senders to reach their steady state before the measured
 /// window.
 const WARM_UP: Duration = Duration::from_millis(300);
+/// [`Phase::Rotate`]: after a switch, time before the slice's count starts.
+const SETTLE: Duration = Duration::from_millis(100);
+/// [`Phase::Rotate`]: one mode's measured slice, in ms.
+pub(crate) const SLICE_MS: u64 = 400;
+const SLICE: Duration = Duration::from_millis(SLICE_MS);
+
+/// Whether and how a run measures the two-CPU phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not at all.
+    Off,
+    /// In the run's mode, for the plan's `measure`.
+    Fixed,
+    /// Every mode in turn, [`SLICE`] each, for `rounds` rounds, then back
+    /// to the run's mode.
+    Rotate { rounds: u32 },
+}
 
 /// What the two-CPU phase measured and checked.
 #[derive(Debug, Default)]
@@ -42,6 +67,9 @@ pub(crate) struct TwoCpu {
     /// The process's CPU time per frame sent plus frame received (the
     /// two-way table's measure).
     pub cpu_us_per_packet: Option<f64>,
+    /// [`Phase::Rotate`]: per mode, frames sent in its slices and their
+    /// total length in seconds.
+    pub rotated: Vec<(Mode, u64, f64)>,
     /// The phase's accounting, one line per sender.
     pub lines: Vec<String>,
     pub errors: Vec<String>,
@@ -95,17 +123,19 @@ pub(crate) fn pin_to(cpu: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the phase inside [`drive::run`](crate::drive::run)'s load: both
-/// interfaces up, their own senders running (held here through `hands`,
-/// their counts `tx`), `missed0` the receivers' `MPC` at the start.
+/// Runs the phase (`plan.two_cpu`, not [`Phase::Off`]) inside
+/// [`drive::run`](crate::drive::run)'s load: both interfaces up in `mode`,
+/// their own senders running (held here through `hands`, their counts
+/// `tx`), `missed0` the receivers' `MPC` at the start.
 pub(crate) fn run(
     nics: &[Nic; 2],
     hands: &[RwLock<()>; 2],
     tx: &[TxCounts; 2],
     missed0: [u64; 2],
-    run: u8,
+    mode: Mode,
     plan: Plan,
 ) -> TwoCpu {
+    let run = mode as u8;
     let mut out = TwoCpu::default();
     let cpus = match allowed_cpus() {
         Ok(c) if c.len() >= 2 => [c[0], c[1]],
@@ -184,8 +214,34 @@ pub(crate) fn run(
         let sent =
             || -> [u64; 2] { core::array::from_fn(|k| counts[k].sent.load(Ordering::Relaxed)) };
         let received = || -> u64 { rx.iter().map(|r| r.received.load(Ordering::Relaxed)).sum() };
+        let total = || -> u64 { sent().iter().sum() };
         let (s0, r0, c0, at) = (sent(), received(), process_cpu_time(), Instant::now());
-        thread::sleep(plan.measure);
+        if let Phase::Rotate { rounds } = plan.two_cpu {
+            let mut per_mode = Mode::ALL.map(|m| (m, 0, 0.0));
+            for _ in 0..rounds {
+                for (m, frames, secs) in &mut per_mode {
+                    for n in nics {
+                        if let Err(e) = n.em.set_mode(*m) {
+                            out.errors.push(format!("{}: set_mode({m}): {e}", n.name));
+                        }
+                    }
+                    thread::sleep(SETTLE);
+                    let (f0, t0) = (total(), Instant::now());
+                    thread::sleep(SLICE);
+                    *frames += total() - f0;
+                    *secs += t0.elapsed().as_secs_f64();
+                }
+            }
+            for n in nics {
+                if let Err(e) = n.em.set_mode(mode) {
+                    out.errors
+                        .push(format!("{}: set_mode({mode}): {e}", n.name));
+                }
+            }
+            out.rotated = per_mode.to_vec();
+        } else {
+            thread::sleep(plan.measure);
+        }
         let (s1, r1, c1, secs) = (
             sent(),
             received(),
@@ -269,7 +325,12 @@ pub(crate) fn run(
     let corrupt = own.corrupt.load(Ordering::Relaxed) - corrupt0;
     let ooo = own.out_of_order.load(Ordering::Relaxed) - ooo0;
     out.lines.push(format!(
-        "two CPUs onto em0: {:.0} pps sent ({:.0} received) in the measured {:.1} s, {} by CPU {} and {} by CPU {}; lost {lost_total}, em1 missed (MPC) {missed}; corrupt {corrupt}, own sender's frames out of order {ooo}; CPU µs/p {}",
+        "two CPUs onto em0{}: {:.0} pps sent ({:.0} received) in the measured {:.1} s, {} by CPU {} and {} by CPU {}; lost {lost_total}, em1 missed (MPC) {missed}; corrupt {corrupt}, own sender's frames out of order {ooo}; CPU µs/p {}",
+        if out.rotated.is_empty() {
+            ""
+        } else {
+            ", every mode in turn"
+        },
         out.tx_pps,
         out.rx_pps,
         out.secs,
