@@ -201,9 +201,11 @@ impl<H: Hardware> Softc<H> {
 /// [`stop`](Em::stop) / [`stop_locked`](Em::stop_locked) take the ifnet
 /// [`Serializer`] (and the big lock, in the modes that use it) or demand its
 /// guard; [`start`](Em::start) / [`start_locked`](Em::start_locked) run the
-/// start routine through the send queue's serializer or under the caller's
-/// big lock. A guard from another interface's serializer or another big
-/// lock is refused with a panic.
+/// start routine through the send queue's serializer, the second for a
+/// caller that holds the big lock (the routine's own acquisition nests in
+/// it). A guard from another interface's serializer or another big lock,
+/// or a big-lock guard this thread does not hold now, is refused with a
+/// panic.
 pub struct Em<H: Hardware> {
     sc: Arc<Softc<H>>,
     /// The refill timeout's thread.
