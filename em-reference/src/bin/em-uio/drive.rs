@@ -475,23 +475,39 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
                 .map(|&(_, f, s)| f as f64 / s)
         };
         let base = pps(Mode::BigLock);
+        let b = t.rotated.iter().position(|x| x.0 == Mode::BigLock);
         let cells: Vec<String> = t
             .rotated
             .iter()
-            .map(|&(m, f, s)| {
+            .enumerate()
+            .map(|(j, &(m, f, s))| {
                 let p = f as f64 / s;
-                if m == Mode::BigLock {
-                    format!("{m} {p:.0} pps")
-                } else {
-                    format!("{m} {p:.0} ({})", ratio(p, base))
+                let Some(b) = b.filter(|&b| b != j) else {
+                    return format!("{m} {p:.0} pps");
+                };
+                // The same ratio round by round, each against biglock's
+                // slice of that round.
+                let mut per_round: Vec<f64> = t
+                    .rounds
+                    .iter()
+                    .filter(|x| x[b] > 0.0)
+                    .map(|x| x[j] / x[b])
+                    .collect();
+                match spread(&mut per_round) {
+                    Some((lo, med, hi)) => format!(
+                        "{m} {p:.0} ({}; by round {lo:.2}..{hi:.2}, median {med:.2})",
+                        ratio(p, base)
+                    ),
+                    None => format!("{m} {p:.0} ({})", ratio(p, base)),
                 }
             })
             .collect();
         println!(
-            "2CPU interleaved ({} run: both interfaces switched through every mode, {:.1} s per mode in {} ms slices): {}",
+            "2CPU interleaved ({} run: both interfaces switched through every mode, {} rounds of {} ms slices, {:.1} s per mode): {}",
             r.label,
-            t.rotated.first().map_or(0.0, |x| x.2),
+            t.rounds.len(),
             SLICE_MS,
+            t.rotated.first().map_or(0.0, |x| x.2),
             cells.join(", ")
         );
     }
@@ -508,5 +524,25 @@ pub(crate) fn print_tables(reports: &[ModeReport]) {
             print!(" {:>10}", r.big_lock.get(p));
         }
         println!();
+    }
+}
+
+/// The smallest, the median (the upper one of an even count) and the
+/// largest of `v` (sorted in place), or `None` if it is empty.
+fn spread(v: &mut [f64]) -> Option<(f64, f64, f64)> {
+    v.sort_by(f64::total_cmp);
+    Some((*v.first()?, v[v.len() / 2], *v.last()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_of_round_ratios() {
+        assert_eq!(spread(&mut []), None);
+        assert_eq!(spread(&mut [1.5]), Some((1.5, 1.5, 1.5)));
+        assert_eq!(spread(&mut [2.0, 0.5, 1.0]), Some((0.5, 1.0, 2.0)));
+        assert_eq!(spread(&mut [3.0, 0.5, 1.0, 2.0]), Some((0.5, 2.0, 3.0)));
     }
 }

@@ -181,10 +181,10 @@ fn driver(
         Mode::BigLock,
         drive::Plan {
             switches: 8,
-            // All modes' two-CPU phases again, interleaved in one run, 6
-            // rounds of every mode (14 s): comparable under a host load
-            // that moves between the fixed runs.
-            two_cpu: Phase::Rotate { rounds: 6 },
+            // All modes' two-CPU phases again, interleaved in one run, 8
+            // rounds of every mode (0.5 s a slice, 16 s): comparable under a
+            // host load that moves between the fixed runs.
+            two_cpu: Phase::Rotate { rounds: 8 },
             ..plan
         },
     )]);

@@ -70,6 +70,9 @@ pub(crate) struct TwoCpu {
     /// [`Phase::Rotate`]: per mode, frames sent in its slices and their
     /// total length in seconds.
     pub rotated: Vec<(Mode, u64, f64)>,
+    /// [`Phase::Rotate`]: per round, each mode's packets/s in its slice, in
+    /// `rotated`'s order (to show how much the ratios move between rounds).
+    pub rounds: Vec<Vec<f64>>,
     /// The phase's accounting, one line per sender.
     pub lines: Vec<String>,
     pub errors: Vec<String>,
@@ -219,6 +222,7 @@ pub(crate) fn run(
         if let Phase::Rotate { rounds } = plan.two_cpu {
             let mut per_mode = Mode::ALL.map(|m| (m, 0, 0.0));
             for _ in 0..rounds {
+                let mut this_round = Vec::new();
                 for (m, frames, secs) in &mut per_mode {
                     for n in nics {
                         if let Err(e) = n.em.set_mode(*m) {
@@ -228,9 +232,12 @@ pub(crate) fn run(
                     thread::sleep(SETTLE);
                     let (f0, t0) = (total(), Instant::now());
                     thread::sleep(SLICE);
-                    *frames += total() - f0;
-                    *secs += t0.elapsed().as_secs_f64();
+                    let (f, s) = (total() - f0, t0.elapsed().as_secs_f64());
+                    *frames += f;
+                    *secs += s;
+                    this_round.push(f as f64 / s);
                 }
+                out.rounds.push(this_round);
             }
             for n in nics {
                 if let Err(e) = n.em.set_mode(mode) {
