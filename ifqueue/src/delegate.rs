@@ -138,7 +138,7 @@ impl<W: Wait> StartTask<W> {
             // the packets enqueued before the requests it takes. Clearing
             // PENDING before the pass means a request during it runs another.
             let taken = self.word.fetch_and(!PENDING, Ordering::Acquire);
-            ifq.start();
+            ifq.start_from_task();
             if taken & STOP != 0 {
                 return;
             }

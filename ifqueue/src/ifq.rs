@@ -8,6 +8,7 @@ use lock_api::RawMutex;
 use mpsafe_serializer::{DefaultWait, Task, TaskOwner, Wait};
 
 use crate::DefaultLock;
+use crate::delegate::StartTask;
 use crate::discipline::Discipline;
 use crate::queue::{ConfigError, Dropped, SendQueue};
 use crate::sync::{AtomicBool, Ordering};
@@ -21,6 +22,9 @@ const RESTART: Task = Task::new(0);
 const START: Task = Task::new(1);
 /// Last: a barrier queued in the same pass as a start runs after it.
 const BARRIER: Task = Task::new(2);
+
+/// `IfQueue::owner_bound` when `Config::owner_bound` is `None`.
+const NO_BOUND: usize = usize::MAX;
 
 /// A driver's transmit start routine (OpenBSD `if_qstart`), registered once
 /// with its [`IfQueue`].
@@ -68,17 +72,50 @@ pub struct Config {
     /// defers it to [`IfQueue::flush_bundle`] (OpenBSD `ifq_start` with
     /// `min(4, ifq_maxlen)`, later `if_txmit`). Default 1: start on every call.
     pub bundle: usize,
+    /// The owner bound, in packets: once a caller that became the owner of
+    /// the start serializer (through [`IfQueue::start`] or
+    /// [`IfQueue::transmit`]) has seen this many packets dequeued since it
+    /// took the serializer, it runs no further start pass: it hands the rest
+    /// to the queue's start task ([`IfQueue::start_task`]) and returns, and
+    /// until the task has taken over, transmitting CPUs post their starts to
+    /// the task instead of the serializer. The bound is checked between
+    /// passes of the start routine, so an owner sends at most the bound
+    /// plus one pass (a pass drains what it finds, at most `maxlen`).
+    /// Restarts (tx completion) are not bounded.
+    ///
+    /// With a bound, a thread (a kernel's task queue) must run
+    /// `ifq.start_task().run(&ifq)`, or a handed-off start waits for it.
+    ///
+    /// Default `None`: no bound, as OpenBSD's `ifq_serialize` (the owner
+    /// loops until no start is pending). Linux bounds its qdisc owner at 64
+    /// packets (`dev_tx_weight`) and FreeBSD's iflib can hand the drain to
+    /// a task queue (`tx_abdicate`).
+    pub owner_bound: Option<usize>,
 }
 
 impl Config {
     /// The default configuration with `maxlen` packets.
     pub const fn with_maxlen(maxlen: usize) -> Self {
-        Self { maxlen, bundle: 1 }
+        Self {
+            maxlen,
+            bundle: 1,
+            owner_bound: None,
+        }
     }
 
     /// This configuration with bundling threshold `bundle`.
     pub const fn bundle(self, bundle: usize) -> Self {
         Self { bundle, ..self }
+    }
+
+    /// This configuration with the owner bound `packets`
+    /// ([`Config::owner_bound`](Config#structfield.owner_bound); 0 is a
+    /// [`ConfigError::ZeroOwnerBound`] when the queue is made).
+    pub const fn owner_bound(self, packets: usize) -> Self {
+        Self {
+            owner_bound: Some(packets),
+            ..self
+        }
     }
 }
 
@@ -100,6 +137,9 @@ pub enum Started {
     /// Bundling: the queue is below the threshold; the start waits for more
     /// packets or for [`IfQueue::flush_bundle`].
     Deferred,
+    /// Owner bound: an owner handed the start to the queue's start task,
+    /// which has not taken over yet; this call posted its start there.
+    Delegated,
 }
 
 /// An interface send queue with a serialized start: OpenBSD's `struct
@@ -152,10 +192,20 @@ pub struct IfQueue<D: Discipline, S, R: RawMutex = DefaultLock, W: Wait = Defaul
     running: AtomicBool,
     /// A start deferred by bundling waits for `flush_bundle`.
     bundle_pending: AtomicBool,
+    /// An owner that reached the owner bound handed the start to `task`,
+    /// which has not taken the serializer since: transmitting CPUs post
+    /// their starts to the task instead of marking them in the serializer
+    /// (where the owner that handed off would keep finding them).
+    delegated: AtomicBool,
     /// `Config::bundle`; 1 means no bundling. The threshold is
     /// `min(bundle, maxlen)` with the maxlen of the moment (it can change).
     bundle: usize,
+    /// `Config::owner_bound`, or [`NO_BOUND`].
+    owner_bound: usize,
     barrier: StartBarrier<W>,
+    /// The start task a bounded owner hands the rest to: written by the
+    /// CPUs that post to it and by its thread, so on a line of its own.
+    task: CachePadded<StartTask<W>>,
     /// The driver's state, which its start routine and tx completion write
     /// on every burst: its own cache line, away from the flags and
     /// configuration every `transmit` reads.
@@ -231,6 +281,9 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         if config.bundle == 0 {
             return Err(ConfigError::ZeroBundle);
         }
+        if config.owner_bound == Some(0) {
+            return Err(ConfigError::ZeroOwnerBound);
+        }
         let queue = SendQueue::with_lock(discipline, config.maxlen)?;
         Ok(Self::build(queue, config, start))
     }
@@ -244,8 +297,8 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         /// # Panics
         ///
         /// If `config.maxlen` is 0 or above [`MAX_MAXLEN`](crate::MAX_MAXLEN),
-        /// or `config.bundle` is 0; in a `const` or `static` initializer that
-        /// is a compile error.
+        /// `config.bundle` is 0 or `config.owner_bound` is `Some(0)`; in a
+        /// `const` or `static` initializer that is a compile error.
         ///
         /// # Examples
         ///
@@ -277,6 +330,10 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         /// ```
         pub fn new_const(discipline: D, config: Config, start: S) -> Self {
             assert!(config.bundle != 0, "bundling threshold is 0 (1 starts on every call)");
+            assert!(
+                !matches!(config.owner_bound, Some(0)),
+                "owner bound is 0 packets (None leaves the owner unbounded)"
+            );
             let queue = SendQueue::new_const(discipline, config.maxlen);
             Self::build(queue, config, start)
         }
@@ -288,8 +345,14 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
                 queue,
                 running: AtomicBool::new(true),
                 bundle_pending: AtomicBool::new(false),
+                delegated: AtomicBool::new(false),
                 bundle: config.bundle,
+                owner_bound: match config.owner_bound {
+                    Some(n) => n,
+                    None => NO_BOUND,
+                },
                 barrier: StartBarrier::new(),
+                task: CachePadded::new(StartTask::new()),
                 start: CachePadded::new(start),
             }
         }
@@ -397,7 +460,27 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
             // release sequences of earlier deferring callers intact.
             self.bundle_pending.swap(false, Ordering::Relaxed);
         }
-        self.run(START)
+        self.start_now()
+    }
+
+    /// The start without bundling: through the serializer, bounded if the
+    /// queue has an owner bound.
+    #[inline]
+    fn start_now(&self) -> Started {
+        if self.owner_bound == NO_BOUND {
+            return self.run(START);
+        }
+        // Relaxed: the flag publishes nothing. A caller that reads it set
+        // posts to the task, whose Acquire take of the request carries this
+        // caller's enqueue (`StartTask::request` is Release); a caller that
+        // reads it clear marks START, and the serializer carries the
+        // enqueue to whichever owner takes the mark. A stale value in either
+        // direction costs a detour, never a start.
+        if self.delegated.load(Ordering::Relaxed) {
+            self.task.request();
+            return Started::Delegated;
+        }
+        self.run_bounded()
     }
 
     /// Runs a start that bundling deferred, if one is pending (OpenBSD
@@ -408,7 +491,7 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
     pub fn flush_bundle(&self) -> bool {
         // Acquire: pairs with the deferring `start`'s Release (see there).
         if self.bundle_pending.swap(false, Ordering::Acquire) {
-            self.run(START);
+            self.start_now();
             true
         } else {
             false
@@ -502,6 +585,83 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         }
     }
 
+    /// [`run`](IfQueue::run) of START for a queue with an owner bound: the
+    /// runner counts the packets dequeued since this caller took the
+    /// serializer, and once they reach the bound it runs no further START
+    /// pass. It hands START to the task once (sets `delegated`, posts a
+    /// request) and drops every later START mark of this ownership: the
+    /// task takes the serializer after this owner lets go and its pass sees
+    /// everything those marks were for (the serializer's release/acquire
+    /// chain). `delegated` stops new marks, so the owner's loop ends.
+    fn run_bounded(&self) -> Started {
+        let mut base = None;
+        let mut handed_off = false;
+        let ran = self.queue.serializer.add(START, |task, owner| {
+            // The first task this caller runs: it just took the serializer.
+            let base = *base.get_or_insert_with(|| self.queue.dequeued());
+            if task == START {
+                if handed_off {
+                    return;
+                }
+                // Exact: every dequeue counted here ran on this thread, as
+                // the owner's start routine (or under a queue lock release
+                // ordered before this ownership by the serializer).
+                let sent = self.queue.dequeued().wrapping_sub(base);
+                if sent >= self.owner_bound {
+                    handed_off = true;
+                    self.delegated.store(true, Ordering::Relaxed);
+                    self.task.request();
+                    return;
+                }
+            }
+            self.run_task(task, owner);
+        });
+        if ran { Started::Ran } else { Started::Handed }
+    }
+
+    /// The start task's pass ([`StartTask::run`]): with no owner bound, an
+    /// ordinary [`start`](IfQueue::start). With one, a START through the
+    /// serializer with no bound (the task thread is no caller's victim), and
+    /// if a bounded owner that handed off holds the serializer (it drops
+    /// START marks), retried until the task gets it.
+    pub(crate) fn start_from_task(&self) {
+        if self.owner_bound == NO_BOUND {
+            self.start();
+            return;
+        }
+        let backoff = crate::sync::Backoff::new();
+        loop {
+            let ran = self.queue.serializer.add(START, |task, owner| {
+                // The task holds the serializer: transmitting CPUs may mark
+                // START again (a mark now reaches this unbounded loop).
+                // Relaxed, as every access of the flag (see `start_now`).
+                if self.delegated.load(Ordering::Relaxed) {
+                    self.delegated.store(false, Ordering::Relaxed);
+                }
+                self.run_task(task, owner);
+            });
+            // Handed with `delegated` clear: the owner is bounded but has
+            // not handed off, so it runs our START. With `delegated` set, it
+            // may be the owner that handed off and drops the mark: retry.
+            // (Only this task clears the flag, and it reads its own latest
+            // value or the handing owner's, which its request carried.)
+            if ran || !self.delegated.load(Ordering::Relaxed) {
+                return;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// The start task a bounded owner hands the rest of its work to
+    /// ([`Config::owner_bound`](Config#structfield.owner_bound)). With a
+    /// bound, run it on a thread of its own (`ifq.start_task().run(&ifq)`);
+    /// [`StartTask::stop`] ends it after one last pass. It is also an
+    /// ordinary [`StartTask`]: [`StartTask::transmit`] through it delegates
+    /// every start.
+    pub fn start_task(&self) -> &StartTask<W> {
+        &self.task
+    }
+
     /// The one task runner every caller passes, so any caller can run any
     /// pending task.
     fn run_task(&self, task: Task, owner: &TaskOwner<'_>) {
@@ -538,6 +698,11 @@ impl<D: Discipline, S, R: RawMutex, W: Wait> fmt::Debug for IfQueue<D, S, R, W> 
             .field("running", &self.running.load(Ordering::Relaxed))
             .field("starting", &self.queue.serializer.is_running())
             .field("bundle", &self.bundle)
+            .field(
+                "owner_bound",
+                &(self.owner_bound != NO_BOUND).then_some(self.owner_bound),
+            )
+            .field("delegated", &self.delegated.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -822,6 +987,89 @@ mod tests {
         .unwrap();
         outer.transmit(frame()).unwrap();
         assert_eq!((seen.load(O::Relaxed), OWN.load(O::Relaxed)), (1, 3));
+    }
+
+    #[test]
+    fn a_zero_owner_bound_is_an_error() {
+        let e = IfQueue::new(
+            Fifo::<Vec<u8>>::new(),
+            Config::default().owner_bound(0),
+            Counting::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e, ConfigError::ZeroOwnerBound);
+        assert!(std::format!("{e}").contains("owner bound is 0"));
+    }
+
+    /// A bounded owner returns once its passes have sent the bound while
+    /// more is queued and more starts are marked; the start task finishes
+    /// the queue, and every packet offered is sent once.
+    #[test]
+    fn a_bounded_owner_returns_and_the_task_finishes_the_queue() {
+        use std::sync::OnceLock;
+        type Fq = IfQueue<Fifo<Vec<u8>>, fn(&SendQueue<Fifo<Vec<u8>>>, &TaskOwner<'_>)>;
+        static Q: OnceLock<Fq> = OnceLock::new();
+        static SENT: StdUsize = StdUsize::new(0);
+        static OFFERED: StdUsize = StdUsize::new(0);
+        const TOTAL: usize = 41;
+        // One packet per pass while "another CPU" keeps offering two more
+        // and asking for a start (handed to the running owner); once the
+        // offers stop, drain.
+        fn start(q: &SendQueue<Fifo<Vec<u8>>>, _: &TaskOwner<'_>) {
+            if OFFERED.load(O::Relaxed) < TOTAL {
+                if q.dequeue().is_some() {
+                    SENT.fetch_add(1, O::Relaxed);
+                }
+                for _ in 0..2 {
+                    q.enqueue(frame()).unwrap();
+                    OFFERED.fetch_add(1, O::Relaxed);
+                }
+                assert_eq!(Q.get().unwrap().start(), Started::Handed);
+            } else {
+                while q.dequeue().is_some() {
+                    SENT.fetch_add(1, O::Relaxed);
+                }
+            }
+        }
+        let q = Q.get_or_init(|| {
+            IfQueue::new(Fifo::new(), Config::default().owner_bound(4), start as _).unwrap()
+        });
+        q.enqueue(frame()).unwrap();
+        OFFERED.fetch_add(1, O::Relaxed);
+        assert_eq!(q.start(), Started::Ran);
+        // Four passes of one packet, then the owner handed off and returned
+        // with the queue not empty and starts still being asked for.
+        assert_eq!(SENT.load(O::Relaxed), 4);
+        assert_eq!(q.len(), 1 + 2 * 4 - 4);
+        assert!(std::format!("{q:?}").contains("delegated: true"));
+        // Until the task takes over, a start is posted to it.
+        assert_eq!(q.start(), Started::Delegated);
+        assert_eq!(SENT.load(O::Relaxed), 4);
+        // The task: `stop` first, so `run` makes its last pass here and
+        // returns. Its pass is not bounded: it runs the rest to the end.
+        q.start_task().stop();
+        q.start_task().run(q);
+        assert_eq!(OFFERED.load(O::Relaxed), TOTAL);
+        assert_eq!(SENT.load(O::Relaxed), TOTAL, "a packet was lost");
+        assert!(q.is_empty());
+        assert_eq!(q.counters().packets, TOTAL as u64);
+        // The task cleared the hand-off: the next start is an owner again.
+        assert!(std::format!("{q:?}").contains("delegated: false"));
+        q.enqueue(frame()).unwrap();
+        assert_eq!(q.start(), Started::Ran);
+        assert!(q.is_empty());
+    }
+
+    /// Below the bound nothing changes: an owner drains the queue itself and
+    /// the task is never asked.
+    #[test]
+    fn an_owner_below_the_bound_is_not_handed_off() {
+        let q = counting(Config::default().owner_bound(64));
+        for _ in 0..10 {
+            q.transmit(frame()).unwrap();
+        }
+        assert_eq!(q.sent(), 10);
+        assert!(std::format!("{:?}", q.start_task()).contains("pending: false"));
     }
 
     #[test]

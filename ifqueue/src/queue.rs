@@ -87,6 +87,9 @@ pub enum ConfigError {
     },
     /// The bundling threshold is 0 (use 1 to start on every call).
     ZeroBundle,
+    /// The owner bound is `Some(0)`: an owner could not run a single pass
+    /// (use `None` for no bound).
+    ZeroOwnerBound,
 }
 
 impl fmt::Display for ConfigError {
@@ -97,6 +100,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "send queue maxlen {maxlen} is above {MAX_MAXLEN}")
             }
             Self::ZeroBundle => f.write_str("bundling threshold is 0 (1 starts on every call)"),
+            Self::ZeroOwnerBound => {
+                f.write_str("owner bound is 0 packets (None leaves the owner unbounded)")
+            }
         }
     }
 }
@@ -148,6 +154,11 @@ pub struct SendQueue<D, R: RawMutex = DefaultLock> {
     /// Mirror of `Inner::len`, stored under the lock, read without it as a
     /// hint (OpenBSD reads `ifq_len` unlocked the same way).
     len_hint: AtomicUsize,
+    /// Packets dequeued since the queue was made (wrapping), stored under the
+    /// lock, read without it: how an [`IfQueue`](crate::IfQueue)'s bounded
+    /// owner counts what its passes sent (`Config::owner_bound`). On this
+    /// line because every dequeue writes the length hint beside it anyway.
+    dequeued: AtomicUsize,
     inner: Lock<R, Inner<D>>,
     /// Written by the start routine and read by tx completion on other CPUs:
     /// its own cache line.
@@ -228,6 +239,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
                     },
                 }),
                 len_hint: AtomicUsize::new(0),
+                dequeued: AtomicUsize::new(0),
                 oactive: CachePadded::new(AtomicBool::new(false)),
             }
         }
@@ -239,6 +251,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
         Locked {
             guard: self.inner.lock(),
             len_hint: &self.len_hint,
+            dequeued: &self.dequeued,
         }
     }
 
@@ -248,6 +261,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
         Some(Locked {
             guard: self.inner.try_lock()?,
             len_hint: &self.len_hint,
+            dequeued: &self.dequeued,
         })
     }
 
@@ -336,6 +350,14 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     #[inline]
     pub fn len(&self) -> usize {
         self.len_hint.load(Ordering::Relaxed)
+    }
+
+    /// Packets dequeued since the queue was made, wrapping: read without the
+    /// lock, exact once the dequeuing caller's lock release is ordered before
+    /// this read (a start routine reading its own queue's count is).
+    #[inline]
+    pub(crate) fn dequeued(&self) -> usize {
+        self.dequeued.load(Ordering::Relaxed)
     }
 
     /// Whether [`len`](SendQueue::len) is 0.
@@ -441,6 +463,7 @@ impl<D, R: RawMutex> fmt::Debug for SendQueue<D, R> {
 pub struct Locked<'a, D, R: RawMutex> {
     guard: Guard<'a, R, Inner<D>>,
     len_hint: &'a AtomicUsize,
+    dequeued: &'a AtomicUsize,
 }
 
 impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
@@ -451,6 +474,17 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         // check) are ordered after this store by the lock release and the task
         // serializer's acquire/release chain, not by this store.
         self.len_hint.store(len, Ordering::Relaxed);
+    }
+
+    /// Counts `n` packets dequeued.
+    #[inline]
+    fn count_dequeued(&mut self, n: usize) {
+        // Relaxed, and a load and a store rather than a read-modify-write:
+        // only the lock holder writes it (the lock orders the writers), and
+        // the one reader that needs the exact value is the start routine's
+        // own thread (a bounded owner), which wrote it.
+        let d = self.dequeued.load(Ordering::Relaxed);
+        self.dequeued.store(d.wrapping_add(n), Ordering::Relaxed);
     }
 
     /// [`SendQueue::enqueue`] under the held lock.
@@ -541,6 +575,7 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         let packet = self.guard.discipline.deq_commit(cookie);
         let len = self.guard.len - 1;
         self.set_len(len);
+        self.count_dequeued(1);
         packet
     }
 
@@ -555,6 +590,7 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         if n > 0 {
             let len = self.guard.len - n;
             self.set_len(len);
+            self.count_dequeued(n);
         }
         n
     }

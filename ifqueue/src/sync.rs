@@ -11,7 +11,9 @@
 //! constructors (declared once, with `const_fn!`) are not `const` under the
 //! models: loom objects cannot be made at compile time.
 
-pub(crate) use mpsafe_serializer::__shim::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+pub(crate) use mpsafe_serializer::__shim::{
+    AtomicBool, AtomicU32, AtomicUsize, Backoff, Ordering, fence,
+};
 
 #[cfg(all(mpsafe_loom, not(feature = "loom")))]
 compile_error!("`--cfg mpsafe_loom` needs the `loom` feature (`--features loom`)");
