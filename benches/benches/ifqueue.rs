@@ -579,32 +579,49 @@ fn two_cpu_transmit(c: &mut Criterion) {
 /// start routine running on the other CPU and returns), each call timed
 /// alone with the TSC while both threads transmit; and, beside it, every
 /// big-lock `transmit` timed the same way. Printed, not a criterion figure.
-/// Runs when no filter is given or the filter names `2cpu`.
+/// Runs when no filter is given or a filter is part of the group name.
+/// The time-stamp counter, fenced so a timed call stays between two reads.
 #[cfg(target_arch = "x86_64")]
-fn non_owner_latency(_: &mut Criterion) {
+fn tsc() -> u64 {
     use std::arch::x86_64::{_mm_lfence, _rdtsc};
+    // SAFETY: `lfence` and `rdtsc` exist on every x86_64 CPU; the fences
+    // keep the timed call between the two reads.
+    unsafe {
+        _mm_lfence();
+        let t = _rdtsc();
+        _mm_lfence();
+        t
+    }
+}
 
+/// TSC ticks per nanosecond, measured once against `Instant` over 50 ms.
+#[cfg(target_arch = "x86_64")]
+fn ticks_per_ns() -> f64 {
+    static RATE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        let (t0, c0) = (Instant::now(), tsc());
+        while t0.elapsed() < Duration::from_millis(50) {}
+        (tsc() - c0) as f64 / t0.elapsed().as_nanos() as f64
+    })
+}
+
+/// Whether the command line's name filters (none, or one naming `what`)
+/// select a printed measurement that is not a criterion benchmark.
+fn selected(what: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
         .collect();
-    if !(filters.is_empty() || filters.iter().any(|f| f.contains("2cpu"))) {
+    filters.is_empty() || filters.iter().any(|f| what.contains(f.as_str()))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn non_owner_latency(_: &mut Criterion) {
+    if !selected("ifqueue/2cpu_transmit") {
         return;
     }
 
-    fn tsc() -> u64 {
-        // SAFETY: `lfence` and `rdtsc` exist on every x86_64 CPU; the fences
-        // keep the timed call between the two reads.
-        unsafe {
-            _mm_lfence();
-            let t = _rdtsc();
-            _mm_lfence();
-            t
-        }
-    }
-    let (t0, c0) = (Instant::now(), tsc());
-    while t0.elapsed() < Duration::from_millis(50) {}
-    let ticks_per_ns = (tsc() - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    let ticks_per_ns = ticks_per_ns();
     let mut timer: Vec<u64> = (0..100_000)
         .map(|_| {
             let a = tsc();
@@ -684,10 +701,576 @@ fn non_owner_latency(_: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn non_owner_latency(_: &mut Criterion) {}
 
+// ---------------------------------------------------------------------------
+// The big lock the seeds mean: the rest of the kernel takes it too.
+
+/// Lengths of the non-network big-lock sections, in nanoseconds.
+const HOLDS_NS: [u64; 4] = [10, 200, 1_000, 10_000];
+/// Nominal share of each CPU's time spent in those sections, in percent.
+const DUTIES_PCT: [u64; 3] = [10, 30, 50];
+
+/// What the kernel's big lock protects in these benches: a counter the
+/// non-network work bumps, and for the big-lock design the send queue and
+/// the start routine's state (one lock around all of it, as `KERNEL_LOCK`
+/// was around `if_start` before seed 002).
+struct Kernel {
+    work: u64,
+    queue: VecDeque<Pkt>,
+    sent: u64,
+}
+
+/// The big lock: a spinning lock, as OpenBSD's `KERNEL_LOCK` spins (the
+/// serializer crate's `RawSpinMutex`, which yields after a short spin under
+/// `std` so a preempted holder gets to run on a shared machine).
+type BigKernelLock = lock_api::Mutex<mpsafe_serializer::RawSpinMutex, Kernel>;
+
+fn big_kernel_lock() -> BigKernelLock {
+    lock_api::Mutex::new(Kernel {
+        work: 0,
+        queue: VecDeque::with_capacity(256),
+        sent: 0,
+    })
+}
+
+/// Busy work of `iters` dependent additions (see [`burn_per_ns`]).
+#[inline(never)]
+fn burn(iters: u64) {
+    let mut x = 0u64;
+    for i in 0..iters {
+        x = black_box(x.wrapping_add(i));
+    }
+    black_box(x);
+}
+
+/// [`burn`] iterations per nanosecond on this machine, measured once.
+fn burn_per_ns() -> f64 {
+    static RATE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        burn(1_000_000);
+        let n = 50_000_000;
+        let t = Instant::now();
+        burn(n);
+        n as f64 / t.elapsed().as_nanos() as f64
+    })
+}
+
+/// The big-lock design's `transmit`: the kernel lock around the enqueue
+/// and the start routine (the same bursts of 32 as [`Sink32`]).
+fn big_lock_transmit(k: &BigKernelLock, p: Pkt) -> Result<(), Pkt> {
+    let mut g = k.lock();
+    let Kernel { queue, sent, .. } = &mut *g;
+    if queue.len() >= 256 {
+        return Err(p);
+    }
+    queue.push_back(p);
+    loop {
+        let mut out = ArrayVec::<Pkt, TX_BURST>::new();
+        out.extend(queue.drain(..queue.len().min(TX_BURST)));
+        let n = out.len();
+        black_box(&out);
+        *sent += n as u64;
+        if n < TX_BURST {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One CPU's time, per packet, transmitting alone through the big-lock
+/// design (measured once): the unit that turns a duty cycle into packets.
+fn alone_ns() -> f64 {
+    static NS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        let k = big_kernel_lock();
+        let n = 2_000_000;
+        let t = Instant::now();
+        for i in 0..n {
+            big_lock_transmit(&k, Pkt(i)).unwrap();
+        }
+        t.elapsed().as_nanos() as f64 / f64::from(n)
+    })
+}
+
+/// The mix of one CPU's work for a hold length and duty cycle: `hold` burn
+/// iterations under the big lock, then `packets` transmits, where the
+/// transmits alone would take `100 - duty` parts of the cycle's time at
+/// [`alone_ns`] per packet. The same mix for both designs: each does the
+/// same kernel work per packet, and the faster one finishes sooner.
+#[derive(Clone, Copy)]
+struct Mix {
+    hold: u64,
+    packets: u64,
+}
+
+impl Mix {
+    fn new(hold_ns: u64, duty_pct: u64) -> Self {
+        let gap_ns = hold_ns as f64 * (100 - duty_pct) as f64 / duty_pct as f64;
+        Self {
+            hold: (hold_ns as f64 * burn_per_ns()).round().max(1.0) as u64,
+            packets: (gap_ns / alone_ns()).round().max(1.0) as u64,
+        }
+    }
+}
+
+/// One CPU's share of a kernel-lock run: the non-network section under the
+/// big lock, then `mix.packets` packets through `send`, repeated until it
+/// has sent `quota` packets numbered from `first` (or `stop` is set). With
+/// `timed`, every eighth call is timed with the TSC and handed to `keep` if
+/// `send` says so (a TSC read costs tens of nanoseconds in this VM, so
+/// timing every call would change the mix).
+#[allow(clippy::too_many_arguments)]
+fn kernel_cpu(
+    k: &BigKernelLock,
+    mix: Mix,
+    first: u64,
+    quota: u64,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    send: &(impl Fn(Pkt) -> Result<bool, Pkt> + Sync),
+    mut keep: Option<&mut Vec<u64>>,
+) -> u64 {
+    let end = first.saturating_add(quota);
+    let mut i = first;
+    let mut spins = 0;
+    while i < end && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        {
+            let mut g = k.lock();
+            g.work += 1;
+            burn(mix.hold);
+        }
+        for _ in 0..mix.packets {
+            let timed = keep.is_some() && i % 8 == 0;
+            let mut p = Pkt(i as u32);
+            loop {
+                let a = if timed { tick() } else { 0 };
+                match send(p) {
+                    Ok(kept) => {
+                        if timed && kept {
+                            let d = tick() - a;
+                            if let Some(v) = keep.as_deref_mut() {
+                                v.push(d);
+                            }
+                        }
+                        break;
+                    }
+                    Err(back) => {
+                        p = back;
+                        backoff(&mut spins);
+                    }
+                }
+            }
+            i += 1;
+            if i == end {
+                break;
+            }
+        }
+    }
+    i - first
+}
+
+/// The TSC on x86_64; elsewhere nanoseconds from `Instant` (the latency
+/// tables are then in nanoseconds too).
+fn tick() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        tsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// [`tick`]s per nanosecond.
+fn ticks_per_ns_any() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ticks_per_ns()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        1.0
+    }
+}
+
+/// Both CPUs run [`kernel_cpu`] for half of `iters` packets each; the time
+/// until both are done.
+fn two_kernel_cpus(
+    k: &BigKernelLock,
+    iters: u64,
+    mix: Mix,
+    send: &(impl Fn(Pkt) -> Result<bool, Pkt> + Sync),
+) -> Duration {
+    let half = iters / 2;
+    let begin = std::sync::Barrier::new(2);
+    thread::scope(|s| {
+        let other = s.spawn(|| {
+            begin.wait();
+            kernel_cpu(k, mix, half, iters - half, None, send, None);
+        });
+        begin.wait();
+        let start = Instant::now();
+        kernel_cpu(k, mix, 0, half, None, send, None);
+        other.join().unwrap();
+        start.elapsed()
+    })
+}
+
+fn mix_name(hold_ns: u64, duty: u64) -> String {
+    format!("{hold_ns}ns_{duty}pct")
+}
+
+/// Two CPUs transmitting onto one interface while both also run other
+/// kernel work under the big lock, for each hold length and duty cycle:
+/// `big_lock` takes the same lock to transmit, `ifq_default` never does.
+fn kernel_lock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/2cpu_kernel_lock");
+    g.throughput(Throughput::Elements(1));
+    for duty in DUTIES_PCT {
+        for hold_ns in HOLDS_NS {
+            let mix = Mix::new(hold_ns, duty);
+            let param = mix_name(hold_ns, duty);
+            g.bench_function(criterion::BenchmarkId::new("big_lock", &param), |b| {
+                b.iter_custom(|iters| {
+                    let k = big_kernel_lock();
+                    let t = two_kernel_cpus(&k, iters, mix, &|p| {
+                        big_lock_transmit(&k, p).map(|()| false)
+                    });
+                    assert_eq!(k.lock().sent, iters);
+                    t
+                })
+            });
+            g.bench_function(criterion::BenchmarkId::new("ifq_default", &param), |b| {
+                b.iter_custom(|iters| {
+                    let k = big_kernel_lock();
+                    let q = IfQueue::new(
+                        Fifo::with_capacity(256),
+                        Config::default(),
+                        Sink32::default(),
+                    )
+                    .unwrap();
+                    let t = two_kernel_cpus(&k, iters, mix, &|p| {
+                        q.transmit(p).map(|()| false).map_err(Dropped::into_packet)
+                    });
+                    assert_eq!(q.driver().sent.load(Ordering::Relaxed), iters);
+                    t
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Formats ticks as nanoseconds.
+fn ns(ticks: Option<u64>) -> String {
+    ticks.map_or("–".into(), |t| {
+        format!("{:.0} ns", t as f64 / ticks_per_ns_any())
+    })
+}
+
+/// The median cost of the timer itself (two reads), in ticks.
+fn timer_alone() -> u64 {
+    let mut v: Vec<u64> = (0..100_000)
+        .map(|_| {
+            let a = tick();
+            tick() - a
+        })
+        .collect();
+    v.sort_unstable();
+    mpsafe_benches::percentile(&v, 50.0).unwrap_or(0)
+}
+
+/// Runs `send` on both CPUs under `mix` for `millis` and returns the kept
+/// call times of both, sorted.
+fn kernel_latency_run(
+    mix: Mix,
+    millis: u64,
+    k: &BigKernelLock,
+    send: &(impl Fn(Pkt) -> Result<bool, Pkt> + Sync),
+) -> Vec<u64> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut all = thread::scope(|s| {
+        let other = s.spawn(|| {
+            let mut v = Vec::with_capacity(1 << 20);
+            kernel_cpu(k, mix, 1 << 40, u64::MAX, Some(&stop), send, Some(&mut v));
+            v
+        });
+        let mut v = Vec::with_capacity(1 << 20);
+        let t = Instant::now();
+        let mut i = 0;
+        while t.elapsed() < Duration::from_millis(millis) {
+            i += kernel_cpu(k, mix, i, 4096, None, send, Some(&mut v));
+        }
+        stop.store(true, Ordering::Relaxed);
+        v.extend(other.join().unwrap());
+        v
+    });
+    all.sort_unstable();
+    all
+}
+
+/// The `transmit` latency under the same load as `2cpu_kernel_lock`: one
+/// call in eight timed with the TSC on both CPUs, 0.3 s per case; for
+/// `ifq_default` only the calls that found the start routine running on
+/// the other CPU (non-owner calls), for `big_lock` every timed call.
+/// Written as the table `ifqueue/2cpu_kernel_lock_latency` for RESULTS.md.
+fn kernel_lock_latency(_: &mut Criterion) {
+    let group = "ifqueue/2cpu_kernel_lock_latency";
+    if !selected(group) {
+        return;
+    }
+    let timer = timer_alone();
+    let mut rows = vec![(
+        "timer alone".to_string(),
+        vec!["".into(), ns(Some(timer)), "".into(), "".into()],
+    )];
+    for duty in DUTIES_PCT {
+        for hold_ns in HOLDS_NS {
+            let mix = Mix::new(hold_ns, duty);
+            let param = mix_name(hold_ns, duty);
+            let k = big_kernel_lock();
+            let big =
+                kernel_latency_run(mix, 300, &k, &|p| big_lock_transmit(&k, p).map(|()| true));
+            let k = big_kernel_lock();
+            let q = IfQueue::new(
+                Fifo::with_capacity(256),
+                Config::default(),
+                Sink32::default(),
+            )
+            .unwrap();
+            let ifq = kernel_latency_run(mix, 300, &k, &|p| match q.enqueue(p) {
+                Ok(()) => Ok(q.start() == mpsafe_ifqueue::Started::Handed),
+                Err(d) => Err(d.into_packet()),
+            });
+            let p99 = |v: &[u64]| mpsafe_benches::percentile(v, 99.0);
+            let ratio = match (p99(&big), p99(&ifq)) {
+                (Some(b), Some(i)) if i > 0 => format!("{:.1}×", b as f64 / i as f64),
+                _ => "–".into(),
+            };
+            for (name, v, r) in [
+                ("big_lock", &big, "1.0×".to_string()),
+                ("ifq_default_non_owner", &ifq, ratio),
+            ] {
+                rows.push((
+                    format!("{name}/{param}"),
+                    vec![
+                        v.len().to_string(),
+                        ns(mpsafe_benches::percentile(v, 50.0)),
+                        ns(p99(v)),
+                        r,
+                    ],
+                ));
+            }
+        }
+    }
+    let tails = mpsafe_benches::Tails {
+        group: group.into(),
+        peer: Some("big_lock".into()),
+        about:
+            "`transmit` latency under the load of `ifqueue/2cpu_kernel_lock` (hold length, duty \
+                cycle): one call in eight timed with the TSC on both CPUs, 0.3 s per case; every \
+                timed `big_lock` call, and the timed `ifq_default` calls that found the start \
+                routine running on the other CPU (non-owner). Times include the timer (its median \
+                is the first row). *p99 vs peer* is `big_lock`'s p99 over this row's, same case."
+                .into(),
+        columns: ["calls kept", "p50", "p99", "p99 vs peer"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    };
+    match tails.write() {
+        Ok(path) => println!("{group}: wrote {}", path.display()),
+        Err(e) => println!("{group}: cannot write the table: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The owner of the start serializer as a victim, and its bound.
+
+/// Owner bounds measured, `None` first (the peer: no bound).
+const BOUNDS: [Option<usize>; 4] = [None, Some(4), Some(16), Some(64)];
+
+fn bound_name(bound: Option<usize>) -> String {
+    bound.map_or("no_bound".into(), |n| format!("bound_{n}"))
+}
+
+/// [`Sink32`] that also notes, on the thread running it, the tick of the
+/// first pass of an ownership (for `owner_time`; the queue of
+/// `owner_bound` uses it too, so both measure the same routine).
+#[derive(Default)]
+struct TimedSink {
+    sink: Sink32,
+}
+
+thread_local! {
+    /// The tick at which this thread's current ownership ran its first pass
+    /// (0: none yet).
+    static OWNER_SINCE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Whether this thread notes [`OWNER_SINCE`] at all (only the timed
+    /// senders do: the start task's thread and untimed runs never read it).
+    static NOTE_OWNER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl<D: Discipline<Packet = Pkt>, R: lock_api::RawMutex> Start<D, R> for TimedSink {
+    fn start(&self, q: &SendQueue<D, R>, owner: &TaskOwner<'_>) {
+        if NOTE_OWNER.get() && OWNER_SINCE.get() == 0 {
+            OWNER_SINCE.set(tick());
+        }
+        Start::<D, R>::start(&self.sink, q, owner);
+    }
+}
+
+fn bounded_queue(bound: Option<usize>) -> IfQueue<Fifo<Pkt>, TimedSink> {
+    let config = match bound {
+        Some(n) => Config::default().owner_bound(n),
+        None => Config::default(),
+    };
+    IfQueue::new(Fifo::with_capacity(256), config, TimedSink::default()).unwrap()
+}
+
+/// Two CPUs transmitting flat out onto one queue (as `2cpu_transmit`'s
+/// `ifq_default`), with the queue's start task running on a third thread,
+/// for each owner bound; timed until every packet is sent.
+fn owner_bound(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ifqueue/2cpu_owner_bound");
+    g.throughput(Throughput::Elements(1));
+    for bound in BOUNDS {
+        g.bench_function(bound_name(bound), |b| {
+            b.iter_custom(|iters| {
+                let q = bounded_queue(bound);
+                thread::scope(|s| {
+                    s.spawn(|| q.start_task().run(&q));
+                    let start = Instant::now();
+                    two_senders(iters, |p| q.transmit(p).map_err(Dropped::into_packet));
+                    let mut spins = 0;
+                    while q.driver().sink.sent.load(Ordering::Relaxed) < iters {
+                        backoff(&mut spins);
+                    }
+                    let t = start.elapsed();
+                    q.start_task().stop();
+                    t
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// How long a `transmit` that became the owner spends as the owner: from
+/// its first start pass (noted by [`TimedSink`]) to `start` returning, on
+/// both CPUs transmitting flat out for 0.5 s per bound, the start task
+/// running. Only owner calls read the TSC, so the load stays sustained.
+/// Written as the table `ifqueue/2cpu_owner_time`.
+fn owner_time(_: &mut Criterion) {
+    let group = "ifqueue/2cpu_owner_time";
+    if !selected(group) {
+        return;
+    }
+    let timer = timer_alone();
+    let mut rows = vec![(
+        "timer alone".to_string(),
+        vec![
+            "".into(),
+            ns(Some(timer)),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ],
+    )];
+    for bound in BOUNDS {
+        let q = bounded_queue(bound);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let sender = |first: u32, leader: bool| {
+            NOTE_OWNER.set(true);
+            let mut v = Vec::with_capacity(1 << 21);
+            let (mut i, mut calls) = (first, 0u64);
+            let t = Instant::now();
+            let mut spins = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if leader && t.elapsed() > Duration::from_millis(500) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                for _ in 0..256 {
+                    let mut p = Pkt(i);
+                    while let Err(d) = q.enqueue(p) {
+                        p = d.into_packet();
+                        backoff(&mut spins);
+                    }
+                    if q.start() == mpsafe_ifqueue::Started::Ran {
+                        let since = OWNER_SINCE.replace(0);
+                        if since != 0 {
+                            v.push(tick() - since);
+                        }
+                    }
+                    i = i.wrapping_add(1);
+                    calls += 1;
+                }
+            }
+            NOTE_OWNER.set(false);
+            (v, calls)
+        };
+        let (mut owner, calls) = thread::scope(|s| {
+            s.spawn(|| q.start_task().run(&q));
+            let other = s.spawn(|| sender(1 << 30, false));
+            let (mut v, mut calls) = sender(0, true);
+            let (w, c) = other.join().unwrap();
+            v.extend(w);
+            calls += c;
+            q.start_task().stop();
+            (v, calls)
+        });
+        owner.sort_unstable();
+        let pct = |p| mpsafe_benches::percentile(&owner, p);
+        // The tail over the median with the timer's own cost taken out of
+        // both, so the timer does not flatter the ratio.
+        let tail = match (pct(99.9), pct(50.0)) {
+            (Some(t), Some(m)) if m > timer => {
+                format!("{:.1}", t.saturating_sub(timer) as f64 / (m - timer) as f64)
+            }
+            _ => "–".into(),
+        };
+        rows.push((
+            bound_name(bound),
+            vec![
+                format!("{} of {calls}", owner.len()),
+                ns(pct(50.0)),
+                ns(pct(99.0)),
+                ns(pct(99.9)),
+                ns(owner.last().copied()),
+                tail,
+            ],
+        ));
+    }
+    let tails = mpsafe_benches::Tails {
+        group: group.into(),
+        peer: Some("no_bound".into()),
+        about: "Two CPUs transmitting flat out onto one queue (the load of \
+                `ifqueue/2cpu_owner_bound`), the start task running: for each call that made its \
+                caller the owner of the start serializer, the time from its first start pass to \
+                `start` returning (TSC; owner calls only, so the load stays sustained), 0.5 s per \
+                bound. Times include one timer read (its median, two reads, is the first row); \
+                *p99.9 / p50* has the timer's median taken out of both."
+            .into(),
+        columns: ["owner calls", "p50", "p99", "p99.9", "max", "p99.9 / p50"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    };
+    match tails.write() {
+        Ok(path) => println!("{group}: wrote {}", path.display()),
+        Err(e) => println!("{group}: cannot write the table: {e}"),
+    }
+}
+
 criterion_group!(
     benches,
     two_cpu_transmit,
     non_owner_latency,
+    kernel_lock,
+    kernel_lock_latency,
+    owner_bound,
+    owner_time,
     per_packet,
     burst,
     transmit_bundling,

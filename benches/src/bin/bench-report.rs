@@ -39,6 +39,17 @@
 //!
 //! Each row shows criterion's 95% confidence interval of the median; a
 //! ratio whose intervals overlap the peer's is not a measured difference.
+//! In a group of parameterised entries (`name/param`), each is compared with
+//! the peer of the same parameter (`peer/param`).
+//!
+//! A bench may also write a table criterion cannot hold (latency
+//! percentiles) as `<criterion dir>/mpsafe-tails/<group>/new/tails.json`
+//! (`mpsafe_benches::Tails`); `run` stamps it like criterion's results and
+//! the report copies it as a group of its own, under the same rules.
+//!
+//! Groups of the RESULTS.md being replaced that the criterion directory
+//! holds nothing of are carried over verbatim, with their run's record, so
+//! recording some groups in a fresh target directory keeps the others.
 //! The HTML plots criterion drew are in `<target>/criterion/report/index.html`.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
@@ -65,6 +76,8 @@ const PEERS: &[(&str, &str)] = &[
     ("ifqueue/single/burst64", "mutex_vecdeque_push_loop"),
     ("ifqueue/1p1c", "mutex_vecdeque"),
     ("ifqueue/2cpu_transmit", "big_lock"),
+    ("ifqueue/2cpu_kernel_lock", "big_lock"),
+    ("ifqueue/2cpu_owner_bound", "no_bound"),
     ("ifqueue/single", "transmit_bundle_1"),
     ("em/loopback_round_trip", "biglock"),
     ("em/loopback_driver_cpu", "biglock"),
@@ -120,7 +133,8 @@ fn main() -> ExitCode {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"));
 
-    let table = match report(&dir) {
+    let previous = std::fs::read_to_string(&out).ok();
+    let table = match report(&dir, previous.as_deref()) {
         Ok(table) => table,
         Err(e) => {
             eprintln!("bench-report: {e}");
@@ -207,17 +221,7 @@ fn read_entry(new: &Path) -> Result<(String, Entry), String> {
         _ => None,
     };
     let elements = bench["throughput"]["Elements"].as_f64();
-    let (run, unstamped) = match read_json(&new.join(STAMP)) {
-        Err(_) => (None, "not written by a recorded run"),
-        Ok(stamp) => {
-            let want = format!("{:016x}", fnv1a64(&estimates_bytes));
-            match (stamp["run"].as_str(), stamp["estimates_fnv1a64"].as_str()) {
-                (Some(run), Some(hash)) if hash == want => (Some(run.to_owned()), ""),
-                (Some(_), Some(_)) => (None, "estimates.json changed after its run stamped it"),
-                _ => (None, "malformed run stamp"),
-            }
-        }
-    };
+    let (run, unstamped) = stamped_run(new, &estimates_bytes);
     Ok((
         group,
         Entry {
@@ -231,19 +235,170 @@ fn read_entry(new: &Path) -> Result<(String, Entry), String> {
     ))
 }
 
+/// A table a bench wrote beside criterion's results (`mpsafe-tails/`):
+/// measurements criterion cannot hold, such as latency percentiles.
+#[derive(Debug)]
+struct TailsTable {
+    peer: Option<String>,
+    about: String,
+    columns: Vec<String>,
+    rows: Vec<(String, Vec<String>)>,
+    run: Option<String>,
+    unstamped: &'static str,
+}
+
+/// The result file a `new/` directory holds: criterion's `estimates.json`,
+/// or a bench's `tails.json`.
+fn result_file(new: &Path) -> PathBuf {
+    let tails = new.join("tails.json");
+    if tails.exists() {
+        tails
+    } else {
+        new.join("estimates.json")
+    }
+}
+
+/// The run stamped on the result file `file` of `new`, if the stamp is valid.
+fn stamped_run(new: &Path, file: &[u8]) -> (Option<String>, &'static str) {
+    match read_json(&new.join(STAMP)) {
+        Err(_) => (None, "not written by a recorded run"),
+        Ok(stamp) => {
+            let want = format!("{:016x}", fnv1a64(file));
+            match (stamp["run"].as_str(), stamp["estimates_fnv1a64"].as_str()) {
+                (Some(run), Some(hash)) if hash == want => (Some(run.to_owned()), ""),
+                (Some(_), Some(_)) => (None, "its result file changed after its run stamped it"),
+                _ => (None, "malformed run stamp"),
+            }
+        }
+    }
+}
+
+fn read_tails(new: &Path) -> Result<(String, TailsTable), String> {
+    let path = new.join("tails.json");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("tails.json: {e}"))?;
+    let group = v["group"]
+        .as_str()
+        .ok_or("tails.json: no group")?
+        .to_owned();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| c.as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rows = v["rows"]
+        .as_array()
+        .ok_or("tails.json: no rows")?
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_owned(),
+                strings(&r["cells"]),
+            )
+        })
+        .collect();
+    let (run, unstamped) = stamped_run(new, &bytes);
+    Ok((
+        group,
+        TailsTable {
+            peer: v["peer"].as_str().map(str::to_owned),
+            about: v["about"].as_str().unwrap_or("").to_owned(),
+            columns: strings(&v["columns"]),
+            rows,
+            run,
+            unstamped,
+        },
+    ))
+}
+
+/// A group of an earlier RESULTS.md, kept when this criterion directory
+/// holds nothing of it: its section verbatim and its run's provenance.
+#[derive(Debug)]
+struct Carried {
+    run: String,
+    section: String,
+}
+
+/// Splits an earlier RESULTS.md into its run records (id -> the bullet
+/// lines) and its group sections (name -> the section after its heading,
+/// with the run it names).
+fn parse_previous(text: &str) -> (BTreeMap<String, String>, BTreeMap<String, Carried>) {
+    let mut runs = BTreeMap::new();
+    let mut groups = BTreeMap::new();
+    let mut lines = text.lines().peekable();
+    let mut current: Option<(String, String)> = None;
+    let finish = |g: Option<(String, String)>, groups: &mut BTreeMap<String, Carried>| {
+        if let Some((name, section)) = g {
+            let run = section
+                .lines()
+                .find_map(|l| l.strip_prefix("Run: `")?.split('`').next())
+                .unwrap_or("")
+                .to_owned();
+            groups.insert(
+                name,
+                Carried {
+                    run,
+                    section: format!("{}\n", section.trim()),
+                },
+            );
+        }
+    };
+    while let Some(line) = lines.next() {
+        if let Some(name) = line.strip_prefix("## ") {
+            finish(current.take(), &mut groups);
+            current = Some((name.trim().to_owned(), String::new()));
+        } else if let Some((_, section)) = current.as_mut() {
+            section.push_str(line);
+            section.push('\n');
+        } else if let Some(rest) = line.strip_prefix("Run `") {
+            let Some(id) = rest.split('`').next() else {
+                continue;
+            };
+            let mut bullets = String::new();
+            while lines.peek().is_some_and(|l| l.trim().is_empty()) {
+                lines.next();
+            }
+            while let Some(l) = lines.next_if(|l| l.starts_with("- ")) {
+                bullets.push_str(l);
+                bullets.push('\n');
+            }
+            runs.insert(id.to_owned(), bullets);
+        }
+    }
+    finish(current.take(), &mut groups);
+    (runs, groups)
+}
+
 /// Reads every result under `dir`, checks that each group comes from one
-/// recorded run, and renders the report.
-fn report(dir: &Path) -> Result<String, String> {
+/// recorded run, and renders the report. Groups of `previous` (the
+/// RESULTS.md being replaced) that `dir` holds nothing of are carried over
+/// verbatim with their run's record, so a run of some groups in a fresh
+/// target directory does not drop the others.
+fn report(dir: &Path, previous: Option<&str>) -> Result<String, String> {
     let mut groups: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    let mut tails: BTreeMap<String, TailsTable> = BTreeMap::new();
     let mut found = Vec::new();
     find_results(dir, &mut found);
     for new in found {
+        if new.join("tails.json").exists() {
+            match read_tails(&new) {
+                Ok((group, t)) => {
+                    tails.insert(group, t);
+                }
+                Err(e) => eprintln!("bench-report: skipping {}: {e}", new.display()),
+            }
+            continue;
+        }
         match read_entry(&new) {
             Ok((group, entry)) => groups.entry(group).or_default().push(entry),
             Err(e) => eprintln!("bench-report: skipping {}: {e}", new.display()),
         }
     }
-    if groups.is_empty() {
+    if groups.is_empty() && tails.is_empty() {
         return Err(format!(
             "no criterion results under {}; run `cargo run -p mpsafe-benches --bin bench-report -- run` first",
             dir.display()
@@ -251,6 +406,16 @@ fn report(dir: &Path) -> Result<String, String> {
     }
     let mut problems = Vec::new();
     let mut runs = BTreeMap::new();
+    let mut need_run = |group: &str, id: &str, problems: &mut Vec<String>| {
+        if !runs.contains_key(id) {
+            match read_json(&dir.join(RUNS).join(format!("{id}.json"))) {
+                Ok(meta) => {
+                    runs.insert(id.to_owned(), meta);
+                }
+                Err(e) => problems.push(format!("{group}: run {id} has no record: {e}")),
+            }
+        }
+    };
     for (group, entries) in &groups {
         for e in entries.iter().filter(|e| e.run.is_none()) {
             problems.push(format!("{group}: `{}` {}", e.function, e.unstamped));
@@ -268,14 +433,13 @@ fn report(dir: &Path) -> Result<String, String> {
             ));
         }
         for id in ids {
-            if !runs.contains_key(id) {
-                match read_json(&dir.join(RUNS).join(format!("{id}.json"))) {
-                    Ok(meta) => {
-                        runs.insert(id.to_owned(), meta);
-                    }
-                    Err(e) => problems.push(format!("{group}: run {id} has no record: {e}")),
-                }
-            }
+            need_run(group, id, &mut problems);
+        }
+    }
+    for (group, t) in &tails {
+        match &t.run {
+            Some(id) => need_run(group, id, &mut problems),
+            None => problems.push(format!("{group}: its table {}", t.unstamped)),
         }
     }
     if !problems.is_empty() {
@@ -286,10 +450,110 @@ fn report(dir: &Path) -> Result<String, String> {
             problems.join("\n  ")
         ));
     }
-    Ok(render(&mut groups, &runs))
+    let (old_runs, old_groups) = previous.map(parse_previous).unwrap_or_default();
+    let carried: BTreeMap<String, Carried> = old_groups
+        .into_iter()
+        .filter(|(g, _)| !groups.contains_key(g) && !tails.contains_key(g))
+        .collect();
+    Ok(render(&mut groups, &tails, &carried, &runs, &old_runs))
 }
 
-fn render(groups: &mut BTreeMap<String, Vec<Entry>>, runs: &BTreeMap<String, Value>) -> String {
+/// The provenance lines of a run record.
+fn run_bullets(meta: &Value) -> String {
+    let str_of = |k: &str| meta[k].as_str().unwrap_or("unknown").to_owned();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "- date: {} to {} (UTC)",
+        str_of("started"),
+        str_of("finished")
+    );
+    let _ = writeln!(s, "- commit: `{}`", str_of("commit"));
+    let _ = writeln!(s, "- rustc: `{}`", str_of("rustc"));
+    let _ = writeln!(
+        s,
+        "- CPU: {}; {} logical CPUs, available parallelism {}",
+        str_of("cpu"),
+        meta["logical_cpus"]
+            .as_u64()
+            .map_or("unknown".into(), |n| n.to_string()),
+        meta["available_parallelism"]
+            .as_u64()
+            .map_or("unknown".into(), |n| n.to_string()),
+    );
+    if let (Some(a), Some(b)) = (
+        meta["load_started"].as_str(),
+        meta["load_finished"].as_str(),
+    ) {
+        let _ = writeln!(
+            s,
+            "- load average (1, 5, 15 min; /proc/loadavg): {a} at the start, {b} at the end"
+        );
+    }
+    let _ = writeln!(s, "- command: `{}`", str_of("command"));
+    s
+}
+
+/// Orders names with their digit runs compared as numbers, so
+/// `transmit_bundle_4` comes before `transmit_bundle_16` and `200ns` before
+/// `1000ns`.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (x, y) = (chunks(a), chunks(b));
+    for (p, q) in x.iter().zip(&y) {
+        let o = match (p, q) {
+            ((true, m), (true, n)) => {
+                let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
+                m.len().cmp(&n.len()).then_with(|| m.cmp(n))
+            }
+            ((_, m), (_, n)) => m.cmp(n),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    x.len().cmp(&y.len()).then_with(|| a.cmp(b))
+}
+
+fn render(
+    groups: &mut BTreeMap<String, Vec<Entry>>,
+    tails: &BTreeMap<String, TailsTable>,
+    carried: &BTreeMap<String, Carried>,
+    runs: &BTreeMap<String, Value>,
+    old_runs: &BTreeMap<String, String>,
+) -> String {
+    // Every section, by group name, with the run it comes from.
+    let mut sections: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (group, entries) in groups.iter_mut() {
+        entries.sort_by(|a, b| natural_cmp(&a.function, &b.function));
+        let id = entries
+            .first()
+            .and_then(|e| e.run.clone())
+            .unwrap_or_default();
+        sections.insert(
+            group.clone(),
+            (id.clone(), criterion_section(group, entries, &id)),
+        );
+    }
+    for (group, t) in tails {
+        let id = t.run.clone().unwrap_or_default();
+        sections.insert(group.clone(), (id.clone(), tails_section(t, &id)));
+    }
+    for (group, c) in carried {
+        sections.insert(group.clone(), (c.run.clone(), c.section.clone()));
+    }
+
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -298,89 +562,120 @@ fn render(groups: &mut BTreeMap<String, Vec<Entry>>, runs: &BTreeMap<String, Val
          measured in the same run (above 1: faster than the peer). A ratio whose interval overlaps \
          the peer's is not a measured difference.\n"
     );
-    for (id, meta) in runs {
-        let str_of = |k: &str| meta[k].as_str().unwrap_or("unknown").to_owned();
-        let in_groups: Vec<&str> = groups
+    let ids: BTreeSet<&str> = sections.values().map(|(id, _)| id.as_str()).collect();
+    for id in ids {
+        let in_groups: Vec<&str> = sections
             .iter()
-            .filter(|(_, es)| es.iter().any(|e| e.run.as_deref() == Some(id)))
+            .filter(|(_, (r, _))| r == id)
             .map(|(g, _)| g.as_str())
             .collect();
-        let scope = if in_groups.len() == groups.len() {
+        let scope = if in_groups.len() == sections.len() {
             "every group".to_owned()
         } else {
             in_groups.join(", ")
         };
-        let _ = writeln!(s, "Run `{id}` ({scope}):\n");
-        let _ = writeln!(
-            s,
-            "- date: {} to {} (UTC)",
-            str_of("started"),
-            str_of("finished")
-        );
-        let _ = writeln!(s, "- commit: `{}`", str_of("commit"));
-        let _ = writeln!(s, "- rustc: `{}`", str_of("rustc"));
-        let _ = writeln!(
-            s,
-            "- CPU: {}; {} logical CPUs, available parallelism {}",
-            str_of("cpu"),
-            meta["logical_cpus"]
-                .as_u64()
-                .map_or("unknown".into(), |n| n.to_string()),
-            meta["available_parallelism"]
-                .as_u64()
-                .map_or("unknown".into(), |n| n.to_string()),
-        );
-        let _ = writeln!(s, "- command: `{}`\n", str_of("command"));
+        let bullets = match runs.get(id) {
+            Some(meta) => run_bullets(meta),
+            None => old_runs.get(id).cloned().unwrap_or_else(|| {
+                "- (carried over from the previous RESULTS.md, which had no record of it)\n".into()
+            }),
+        };
+        let _ = writeln!(s, "Run `{id}` ({scope}):\n\n{bullets}");
     }
-    for (group, entries) in groups.iter_mut() {
-        entries.sort_by(|a, b| a.function.cmp(&b.function));
-        let peer_name = PEERS.iter().find(|(g, _)| g == group).map(|(_, p)| *p);
-        let peer = peer_name.and_then(|p| entries.iter().find(|e| e.function == p));
-        let _ = writeln!(s, "## {group}\n");
-        if let Some(id) = entries.first().and_then(|e| e.run.as_deref()) {
-            let _ = writeln!(s, "Run: `{id}`.\n");
+    for (group, (_, section)) in &sections {
+        let _ = writeln!(s, "## {group}\n\n{section}");
+    }
+    s
+}
+
+/// The peer row of `function` in a group whose peer is `peer`: for a
+/// parameterised entry (`name/param`) the peer with the same parameter if
+/// the group has one, else the peer itself.
+fn peer_of<'a>(entries: &'a [Entry], peer: &str, function: &str) -> Option<&'a Entry> {
+    if let Some((_, param)) = function.split_once('/') {
+        let want = format!("{peer}/{param}");
+        if let Some(e) = entries.iter().find(|e| e.function == want) {
+            return Some(e);
         }
-        match (peer_name, peer) {
-            (Some(name), Some(_)) => {
-                let _ = writeln!(s, "Peer: `{name}`.\n");
-            }
-            (Some(name), None) => {
-                let _ = writeln!(
-                    s,
-                    "Peer `{name}` was not measured in this run: no ratios.\n"
-                );
-            }
-            (None, _) => {}
-        }
-        let level = entries
+    }
+    entries.iter().find(|e| e.function == peer)
+}
+
+fn criterion_section(group: &str, entries: &[Entry], id: &str) -> String {
+    let mut s = String::new();
+    let peer_name = PEERS.iter().find(|(g, _)| *g == group).map(|(_, p)| *p);
+    let has_peer = peer_name.is_some_and(|p| {
+        entries
             .iter()
-            .find_map(|e| e.median_ci)
-            .map_or(95.0, |(l, _, _)| l * 100.0);
-        let _ = writeln!(
-            s,
-            "| benchmark | median | {level:.0}% CI of median | per element | Melem/s | speed vs peer |"
-        );
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
-        for e in entries.iter() {
-            let per_elem = e.elements.map(|n| e.median_ns / n);
-            let rate = per_elem.map(|ns| 1e3 / ns);
-            let ratio = peer.map(|p| p.median_ns / e.median_ns);
+            .any(|e| e.function == p || e.function.starts_with(&format!("{p}/")))
+    });
+    if !id.is_empty() {
+        let _ = writeln!(s, "Run: `{id}`.\n");
+    }
+    match (peer_name, has_peer) {
+        (Some(name), true) => {
+            let _ = writeln!(s, "Peer: `{name}`.\n");
+        }
+        (Some(name), false) => {
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} | {} | {} | {} |",
-                e.function,
-                time(e.median_ns),
-                e.median_ci.map_or("".into(), |(_, lo, hi)| format!(
-                    "{} – {}",
-                    time_precise(lo),
-                    time_precise(hi)
-                )),
-                per_elem.map_or("".into(), time),
-                rate.map_or("".into(), |r| format!("{r:.2}")),
-                ratio.map_or("".into(), |r| format!("{r:.2}×")),
+                "Peer `{name}` was not measured in this run: no ratios.\n"
             );
         }
-        s.push('\n');
+        (None, _) => {}
+    }
+    let level = entries
+        .iter()
+        .find_map(|e| e.median_ci)
+        .map_or(95.0, |(l, _, _)| l * 100.0);
+    let _ = writeln!(
+        s,
+        "| benchmark | median | {level:.0}% CI of median | per element | Melem/s | speed vs peer |"
+    );
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for e in entries {
+        let per_elem = e.elements.map(|n| e.median_ns / n);
+        let rate = per_elem.map(|ns| 1e3 / ns);
+        let ratio = peer_name
+            .and_then(|p| peer_of(entries, p, &e.function))
+            .map(|p| p.median_ns / e.median_ns);
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            e.function,
+            time(e.median_ns),
+            e.median_ci.map_or("".into(), |(_, lo, hi)| format!(
+                "{} – {}",
+                time_precise(lo),
+                time_precise(hi)
+            )),
+            per_elem.map_or("".into(), time),
+            rate.map_or("".into(), |r| format!("{r:.2}")),
+            ratio.map_or("".into(), |r| format!("{r:.2}×")),
+        );
+    }
+    s
+}
+
+fn tails_section(t: &TailsTable, id: &str) -> String {
+    let mut s = String::new();
+    if !id.is_empty() {
+        let _ = writeln!(s, "Run: `{id}`.\n");
+    }
+    if let Some(p) = &t.peer {
+        let _ = writeln!(s, "Peer: `{p}`.\n");
+    }
+    if !t.about.is_empty() {
+        let _ = writeln!(s, "{}\n", t.about);
+    }
+    let _ = writeln!(s, "| benchmark | {} |", t.columns.join(" | "));
+    let _ = writeln!(
+        s,
+        "| --- |{}",
+        t.columns.iter().map(|_| " ---: |").collect::<String>()
+    );
+    for (name, cells) in &t.rows {
+        let _ = writeln!(s, "| `{name}` | {} |", cells.join(" | "));
     }
     s
 }
@@ -438,6 +733,7 @@ fn run(dir: &Path, extra: &[OsString]) -> Result<String, String> {
     command.extend(extra.iter().map(|a| a.to_string_lossy().into_owned()));
     let mut meta = provenance(&command.join(" "));
     meta["started"] = json!(utc(started));
+    meta["load_started"] = json!(loadavg());
     let runs = dir.join(RUNS);
     std::fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
     let record = runs.join(format!("{id}.json"));
@@ -467,6 +763,7 @@ fn run(dir: &Path, extra: &[OsString]) -> Result<String, String> {
         ));
     }
     meta["finished"] = json!(utc(SystemTime::now()));
+    meta["load_finished"] = json!(loadavg());
     meta["results"] = json!(stamped);
     write(&meta)?;
     Ok(id)
@@ -479,7 +776,7 @@ fn stamp(dir: &Path, id: &str, started: SystemTime) -> Result<usize, String> {
     find_results(dir, &mut found);
     let mut n = 0;
     for new in found {
-        let estimates = new.join("estimates.json");
+        let estimates = result_file(&new);
         let Ok(modified) = std::fs::metadata(&estimates).and_then(|m| m.modified()) else {
             continue;
         };
@@ -559,6 +856,16 @@ fn provenance(command: &str) -> Value {
         "started": null,
         "finished": null,
     })
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), how busy the
+/// machine was around a run; `unknown` where there is no such file.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -663,7 +970,7 @@ mod tests {
         s.result("g", "peer", 20.0);
         s.result("g", "ours", 10.0);
         assert_eq!(s.record("R1", long_ago()), 2);
-        let out = report(&s.0).unwrap();
+        let out = report(&s.0, None).unwrap();
         assert!(out.contains("Run `R1` (every group):"), "{out}");
         assert!(out.contains("- date: 2026-11-30T18:00:00Z to 2026-11-30T18:10:00Z (UTC)"));
         assert!(out.contains("- commit: `"), "{out}");
@@ -687,7 +994,7 @@ mod tests {
         let since = SystemTime::now() - Duration::from_secs(60);
         s.result("g", "ours", 10.0);
         assert_eq!(s.record("R2", since), 1);
-        let err = report(&s.0).unwrap_err();
+        let err = report(&s.0, None).unwrap_err();
         assert!(err.contains("g mixes 2 runs"), "{err}");
         assert!(
             err.contains("`peer` from R1") && err.contains("`ours` from R2"),
@@ -704,7 +1011,7 @@ mod tests {
         let since = SystemTime::now() - Duration::from_secs(60);
         s.result("b", "y", 10.0);
         assert_eq!(s.record("R2", since), 1);
-        let out = report(&s.0).unwrap();
+        let out = report(&s.0, None).unwrap();
         assert!(
             out.contains("Run `R1` (a):") && out.contains("Run `R2` (b):"),
             "{out}"
@@ -721,17 +1028,17 @@ mod tests {
     fn an_unrecorded_or_changed_result_is_refused() {
         let s = Scratch::new("unstamped");
         s.result("g", "peer", 20.0);
-        let err = report(&s.0).unwrap_err();
+        let err = report(&s.0, None).unwrap_err();
         assert!(
             err.contains("`peer` not written by a recorded run"),
             "{err}"
         );
 
         assert_eq!(s.record("R1", long_ago()), 1);
-        assert!(report(&s.0).is_ok());
+        assert!(report(&s.0, None).is_ok());
         // criterion run directly afterwards rewrites the estimates.
         s.result("g", "peer", 30.0);
-        let err = report(&s.0).unwrap_err();
+        let err = report(&s.0, None).unwrap_err();
         assert!(err.contains("changed after its run stamped it"), "{err}");
     }
 
@@ -740,7 +1047,7 @@ mod tests {
         let s = Scratch::new("norecord");
         s.result("g", "peer", 20.0);
         assert_eq!(stamp(&s.0, "R9", long_ago()).unwrap(), 1);
-        let err = report(&s.0).unwrap_err();
+        let err = report(&s.0, None).unwrap_err();
         assert!(err.contains("run R9 has no record"), "{err}");
     }
 
@@ -753,6 +1060,95 @@ mod tests {
         let since = SystemTime::now() - Duration::from_secs(60);
         assert_eq!(stamp(&s.0, "R1", since).unwrap(), 1);
         assert!(!old.join(STAMP).exists());
+    }
+
+    #[test]
+    fn groups_not_rerun_are_carried_over_with_their_run() {
+        let s = Scratch::new("carry");
+        s.result("a", "x", 20.0);
+        assert_eq!(s.record("R1", long_ago()), 1);
+        let first = report(&s.0, None).unwrap();
+        // A fresh criterion directory holding only group b, from run R2.
+        let t = Scratch::new("carry2");
+        t.result("b", "y", 10.0);
+        assert_eq!(t.record("R2", long_ago()), 1);
+        let out = report(&t.0, Some(&first)).unwrap();
+        assert!(
+            out.contains("Run `R1` (a):") && out.contains("Run `R2` (b):"),
+            "{out}"
+        );
+        assert!(out.contains("## a\n\nRun: `R1`."), "{out}");
+        assert!(out.contains("| `x` | 20.0 ns |"), "{out}");
+        assert!(out.contains("- commit: `"), "R1's record is kept: {out}");
+        // A rerun group replaces the carried one.
+        let u = Scratch::new("carry3");
+        u.result("a", "x", 40.0);
+        assert_eq!(u.record("R3", long_ago()), 1);
+        let again = report(&u.0, Some(&out)).unwrap();
+        assert!(
+            again.contains("| `x` | 40.0 ns |") && !again.contains("R1"),
+            "{again}"
+        );
+        assert!(again.contains("Run `R2` (b):"), "{again}");
+    }
+
+    #[test]
+    fn tails_tables_are_stamped_and_reported() {
+        let s = Scratch::new("tails");
+        let new = s.0.join("mpsafe-tails").join("g_t").join("new");
+        std::fs::create_dir_all(&new).unwrap();
+        let t = json!({
+            "group": "g/t", "peer": "p", "about": "What it is.",
+            "columns": ["p50", "p99"],
+            "rows": [{"name": "p", "cells": ["1 ns", "2 ns"]}, {"name": "q", "cells": ["3 ns", "4 ns"]}],
+        });
+        std::fs::write(new.join("tails.json"), t.to_string()).unwrap();
+        let err = report(&s.0, None).unwrap_err();
+        assert!(
+            err.contains("g/t: its table not written by a recorded run"),
+            "{err}"
+        );
+        assert_eq!(s.record("R1", long_ago()), 1);
+        let out = report(&s.0, None).unwrap();
+        assert!(
+            out.contains("## g/t\n\nRun: `R1`.\n\nPeer: `p`.\n\nWhat it is."),
+            "{out}"
+        );
+        assert!(
+            out.contains("| benchmark | p50 | p99 |\n| --- | ---: | ---: |\n| `p` | 1 ns | 2 ns |"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn parameterised_entries_meet_the_peer_of_their_parameter() {
+        let s = Scratch::new("param");
+        s.result("ifqueue/2cpu_kernel_lock", "big_lock/10ns", 20.0);
+        s.result("ifqueue/2cpu_kernel_lock", "big_lock/200ns", 40.0);
+        s.result("ifqueue/2cpu_kernel_lock", "ifq_default/10ns", 40.0);
+        s.result("ifqueue/2cpu_kernel_lock", "ifq_default/200ns", 10.0);
+        assert_eq!(s.record("R1", long_ago()), 4);
+        let out = report(&s.0, None).unwrap();
+        assert!(out.contains("Peer: `big_lock`."), "{out}");
+        assert!(out.contains("| `ifq_default/10ns` | 40.0 ns |"), "{out}");
+        let row = |name: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("| `{name}`")))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(row("ifq_default/10ns").ends_with("| 0.50× |"), "{out}");
+        assert!(row("ifq_default/200ns").ends_with("| 4.00× |"), "{out}");
+        assert!(row("big_lock/200ns").ends_with("| 1.00× |"), "{out}");
+        // 10ns before 200ns: digit runs compare as numbers.
+        assert!(out.find("`big_lock/10ns`").unwrap() < out.find("`big_lock/200ns`").unwrap());
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec!["b_16", "b_4", "a/1000ns", "a/200ns", "a/10ns", "b_1"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["a/10ns", "a/200ns", "a/1000ns", "b_1", "b_4", "b_16"]);
     }
 
     #[test]
