@@ -72,19 +72,22 @@ pub struct Config {
     /// defers it to [`IfQueue::flush_bundle`] (OpenBSD `ifq_start` with
     /// `min(4, ifq_maxlen)`, later `if_txmit`). Default 1: start on every call.
     pub bundle: usize,
-    /// The owner bound, in packets: once a caller that became the owner of
-    /// the start serializer (through [`IfQueue::start`] or
-    /// [`IfQueue::transmit`]) has seen this many packets dequeued since it
-    /// took the serializer, it runs no further start pass: it hands the rest
-    /// to the queue's start task ([`IfQueue::start_task`]) and returns, and
-    /// until the task has taken over, transmitting CPUs post their starts to
-    /// the task instead of the serializer. The bound is checked between
-    /// passes of the start routine, so an owner sends at most the bound
-    /// plus one pass (a pass drains what it finds, at most `maxlen`).
-    /// Restarts (tx completion) are not bounded.
+    /// The owner bound, in packets: a caller that became the owner of the
+    /// start serializer (through [`IfQueue::start`] or
+    /// [`IfQueue::transmit`]) dequeues at most this many packets before it
+    /// returns. Its start passes get what is left of the bound as a dequeue
+    /// budget ([`SendQueue::dequeue`] returns `None` and
+    /// [`SendQueue::dequeue_burst`] comes back short once it is spent, so
+    /// the start routine sees an empty queue and returns); once the bound
+    /// is reached with work left, the owner hands the rest to the queue's
+    /// start task ([`IfQueue::start_task`]) and returns, and until the task
+    /// has taken over, transmitting CPUs post their starts to the task
+    /// instead of the serializer. Restarts (tx completion) are not bounded.
     ///
     /// With a bound, a thread (a kernel's task queue) must run
-    /// `ifq.start_task().run(&ifq)`, or a handed-off start waits for it.
+    /// `ifq.start_task().run(&ifq)`, or a handed-off start waits for it; and
+    /// the start routine must end its loop when a dequeue comes back empty
+    /// (not loop on [`SendQueue::is_empty`]).
     ///
     /// Default `None`: no bound, as OpenBSD's `ifq_serialize` (the owner
     /// loops until no start is pending). Linux bounds its qdisc owner at 64
@@ -585,36 +588,52 @@ impl<D: Discipline, S: Start<D, R>, R: RawMutex, W: Wait> IfQueue<D, S, R, W> {
         }
     }
 
-    /// [`run`](IfQueue::run) of START for a queue with an owner bound: the
+    /// [`run`](IfQueue::run) of START for a queue with an owner bound. The
     /// runner counts the packets dequeued since this caller took the
-    /// serializer, and once they reach the bound it runs no further START
-    /// pass. It hands START to the task once (sets `delegated`, posts a
-    /// request) and drops every later START mark of this ownership: the
-    /// task takes the serializer after this owner lets go and its pass sees
-    /// everything those marks were for (the serializer's release/acquire
-    /// chain). `delegated` stops new marks, so the owner's loop ends.
+    /// serializer and gives each START pass what is left of the bound as a
+    /// dequeue budget (the queue looks empty to the start routine once it is
+    /// spent). Once the bound is reached with work left (a START marked
+    /// again, or packets still queued after a pass that spent the budget)
+    /// it hands off once: sets `delegated` and posts a request to the task.
+    /// It drops every later START mark of this ownership: the task takes
+    /// the serializer after this owner lets go and its pass sees everything
+    /// those marks were for (the serializer's release/acquire chain).
+    /// `delegated` stops new marks, so the owner's loop ends.
     fn run_bounded(&self) -> Started {
         let mut base = None;
         let mut handed_off = false;
+        let hand_off = |handed_off: &mut bool| {
+            if !*handed_off {
+                *handed_off = true;
+                self.delegated.store(true, Ordering::Relaxed);
+                self.task.request();
+            }
+        };
         let ran = self.queue.serializer.add(START, |task, owner| {
             // The first task this caller runs: it just took the serializer.
             let base = *base.get_or_insert_with(|| self.queue.dequeued());
-            if task == START {
-                if handed_off {
-                    return;
-                }
-                // Exact: every dequeue counted here ran on this thread, as
-                // the owner's start routine (or under a queue lock release
-                // ordered before this ownership by the serializer).
-                let sent = self.queue.dequeued().wrapping_sub(base);
-                if sent >= self.owner_bound {
-                    handed_off = true;
-                    self.delegated.store(true, Ordering::Relaxed);
-                    self.task.request();
-                    return;
-                }
+            if task != START {
+                return self.run_task(task, owner);
             }
+            if handed_off {
+                return;
+            }
+            // Exact: every dequeue counted here ran on this thread, as the
+            // owner's start routine (or under a queue lock release ordered
+            // before this ownership by the serializer).
+            let sent = self.queue.dequeued().wrapping_sub(base);
+            if sent >= self.owner_bound {
+                return hand_off(&mut handed_off);
+            }
+            self.queue.set_budget(Some(self.owner_bound - sent));
             self.run_task(task, owner);
+            let left = self.queue.budget_left();
+            self.queue.set_budget(None);
+            // The routine stopped because the budget ran out: what it left
+            // has no START marked for it, so hand it to the task now.
+            if left == 0 && !self.queue.is_empty() {
+                hand_off(&mut handed_off);
+            }
         });
         if ran { Started::Ran } else { Started::Handed }
     }
@@ -1058,6 +1077,29 @@ mod tests {
         q.enqueue(frame()).unwrap();
         assert_eq!(q.start(), Started::Ran);
         assert!(q.is_empty());
+    }
+
+    /// A start routine that drains until `dequeue` comes back empty stops
+    /// at the bound: its pass gets a dequeue budget. What it leaves goes to
+    /// the task, with no further start asked for.
+    #[test]
+    fn a_bounded_owner_s_pass_stops_at_the_budget() {
+        let q = counting(Config::default().owner_bound(4));
+        for _ in 0..20 {
+            q.enqueue(frame()).unwrap();
+        }
+        assert_eq!(q.start(), Started::Ran);
+        assert_eq!((q.calls(), q.sent(), q.len()), (1, 4, 16));
+        assert!(std::format!("{:?}", q.start_task()).contains("pending: true"));
+        assert_eq!(q.start(), Started::Delegated);
+        q.start_task().stop();
+        q.start_task().run(&q);
+        assert_eq!((q.sent(), q.len()), (20, 0));
+        // The budget ended with the pass: a plain dequeue is not limited.
+        q.enqueue(frame()).unwrap();
+        q.enqueue(frame()).unwrap();
+        let mut out = crate::ArrayVec::<_, 8>::new();
+        assert_eq!(q.dequeue_burst(&mut out, 8), 2);
     }
 
     /// Below the bound nothing changes: an owner drains the queue itself and

@@ -127,6 +127,24 @@ struct Inner<D> {
     counters: Counters,
 }
 
+/// `Hints::budget` when no budget is set.
+const NO_BUDGET: usize = usize::MAX;
+
+/// Words kept beside the queue lock, stored under it and read without it.
+struct Hints {
+    /// Mirror of `Inner::len`, read without the lock as a hint (OpenBSD
+    /// reads `ifq_len` unlocked the same way).
+    len: AtomicUsize,
+    /// Packets dequeued since the queue was made (wrapping): how an
+    /// [`IfQueue`](crate::IfQueue)'s bounded owner counts what its passes
+    /// sent (`Config::owner_bound`). Every dequeue writes the length beside
+    /// it anyway.
+    dequeued: AtomicUsize,
+    /// Packets the current start pass may still dequeue ([`NO_BUDGET`]:
+    /// any number); set by a bounded owner around its passes.
+    budget: AtomicUsize,
+}
+
 /// An interface send queue (OpenBSD `struct ifqueue`, the packet part): a
 /// [`Discipline`] behind a lock, counters, and the `oactive` flag.
 ///
@@ -151,14 +169,8 @@ pub struct SendQueue<D, R: RawMutex = DefaultLock> {
     /// between the CPUs instead of two. Both are written by whoever
     /// transmits, so nothing is lost by sharing.
     pub(crate) serializer: TaskSerializer,
-    /// Mirror of `Inner::len`, stored under the lock, read without it as a
-    /// hint (OpenBSD reads `ifq_len` unlocked the same way).
-    len_hint: AtomicUsize,
-    /// Packets dequeued since the queue was made (wrapping), stored under the
-    /// lock, read without it: how an [`IfQueue`](crate::IfQueue)'s bounded
-    /// owner counts what its passes sent (`Config::owner_bound`). On this
-    /// line because every dequeue writes the length hint beside it anyway.
-    dequeued: AtomicUsize,
+    /// The words beside the lock that dequeues keep up to date.
+    hints: Hints,
     inner: Lock<R, Inner<D>>,
     /// Written by the start routine and read by tx completion on other CPUs:
     /// its own cache line.
@@ -238,8 +250,11 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
                         errors: 0,
                     },
                 }),
-                len_hint: AtomicUsize::new(0),
-                dequeued: AtomicUsize::new(0),
+                hints: Hints {
+                    len: AtomicUsize::new(0),
+                    dequeued: AtomicUsize::new(0),
+                    budget: AtomicUsize::new(NO_BUDGET),
+                },
                 oactive: CachePadded::new(AtomicBool::new(false)),
             }
         }
@@ -250,8 +265,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     pub fn lock(&self) -> Locked<'_, D, R> {
         Locked {
             guard: self.inner.lock(),
-            len_hint: &self.len_hint,
-            dequeued: &self.dequeued,
+            hints: &self.hints,
         }
     }
 
@@ -260,8 +274,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     pub fn try_lock(&self) -> Option<Locked<'_, D, R>> {
         Some(Locked {
             guard: self.inner.try_lock()?,
-            len_hint: &self.len_hint,
-            dequeued: &self.dequeued,
+            hints: &self.hints,
         })
     }
 
@@ -349,7 +362,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     /// nobody is changing the queue, otherwise a value it recently had.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len_hint.load(Ordering::Relaxed)
+        self.hints.len.load(Ordering::Relaxed)
     }
 
     /// Packets dequeued since the queue was made, wrapping: read without the
@@ -357,7 +370,28 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
     /// this read (a start routine reading its own queue's count is).
     #[inline]
     pub(crate) fn dequeued(&self) -> usize {
-        self.dequeued.load(Ordering::Relaxed)
+        self.hints.dequeued.load(Ordering::Relaxed)
+    }
+
+    /// Lets the caller's next dequeues take at most `packets` in all (a
+    /// bounded owner's start pass: the queue then looks empty to the start
+    /// routine), or any number with `None`. Only the owner of the start
+    /// serializer sets it, around its own passes.
+    #[inline]
+    pub(crate) fn set_budget(&self, packets: Option<usize>) {
+        // Relaxed: written and read by the owner's thread (dequeues of the
+        // start routine it runs); the lock and the serializer order it for
+        // the next owner, which sets its own before its first pass.
+        self.hints
+            .budget
+            .store(packets.unwrap_or(NO_BUDGET), Ordering::Relaxed);
+    }
+
+    /// What is left of the budget [`set_budget`](SendQueue::set_budget)
+    /// set: 0 once the pass took all it was allowed.
+    #[inline]
+    pub(crate) fn budget_left(&self) -> usize {
+        self.hints.budget.load(Ordering::Relaxed)
     }
 
     /// Whether [`len`](SendQueue::len) is 0.
@@ -449,7 +483,7 @@ impl<D: Discipline, R: RawMutex> SendQueue<D, R> {
 impl<D, R: RawMutex> fmt::Debug for SendQueue<D, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendQueue")
-            .field("len", &self.len_hint.load(Ordering::Relaxed))
+            .field("len", &self.hints.len.load(Ordering::Relaxed))
             .field("oactive", &self.oactive.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -462,8 +496,7 @@ impl<D, R: RawMutex> fmt::Debug for SendQueue<D, R> {
 /// dropping it.
 pub struct Locked<'a, D, R: RawMutex> {
     guard: Guard<'a, R, Inner<D>>,
-    len_hint: &'a AtomicUsize,
-    dequeued: &'a AtomicUsize,
+    hints: &'a Hints,
 }
 
 impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
@@ -473,18 +506,30 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         // Relaxed: a hint. Readers that must see it (the start task's empty
         // check) are ordered after this store by the lock release and the task
         // serializer's acquire/release chain, not by this store.
-        self.len_hint.store(len, Ordering::Relaxed);
+        self.hints.len.store(len, Ordering::Relaxed);
     }
 
-    /// Counts `n` packets dequeued.
+    /// How many of `max` packets the budget lets this dequeue take.
+    #[inline]
+    fn allowed(&self, max: usize) -> usize {
+        max.min(self.hints.budget.load(Ordering::Relaxed))
+    }
+
+    /// Counts `n` packets dequeued, and takes them from the budget.
     #[inline]
     fn count_dequeued(&mut self, n: usize) {
-        // Relaxed, and a load and a store rather than a read-modify-write:
-        // only the lock holder writes it (the lock orders the writers), and
-        // the one reader that needs the exact value is the start routine's
-        // own thread (a bounded owner), which wrote it.
-        let d = self.dequeued.load(Ordering::Relaxed);
-        self.dequeued.store(d.wrapping_add(n), Ordering::Relaxed);
+        // Relaxed, and loads and stores rather than read-modify-writes:
+        // only the lock holder writes these (the lock orders the writers),
+        // and the one reader that needs the exact values is the start
+        // routine's own thread (a bounded owner), which wrote them.
+        let d = self.hints.dequeued.load(Ordering::Relaxed);
+        self.hints
+            .dequeued
+            .store(d.wrapping_add(n), Ordering::Relaxed);
+        let b = self.hints.budget.load(Ordering::Relaxed);
+        if b != NO_BUDGET {
+            self.hints.budget.store(b - n, Ordering::Relaxed);
+        }
     }
 
     /// [`SendQueue::enqueue`] under the held lock.
@@ -566,6 +611,9 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
     /// [`SendQueue::dequeue`] under the held lock.
     #[inline]
     pub fn dequeue(&mut self) -> Option<D::Packet> {
+        if self.allowed(1) == 0 {
+            return None;
+        }
         let cookie = self.guard.discipline.deq_begin()?;
         Some(self.commit(cookie))
     }
@@ -586,6 +634,10 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
         out: &mut ArrayVec<D::Packet, N>,
         max: usize,
     ) -> usize {
+        let max = self.allowed(max);
+        if max == 0 {
+            return 0;
+        }
         let n = self.guard.discipline.dequeue_into(out, max);
         if n > 0 {
             let len = self.guard.len - n;
@@ -599,6 +651,9 @@ impl<'a, D: Discipline, R: RawMutex> Locked<'a, D, R> {
     /// released) if the queue is empty.
     #[inline]
     pub fn into_deq_begin(self) -> Option<DeqGuard<'a, D, R>> {
+        if self.allowed(1) == 0 {
+            return None;
+        }
         let cookie = self.guard.discipline.deq_begin()?;
         Some(DeqGuard {
             locked: self,

@@ -223,3 +223,147 @@ fn every_packet_is_transmitted_dropped_or_purged() {
     assert_eq!(c.bytes, 64 * c.packets);
     assert!(q.is_empty());
 }
+
+/// The start routine of the bounded test: drains into a tally, checks that
+/// no two run at once, and counts on the running thread what it sent in
+/// the current `transmit` call. A producer's pass ends by waiting (an
+/// event, not a time) until the other producer has queued a packet or
+/// finished: owners see sustained load even when the machine gives both
+/// producers one CPU, and hand off at the bound.
+#[derive(Default)]
+struct Drain {
+    sent: Tally,
+    in_start: AtomicBool,
+    /// Packets the start task's thread sent (the hand-offs at work).
+    by_task: AtomicU64,
+    /// Producers that have finished their loop.
+    finished: AtomicU64,
+}
+
+std::thread_local! {
+    /// Packets this thread's start passes sent since its last `transmit`
+    /// began.
+    static SENT_IN_CALL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Set on the start task's thread.
+    static IS_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Start<Priq<Pkt>, mpsafe_ifqueue::DefaultLock> for Drain {
+    fn start(&self, q: &SendQueue<Priq<Pkt>>, _owner: &TaskOwner<'_>) {
+        assert!(
+            !self.in_start.swap(true, Relaxed),
+            "two start routines at once"
+        );
+        while let Some(p) = q.dequeue() {
+            self.sent.add(&p);
+            SENT_IN_CALL.set(SENT_IN_CALL.get() + 1);
+            if IS_TASK.get() {
+                self.by_task.fetch_add(1, Relaxed);
+            }
+        }
+        if !IS_TASK.get() {
+            while q.is_empty() && self.finished.load(SeqCst) == 0 {
+                thread::yield_now();
+            }
+        }
+        self.in_start.store(false, Relaxed);
+    }
+}
+
+/// Two producers transmit onto a queue whose owner is bounded, its start
+/// task on a third thread: no `transmit` call sends more than the bound
+/// (its passes' dequeue budget), and after `stop` every packet went out or
+/// was dropped, once.
+#[test]
+fn a_bounded_owner_returns_and_nothing_is_lost() {
+    const BOUND: usize = 8;
+    const MAXLEN: usize = 32;
+    // Owners wait for the other producer and producers for room, so each
+    // packet may cost a trip through the scheduler: fewer packets than the
+    // test above (still thousands of hand-offs).
+    let n = (per_producer() / 40).max(50);
+    let q = IfQueue::new(
+        Priq::new(),
+        Config::with_maxlen(MAXLEN).owner_bound(BOUND),
+        Drain::default(),
+    )
+    .unwrap();
+    let (sent_in, dropped) = (Tally::default(), Tally::default());
+    let (delegated, refused) = (AtomicU64::new(0), AtomicU64::new(0));
+    thread::scope(|s| {
+        let task = s.spawn(|| {
+            IS_TASK.set(true);
+            q.start_task().run(&q)
+        });
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|t| {
+                let (q, sent_in, dropped, delegated) = (&q, &sent_in, &dropped, &delegated);
+                let refused = &refused;
+                s.spawn(move || {
+                    // Counted as finished however this thread ends, so a
+                    // failed assertion here cannot leave the other
+                    // producer's owner waiting for packets forever.
+                    struct Finished<'a>(&'a AtomicU64);
+                    impl Drop for Finished<'_> {
+                        fn drop(&mut self) {
+                            self.0.fetch_add(1, SeqCst);
+                        }
+                    }
+                    let _finished = Finished(&q.driver().finished);
+                    let mut most = 0;
+                    for i in 0..n {
+                        let p = Pkt { id: t * n + i + 1 };
+                        sent_in.add(&p);
+                        SENT_IN_CALL.set(0);
+                        // A full queue refuses: wait for room (flow
+                        // control, as a stack's sender would), so neither
+                        // producer runs through its loop alone.
+                        let mut p = p;
+                        loop {
+                            match q.enqueue(p) {
+                                Ok(()) => break,
+                                Err(Dropped::Refused(back)) => {
+                                    p = back;
+                                    refused.fetch_add(1, Relaxed);
+                                    thread::yield_now();
+                                }
+                                Err(Dropped::Evicted(old)) => {
+                                    dropped.add(&old);
+                                    break;
+                                }
+                                Err(_) => unreachable!(),
+                            }
+                        }
+                        if q.start() == mpsafe_ifqueue::Started::Delegated {
+                            delegated.fetch_add(1, Relaxed);
+                        }
+                        most = most.max(SENT_IN_CALL.get());
+                    }
+                    assert!(
+                        most <= BOUND,
+                        "one transmit sent {most} packets, bound {BOUND}"
+                    );
+                    most
+                })
+            })
+            .collect();
+        let most: Vec<usize> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+        // `stop`'s last pass sends whatever the last hand-off left.
+        q.start_task().stop();
+        task.join().unwrap();
+        eprintln!(
+            "bounded: most sent by one transmit {most:?}, starts posted to the task {}, \
+             packets the task sent {}",
+            delegated.load(Relaxed),
+            q.driver().by_task.load(Relaxed)
+        );
+    });
+    let (i, t, d) = (sent_in.get(), q.driver().sent.get(), dropped.get());
+    assert_eq!(i.0, PRODUCERS * n);
+    assert_eq!(i.0, t.0 + d.0, "count: in {i:?} sent {t:?} dropped {d:?}");
+    assert_eq!(i.1, t.1 + d.1, "id sum: a packet was duplicated or swapped");
+    assert!(q.is_empty());
+    // Every refusal is counted as a drop by the queue; the producer offered
+    // the same packet again.
+    assert_eq!(q.counters().qdrops, d.0 + refused.load(Relaxed));
+}
