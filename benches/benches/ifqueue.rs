@@ -605,14 +605,30 @@ fn ticks_per_ns() -> f64 {
     })
 }
 
-/// Whether the command line's name filters (none, or one naming `what`)
-/// select a printed measurement that is not a criterion benchmark.
+/// Whether the command line's name filter (none, or one that `what`
+/// contains) selects a printed measurement that is not a criterion
+/// benchmark. A filter may hold one alternation group, as criterion's
+/// regex would (`2cpu_(kernel_lock|owner)`): each alternative is tried.
 fn selected(what: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
         .collect();
-    filters.is_empty() || filters.iter().any(|f| what.contains(f.as_str()))
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| alternatives(f).iter().any(|a| what.contains(a)))
+}
+
+/// `a(b|c)d` as `abd` and `acd`; anything else as itself.
+fn alternatives(filter: &str) -> Vec<String> {
+    match (filter.find('('), filter.find(')')) {
+        (Some(open), Some(close)) if open < close => filter[open + 1..close]
+            .split('|')
+            .map(|alt| format!("{}{alt}{}", &filter[..open], &filter[close + 1..]))
+            .collect(),
+        _ => vec![filter.to_owned()],
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -776,30 +792,18 @@ fn big_lock_transmit(k: &BigKernelLock, p: Pkt) -> Result<(), Pkt> {
     Ok(())
 }
 
-/// One CPU's time, per packet, transmitting alone through the big-lock
-/// design (measured once): the unit that turns a duty cycle into packets.
-fn alone_ns() -> f64 {
-    static NS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *NS.get_or_init(|| {
-        let k = big_kernel_lock();
-        let n = 2_000_000;
-        let t = Instant::now();
-        for i in 0..n {
-            big_lock_transmit(&k, Pkt(i)).unwrap();
-        }
-        t.elapsed().as_nanos() as f64 / f64::from(n)
-    })
-}
-
-/// The mix of one CPU's work for a hold length and duty cycle: `hold` burn
-/// iterations under the big lock, then `packets` transmits, where the
-/// transmits alone would take `100 - duty` parts of the cycle's time at
-/// [`alone_ns`] per packet. The same mix for both designs: each does the
-/// same kernel work per packet, and the faster one finishes sooner.
+/// One CPU's cycle for a hold length and duty cycle: `hold` burn iterations
+/// under the big lock, then transmitting until `gap` ticks have passed
+/// since the hold ended, so the non-network work takes `duty` percent of
+/// the CPU's time whatever the transmits cost (the rest of the kernel runs
+/// at its own pace, not at the network's). The clock is read after every
+/// packet when the gap is short, after every eighth otherwise; the read is
+/// outside any lock, on both designs alike.
 #[derive(Clone, Copy)]
 struct Mix {
     hold: u64,
-    packets: u64,
+    gap: u64,
+    check_every: u64,
 }
 
 impl Mix {
@@ -807,17 +811,32 @@ impl Mix {
         let gap_ns = hold_ns as f64 * (100 - duty_pct) as f64 / duty_pct as f64;
         Self {
             hold: (hold_ns as f64 * burn_per_ns()).round().max(1.0) as u64,
-            packets: (gap_ns / alone_ns()).round().max(1.0) as u64,
+            gap: (gap_ns * ticks_per_ns_any()).round() as u64,
+            check_every: if gap_ns < 1_000.0 { 1 } else { 8 },
         }
     }
 }
 
+/// The window clock: the TSC without fences on x86_64 (a window end need
+/// not be exact), else [`tick`].
+#[inline]
+fn window_tick() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` exists on every x86_64 CPU.
+        unsafe { std::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        tick()
+    }
+}
+
 /// One CPU's share of a kernel-lock run: the non-network section under the
-/// big lock, then `mix.packets` packets through `send`, repeated until it
+/// big lock, then transmitting for the rest of the cycle, repeated until it
 /// has sent `quota` packets numbered from `first` (or `stop` is set). With
-/// `timed`, every eighth call is timed with the TSC and handed to `keep` if
-/// `send` says so (a TSC read costs tens of nanoseconds in this VM, so
-/// timing every call would change the mix).
+/// `keep`, every eighth call is timed with the fenced TSC and handed to
+/// `keep` if `send` says so.
 #[allow(clippy::too_many_arguments)]
 fn kernel_cpu(
     k: &BigKernelLock,
@@ -837,7 +856,8 @@ fn kernel_cpu(
             g.work += 1;
             burn(mix.hold);
         }
-        for _ in 0..mix.packets {
+        let until = window_tick() + mix.gap;
+        loop {
             let timed = keep.is_some() && i % 8 == 0;
             let mut p = Pkt(i as u32);
             loop {
@@ -859,7 +879,7 @@ fn kernel_cpu(
                 }
             }
             i += 1;
-            if i == end {
+            if i == end || (i % mix.check_every == 0 && window_tick() >= until) {
                 break;
             }
         }
@@ -922,7 +942,8 @@ fn mix_name(hold_ns: u64, duty: u64) -> String {
 
 /// Two CPUs transmitting onto one interface while both also run other
 /// kernel work under the big lock, for each hold length and duty cycle:
-/// `big_lock` takes the same lock to transmit, `ifq_default` never does.
+/// `big_lock` takes the same lock to transmit; `ifq_default` (one send
+/// queue) and `ifqs_queue_per_flow` (a send queue per CPU's flow) never do.
 fn kernel_lock(c: &mut Criterion) {
     let mut g = c.benchmark_group("ifqueue/2cpu_kernel_lock");
     g.throughput(Throughput::Elements(1));
@@ -956,6 +977,41 @@ fn kernel_lock(c: &mut Criterion) {
                     t
                 })
             });
+            // Two send queues, each CPU's flow on its own (as in
+            // `2cpu_transmit`): the transmits share no line, only the
+            // non-network work meets on the big lock.
+            g.bench_function(
+                criterion::BenchmarkId::new("ifqs_queue_per_flow", &param),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let k = big_kernel_lock();
+                        let ifqs: IfQueues<_, _, 2> = IfQueues::try_new(|_| {
+                            IfQueue::new(
+                                Fifo::with_capacity(256),
+                                Config::default(),
+                                Sink32::default(),
+                            )
+                        })
+                        .unwrap();
+                        // `two_kernel_cpus` gives the first CPU packets below `half`.
+                        let half = iters / 2;
+                        let t = two_kernel_cpus(&k, iters, mix, &|p| {
+                            let flow = usize::from(u64::from(p.0) >= half);
+                            ifqs.queue(flow)
+                                .transmit(p)
+                                .map(|()| false)
+                                .map_err(Dropped::into_packet)
+                        });
+                        let sent: u64 = ifqs
+                            .queues()
+                            .iter()
+                            .map(|q| q.driver().sent.load(Ordering::Relaxed))
+                            .sum();
+                        assert_eq!(sent, iters);
+                        t
+                    })
+                },
+            );
         }
     }
     g.finish();

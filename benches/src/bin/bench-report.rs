@@ -490,6 +490,9 @@ fn run_bullets(meta: &Value) -> String {
             "- load average (1, 5, 15 min; /proc/loadavg): {a} at the start, {b} at the end"
         );
     }
+    if let Some(policy) = meta["scheduling"].as_str() {
+        let _ = writeln!(s, "- scheduling: {policy}");
+    }
     let _ = writeln!(s, "- command: `{}`", str_of("command"));
     s
 }
@@ -847,6 +850,7 @@ fn provenance(command: &str) -> Value {
         })
         .count();
     json!({
+        "scheduling": scheduling(),
         "commit": commit,
         "rustc": rustc,
         "cpu": cpu,
@@ -856,6 +860,33 @@ fn provenance(command: &str) -> Value {
         "started": null,
         "finished": null,
     })
+}
+
+/// This process's scheduling policy and real-time priority, from
+/// `/proc/self/stat` (fields 40 and 41): a run under `chrt -f` (real-time,
+/// so the benches' threads hold both CPUs on a loaded machine) says so.
+fn scheduling() -> String {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: field 3 is the first after the closing parenthesis.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let (Some(prio), Some(policy)) = (fields.get(37), fields.get(38)) else {
+        return "unknown".to_owned();
+    };
+    let name = match *policy {
+        "0" => "SCHED_OTHER (normal)",
+        "1" => "SCHED_FIFO (real-time)",
+        "2" => "SCHED_RR (real-time)",
+        "3" => "SCHED_BATCH",
+        "5" => "SCHED_IDLE",
+        _ => "other",
+    };
+    if *prio == "0" {
+        name.to_owned()
+    } else {
+        format!("{name}, priority {prio}")
+    }
 }
 
 /// The 1, 5 and 15 minute load averages (`/proc/loadavg`), how busy the
@@ -976,6 +1007,7 @@ mod tests {
         assert!(out.contains("- commit: `"), "{out}");
         assert!(out.contains("- rustc: `rustc "), "{out}");
         assert!(out.contains("available parallelism"), "{out}");
+        assert!(out.contains("- scheduling: SCHED_"), "{out}");
         assert!(out.contains("| 95% CI of median |"), "{out}");
         assert!(
             out.contains("| `ours` | 10.0 ns | 9.00 ns – 11.0 ns | 5.0 ns |"),
