@@ -14,13 +14,14 @@
 //! | `{{median:GROUP:BENCH}}` | the `median` cell of that row |
 //! | `{{per:GROUP:BENCH}}` | the `per element` cell |
 //! | `{{ratio:GROUP:BENCH}}` | the `speed vs peer` cell |
+//! | `{{cell:GROUP:BENCH:COLUMN}}` | the cell of that row under `COLUMN` (a header, any case), for the tables benches write beside criterion's (`p99`, `p99.9 / p50`) |
 //! | `{{peer:GROUP}}` | the group's peer, in backticks |
 //! | `{{preamble}}` | RESULTS.md's text between its title and first group |
 //! | `{{other-tables}}` | every group no `{{table:..}}` of the chapter names |
 //! | `{{written-for:HEX}}` | nothing if RESULTS.md's FNV-1a 64 hash is `HEX`, else a note that the prose was written for another run |
 //!
 //! `BENCH` is the benchmark's name without backticks and may contain `:`
-//! (`std::sync::Mutex lock+unlock`); `GROUP` may not.
+//! (`std::sync::Mutex lock+unlock`); `GROUP` and `COLUMN` may not.
 
 #![allow(dead_code)] // each includer uses a part
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
@@ -158,11 +159,12 @@ fn column_of(kind: &str) -> Option<&'static str> {
 
 /// Whether `inner` (between `{{` and `}}`) is one of ours.
 fn is_placeholder(inner: &str) -> bool {
-    const KINDS: [&str; 6] = [
+    const KINDS: [&str; 7] = [
         "table:",
         "median:",
         "per:",
         "ratio:",
+        "cell:",
         "peer:",
         "written-for:",
     ];
@@ -242,6 +244,12 @@ fn resolve(p: &str, r: &Results, named: &BTreeSet<&str>) -> Option<String> {
     match kind {
         "table" => r.group(rest).map(table),
         "peer" => r.group(rest)?.peer.as_ref().map(|p| format!("`{p}`")),
+        "cell" => {
+            let (group, rest) = rest.split_once(':')?;
+            let (bench, column) = rest.rsplit_once(':')?;
+            r.cell(group, bench, &column.to_lowercase())
+                .map(str::to_string)
+        }
         "written-for" => {
             let want = u64::from_str_radix(rest.trim(), 16).ok()?;
             Some(if want == r.fingerprint {

@@ -319,6 +319,15 @@ fn rendering_copies_the_figures_of_results_md() {
         "{out}"
     );
     assert!(out.ends_with("{{ \"not ours\" }}"));
+    let tails = render::parse(
+        "# r\n\n## g/t\n\nPeer: `p`.\n\nWhat it is.\n\n| benchmark | p50 | p99.9 / p50 |\n| --- | ---: | ---: |\n| `a::b c` | 40 ns | 3.5 |\n",
+    );
+    let (cells, bad) = render::render(
+        "{{cell:g/t:a::b c:p50}} {{cell:g/t:a::b c:P99.9 / p50}} {{cell:g/t:a::b c:max}}",
+        &tails,
+    );
+    assert_eq!(bad.len(), 1, "an absent column does not resolve");
+    assert!(cells.starts_with("40 ns 3.5 **[not in"), "{cells}");
     let (table, bad) = render::render("{{table:g/x}}{{other-tables}}", &results);
     assert!(bad.is_empty());
     assert!(

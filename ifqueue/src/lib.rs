@@ -99,7 +99,9 @@
 //! dependency, so it never reaches a user's lockfile) the atomics and the
 //! queue lock come from [loom](https://docs.rs/loom); the public API is the
 //! same under both. `tests/loom_start.rs` checks the
-//! serialized start, the barrier and the `oactive` restart handshake.
+//! serialized start, the barrier and the `oactive` restart handshake;
+//! `tests/loom_delegate.rs` the start task, `tests/loom_bound.rs` the owner
+//! bound's hand-off to it.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
