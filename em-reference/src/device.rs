@@ -67,7 +67,9 @@ pub struct DeviceConfig {
     pub wire: WireRate,
     /// Length of the frames the wire delivers, in bytes (without FCS).
     pub frame_size: u16,
-    /// Whether transmitted frames come back on the same queue's receive side.
+    /// Whether transmitted frames come back on the same queue's receive side
+    /// (ignored once the device is joined to another by
+    /// [`Device::connect`]: its frames go down the cable).
     pub loopback: bool,
     /// Period of the device's passes while traffic flows.
     pub tick: Duration,
@@ -142,6 +144,9 @@ pub struct DeviceStats {
     pub passes: u64,
     /// Enable requests refused because a ring was not set up right.
     pub config_errors: u64,
+    /// Frames that arrived over the cable ([`Device::connect`]) while the
+    /// receiver was disabled: lost on the wire, not offered.
+    pub link_dropped: u64,
 }
 
 #[derive(Default)]
@@ -154,6 +159,7 @@ struct Counters {
     stray: AtomicU64,
     passes: AtomicU64,
     config_errors: AtomicU64,
+    link_dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -193,13 +199,34 @@ struct QueueEngine {
     /// Wire frames owed, in frames x 1e9 (fractional carry of the pacing).
     carry: u128,
     last: Option<Instant>,
-    /// Frames looped back from transmit, delivered on the next rx step.
-    looped: Vec<(u16, u64)>,
+    /// Frames looped back from transmit or arrived over the cable,
+    /// delivered on the next rx step.
+    looped: Vec<WireFrame>,
     seq: u64,
 }
 
 struct Engine {
     q: Vec<QueueEngine>,
+}
+
+/// A frame on the wire: its length and tag, and its bytes when the pool has
+/// buffer memory (empty otherwise).
+struct WireFrame {
+    len: u16,
+    tag: u64,
+    bytes: Vec<u8>,
+}
+
+/// The far end of a cable ([`Device::connect`]) and what arrived from it.
+#[derive(Default)]
+struct Cable {
+    /// The device this one's transmitter feeds.
+    peer: Mutex<Weak<Shared>>,
+    /// Frames the peer transmitted, per queue, not yet seen by a pass of
+    /// this device. A leaf lock: taken by the peer's device thread (under
+    /// the peer's engine lock) and by this device's (under its own), never
+    /// with another lock inside it.
+    arrived: Mutex<Vec<Vec<WireFrame>>>,
 }
 
 struct Shared {
@@ -209,6 +236,7 @@ struct Shared {
     dma: Mutex<Vec<(u64, Arc<DescRing>)>>,
     engine: Mutex<Engine>,
     counters: Counters,
+    cable: Cable,
     /// The device thread parked with nothing to do: a doorbell must wake it.
     idle: AtomicBool,
     /// An unmasked cause is pending: the interrupt thread must run.
@@ -259,6 +287,10 @@ impl Device {
                 q: (0..queues).map(|_| QueueEngine::default()).collect(),
             }),
             counters: Counters::default(),
+            cable: Cable {
+                peer: Mutex::new(Weak::new()),
+                arrived: Mutex::new((0..queues).map(|_| Vec::new()).collect()),
+            },
             idle: AtomicBool::new(false),
             asserted: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -291,6 +323,43 @@ impl Device {
             shared,
             threads: Mutex::new(vec![dev, intr]),
         }))
+    }
+
+    /// Joins `a` and `b` with a cable: from now on every frame either one
+    /// transmits on queue `q` arrives at the other's receive queue `q` (or
+    /// queue 0 if it has fewer), as from its wire, bytes included (with
+    /// pools from [`Pool::with_heap`] or [`Pool::with_dma`]; tags and
+    /// lengths only otherwise).
+    ///
+    /// The receiving device treats those frames as the hardware does: it
+    /// writes them into posted receive descriptors on its next pass, raises
+    /// its receive interrupt, and counts in `MPC` (and
+    /// [`DeviceStats::missed`]) every frame that finds no posted
+    /// descriptor. Frames that arrive while its receiver is disabled (the
+    /// interface down, or being reset) are lost, counted in
+    /// [`DeviceStats::link_dropped`]. Each device keeps its own pool: the
+    /// bytes are copied across, as a real cable does.
+    ///
+    /// Give both devices [`WireRate::Off`], so the cable is their only
+    /// traffic (a synthetic wire frame has no bytes). A device transmits
+    /// either to its cable or, with [`DeviceConfig::loopback`], to itself;
+    /// the cable wins. Connecting again replaces the previous cable of
+    /// each; a device dropped ends its side (frames sent to it are lost).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mpsafe_em::{Device, DeviceConfig, Pool, WireRate};
+    ///
+    /// let cfg = DeviceConfig { wire: WireRate::Off, frame_size: 1514, ..DeviceConfig::default() };
+    /// let em0 = Device::new(cfg.clone(), Pool::with_heap(64, 2048))?;
+    /// let em1 = Device::new(cfg, Pool::with_heap(64, 2048))?;
+    /// Device::connect(&em0, &em1);
+    /// # Ok::<(), mpsafe_em::DeviceError>(())
+    /// ```
+    pub fn connect(a: &Arc<Device>, b: &Arc<Device>) {
+        *lock(&a.shared.cable.peer) = Arc::downgrade(&b.shared);
+        *lock(&b.shared.cable.peer) = Arc::downgrade(&a.shared);
     }
 
     /// The device's configuration.
@@ -345,6 +414,7 @@ impl Device {
             stray: c.stray.load(Ordering::Relaxed),
             passes: c.passes.load(Ordering::Relaxed),
             config_errors: c.config_errors.load(Ordering::Relaxed),
+            link_dropped: c.link_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -636,8 +706,12 @@ impl Shared {
     }
 
     /// Whether a doorbell rang since the last pass: a transmit tail ahead of
-    /// the head, or receive descriptors posted while the receiver runs.
+    /// the head, receive descriptors posted while the receiver runs, or
+    /// frames arrived over the cable.
     fn has_doorbell_work(&self) -> bool {
+        if lock(&self.cable.arrived).iter().any(|q| !q.is_empty()) {
+            return true;
+        }
         let rx_on = self.regs.rctl.load(Ordering::Acquire) & RCTL_EN != 0;
         let tx_on = self.regs.tctl.load(Ordering::Acquire) & TCTL_EN != 0;
         self.regs.q[..self.config.queues].iter().any(|q| {
@@ -655,9 +729,34 @@ impl Shared {
         let tx_on = self.regs.tctl.load(Ordering::Acquire) & TCTL_EN != 0;
         let mut busy = false;
         let mut causes = 0;
+        let peer = lock(&self.cable.peer).upgrade();
+        // What the cable brought since the last pass: offered to the
+        // receiver now, or lost if it is off.
+        let arrived: Vec<Vec<WireFrame>> = lock(&self.cable.arrived)
+            .iter_mut()
+            .map(std::mem::take)
+            .collect();
+        for (q, frames) in arrived.into_iter().enumerate() {
+            if rx_on {
+                if let Some(e) = eng.q.get_mut(q) {
+                    e.looped.extend(frames);
+                }
+            } else if !frames.is_empty() {
+                self.counters
+                    .link_dropped
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            }
+        }
+        let mut outgoing: Vec<Vec<WireFrame>> = Vec::new();
         for (q, e) in eng.q.iter_mut().enumerate() {
             if tx_on {
-                let sent = self.tx_queue(q, e, rx_on);
+                let mut out = Vec::new();
+                let to = if peer.is_some() { Some(&mut out) } else { None };
+                let sent = self.tx_queue(q, e, rx_on, to);
+                if !out.is_empty() {
+                    outgoing.resize_with(q + 1, Vec::new);
+                    outgoing[q] = out;
+                }
                 if sent > 0 {
                     causes |= ICR_TXDW;
                     busy = true;
@@ -677,10 +776,40 @@ impl Shared {
         if causes != 0 {
             self.raise(causes);
         }
+        if let Some(peer) = peer {
+            if !outgoing.is_empty() {
+                peer.cable_in(outgoing);
+            }
+        }
         busy
     }
 
-    fn tx_queue(&self, q: usize, e: &mut QueueEngine, rx_on: bool) -> u64 {
+    /// The peer's transmitter hands this device `frames` (per queue): kept
+    /// for this device's next pass, which it is woken for.
+    fn cable_in(&self, frames: Vec<Vec<WireFrame>>) {
+        {
+            let mut arrived = lock(&self.cable.arrived);
+            let last = arrived.len() - 1;
+            for (q, f) in frames.into_iter().enumerate() {
+                // A peer with more queues than this device: its extra
+                // queues land on this one's last.
+                arrived[q.min(last)].extend(f);
+            }
+        }
+        // The mutex's release orders the frames before the doorbell's fence.
+        self.doorbell();
+    }
+
+    /// Transmits what queue `q`'s ring holds up to `TDT`: onto `cable` if
+    /// the device has one, else back to its own receive side with loopback
+    /// on, else nowhere.
+    fn tx_queue(
+        &self,
+        q: usize,
+        e: &mut QueueEngine,
+        rx_on: bool,
+        mut cable: Option<&mut Vec<WireFrame>>,
+    ) -> u64 {
         let Some(ring) = e.tx.as_ref() else { return 0 };
         let n = e.tx_n;
         let r = &self.regs.q[q];
@@ -695,9 +824,21 @@ impl Shared {
         while h != tdt {
             let d = ring.get(h as usize);
             let (addr, _len, cmd) = d.tx_fetch();
-            if let Some((len, tag)) = self.pool.dma_read(addr) {
-                if self.config.loopback && rx_on {
-                    e.looped.push((len, tag));
+            let to = match cable.as_deref_mut() {
+                Some(c) => Some(c),
+                None if self.config.loopback && rx_on => Some(&mut e.looped),
+                None => None,
+            };
+            match to {
+                Some(to) => {
+                    let mut bytes = Vec::new();
+                    if let Some((len, tag)) = self.pool.dma_read_frame(addr, &mut bytes) {
+                        to.push(WireFrame { len, tag, bytes });
+                    }
+                }
+                None => {
+                    // Read (and checked) all the same: onto an empty wire.
+                    let _ = self.pool.dma_read(addr);
                 }
             }
             if cmd & TXD_CMD_RS != 0 {
@@ -721,7 +862,16 @@ impl Shared {
         let rdt = r.rdt.load(Ordering::Acquire);
         let mut h = r.rdh.load(Ordering::Relaxed);
         if rdt >= n {
-            return (0, 0, false);
+            // A tail past the ring: the receiver takes nothing, and what
+            // the cable or the loop brought is missed.
+            let lost = e.looped.len() as u64;
+            e.looped.clear();
+            if lost > 0 {
+                self.counters.missed.fetch_add(lost, Ordering::Relaxed);
+                let m = u32::try_from(lost).unwrap_or(u32::MAX);
+                self.regs.mpc.fetch_add(m, Ordering::Relaxed);
+            }
+            return (0, lost, false);
         }
         let posted = u64::from((rdt + n - h) % n);
         let wire = match self.config.wire {
@@ -742,12 +892,22 @@ impl Shared {
         let mut from_loop = looped.drain(..);
         let mut delivered = 0;
         for _ in 0..take {
-            let (len, tag) = from_loop.next().unwrap_or_else(|| {
-                e.seq += 1;
-                (self.config.frame_size, e.seq)
-            });
+            let frame = from_loop.next();
+            let (len, tag) = match &frame {
+                Some(f) => (f.len, f.tag),
+                None => {
+                    e.seq += 1;
+                    (self.config.frame_size, e.seq)
+                }
+            };
             let d = ring.get(h as usize);
-            if self.pool.dma_write(d.rx_addr(), len, tag) {
+            let written = match &frame {
+                Some(f) if !f.bytes.is_empty() => {
+                    self.pool.dma_write_frame(d.rx_addr(), &f.bytes, tag)
+                }
+                _ => self.pool.dma_write(d.rx_addr(), len, tag),
+            };
+            if written {
                 d.rx_complete(len, 0);
             } else {
                 // Buffer not ours: write back an error so the driver drops
@@ -917,6 +1077,105 @@ mod tests {
         let s = dev.stats();
         assert_eq!(s.rx_offered, s.rx_delivered + s.missed);
         dev.shutdown();
+    }
+
+    /// Rings of 8 descriptors on queue 0 of `dev`, both units enabled.
+    fn rings(dev: &Device) -> (Arc<DescRing>, Arc<DescRing>) {
+        let (raddr, rring) = dev.dma_alloc(8);
+        let (taddr, tring) = dev.dma_alloc(8);
+        dev.write(Reg::rdbal(0), raddr as u32);
+        dev.write(Reg::rdlen(0), 128);
+        dev.write(Reg::tdbal(0), taddr as u32);
+        dev.write(Reg::tdlen(0), 128);
+        dev.write(Reg::RCTL, RCTL_EN);
+        dev.write(Reg::TCTL, TCTL_EN);
+        (rring, tring)
+    }
+
+    /// Sends `bytes` from `dev`'s tx descriptor `slot` and waits for the
+    /// write-back; the buffer goes back to the pool.
+    fn send(dev: &Device, tring: &DescRing, slot: u32, bytes: &[u8]) {
+        let pool = dev.pool();
+        let mut m = pool.alloc().unwrap();
+        m.data_mut().unwrap()[..bytes.len()].copy_from_slice(bytes);
+        m.set_len(bytes.len() as u16);
+        let addr = m.into_ring(BufState::OnTxRing);
+        tring
+            .get(slot as usize)
+            .post_tx(addr, bytes.len() as u16, TXD_CMD_EOP | TXD_CMD_RS);
+        dev.write(Reg::tdt(0), slot + 1);
+        wait_for(|| tring.get(slot as usize).tx_done().is_some());
+        // SAFETY: the test posted it, and the device wrote the slot back.
+        unsafe { pool.reclaim(addr, BufState::OnTxRing) }.free();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "device threads and timers: too slow under Miri")]
+    fn a_cable_carries_bytes_both_ways_with_the_receivers_drops() {
+        let cfg = DeviceConfig {
+            wire: WireRate::Off,
+            frame_size: 1514,
+            // Ignored once connected: the cable wins.
+            loopback: true,
+            ..DeviceConfig::default()
+        };
+        let a = Device::new(cfg.clone(), Pool::with_heap(16, 2048)).unwrap();
+        let b = Device::new(cfg, Pool::with_heap(16, 2048)).unwrap();
+        Device::connect(&a, &b);
+        let handler: Arc<dyn IntrHandler> = Arc::new(Counting(AtomicUsize::new(0)));
+        b.establish(Arc::downgrade(&handler));
+        b.write(Reg::IMS, ICR_RXT0 | ICR_RXO);
+        let (arx, atx) = rings(&a);
+        let (brx, btx) = rings(&b);
+
+        // Nothing posted on b: a's frame is missed there, not looped back.
+        send(&a, &atx, 0, b"dropped");
+        wait_for(|| b.stats().missed == 1);
+        assert_eq!(a.stats().rx_offered, 0);
+
+        // One descriptor posted on b: the next frame lands in it, bytes
+        // and all, with a receive interrupt.
+        let post = |dev: &Device, ring: &DescRing| {
+            let addr = dev.pool().alloc().unwrap().into_ring(BufState::OnRxRing);
+            ring.get(0).post_rx(addr);
+            dev.write(Reg::rdt(0), 1);
+            addr
+        };
+        let addr = post(&b, &brx);
+        send(&a, &atx, 1, b"hello over the cable");
+        wait_for(|| b.read(Reg::rdh(0)) == 1);
+        let wb = brx.get(0).rx_writeback();
+        assert_eq!(wb.status & RXD_STAT_DD, RXD_STAT_DD);
+        assert_eq!((wb.addr, wb.len), (addr, 20));
+        // SAFETY: the test posted it, and the device wrote the slot back.
+        let m = unsafe { b.pool().reclaim(wb.addr, BufState::OnRxRing) };
+        assert_eq!(m.data().unwrap(), b"hello over the cable");
+        m.free();
+        wait_for(|| b.stats().interrupts > 0);
+
+        // And back the other way.
+        let addr = post(&a, &arx);
+        send(&b, &btx, 0, b"and back");
+        wait_for(|| a.read(Reg::rdh(0)) == 1);
+        // SAFETY: as above.
+        let m = unsafe { a.pool().reclaim(addr, BufState::OnRxRing) };
+        assert_eq!(m.data().unwrap(), b"and back");
+        m.free();
+
+        // b's receiver off: the frame is lost on the wire, not offered.
+        b.write(Reg::RCTL, 0);
+        send(&a, &atx, 2, b"to nobody");
+        wait_for(|| b.stats().link_dropped == 1);
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!((sa.tx_sent, sb.tx_sent), (3, 1));
+        assert_eq!((sb.rx_offered, sb.rx_delivered, sb.missed), (2, 1, 1));
+        assert_eq!((sa.rx_offered, sa.rx_delivered), (1, 1));
+        a.shutdown();
+        b.shutdown();
+        for dev in [&a, &b] {
+            let s = dev.pool().stats();
+            assert_eq!((s.free, s.dma_errors), (16, 0), "{s}");
+        }
     }
 
     #[test]

@@ -183,6 +183,43 @@ pub struct DmaRegion {
     pub len: usize,
 }
 
+/// Where [`Pool::with_heap`]'s buffers start on the (simulated) bus.
+const HEAP_BUS_BASE: u64 = 0x1000_0000;
+
+/// Heap memory owned by a [`Pool::with_heap`] pool.
+struct HeapMem {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl HeapMem {
+    /// `len` zeroed bytes, 64-byte aligned (as DMA memory is at least
+    /// cache-line aligned).
+    fn new(len: usize) -> Self {
+        assert!(len > 0, "a heap pool of zero bytes");
+        let layout = std::alloc::Layout::from_size_align(len, 64).expect("pool too large");
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(p) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        Self { ptr, layout }
+    }
+}
+
+impl Drop for HeapMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once, here.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+// SAFETY: `HeapMem` only owns the allocation; every access to the bytes
+// goes through the pool's buffer states (one owner at a time).
+unsafe impl Send for HeapMem {}
+// SAFETY: as above; `&HeapMem` gives no access to the bytes.
+unsafe impl Sync for HeapMem {}
+
 /// The buffers of a DMA-backed pool: runs of consecutive buffers, each run
 /// inside one region, with the memory's owner kept alive.
 struct DmaMap {
@@ -439,6 +476,32 @@ impl Pool {
         Self::build(count as usize, buf_size, Some(dma))
     }
 
+    /// A pool of `count` buffers of `buf_size` bytes in heap memory it
+    /// allocates (zeroed) and frees itself: [`Pool::with_dma`] without a
+    /// device, for the simulator when frames must carry real bytes (a stack
+    /// above the driver, two simulated devices joined by a cable,
+    /// [`Device::connect`](crate::Device::connect)). Buffers have bus
+    /// addresses from `0x1000_0000` up, and [`Mbuf::data`] reaches their
+    /// bytes; the simulated device copies them on transmit and receive
+    /// ([`Pool::dma_read_frame`], [`Pool::dma_write_frame`]).
+    ///
+    /// # Panics
+    ///
+    /// If `buf_size` or `count` is zero, or the memory cannot be allocated.
+    pub fn with_heap(count: usize, buf_size: usize) -> Self {
+        let mem = HeapMem::new(count.checked_mul(buf_size).expect("pool size overflows"));
+        let region = DmaRegion {
+            virt: mem.ptr,
+            bus: HEAP_BUS_BASE,
+            len: mem.layout.size(),
+        };
+        // SAFETY: the region is the whole of `mem`'s allocation, readable
+        // and writable, touched by nothing but this pool, and kept alive by
+        // the pool, which holds `mem` as its owner until its last handle
+        // and buffer are gone.
+        unsafe { Self::with_dma(buf_size, &[region], Arc::new(mem)) }
+    }
+
     /// Whether the buffers are in DMA memory ([`Pool::with_dma`]).
     pub fn is_dma(&self) -> bool {
         self.inner.dma.is_some()
@@ -656,6 +719,58 @@ impl Pool {
                 None
             }
         }
+    }
+
+    /// Device side: reads the frame in buffer `addr` for transmission,
+    /// appending its bytes to `out` in a pool with buffer memory (nothing in
+    /// one without), and returns its length and tag; `None` (a DMA error,
+    /// counted) if the buffer is not posted on a transmit ring.
+    pub fn dma_read_frame(&self, addr: u64, out: &mut Vec<u8>) -> Option<(u16, u64)> {
+        let (len, tag) = self.dma_read(addr)?;
+        if let Some(p) = self.buf_ptr(addr) {
+            let n = usize::from(len).min(self.inner.buf_size);
+            // SAFETY: the buffer is posted on a transmit ring (checked by
+            // `dma_read`): the device owns it and only reads it; the driver
+            // wrote it before posting (published by the descriptor and the
+            // tail register's release) and does not touch it until it
+            // reclaims the written-back slot. `n` is within the buffer.
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(p.as_ptr(), n) });
+        }
+        Some((len, tag))
+    }
+
+    /// Device side: writes a received frame of `bytes` with payload `tag`
+    /// into buffer `addr` (the bytes themselves only in a pool with buffer
+    /// memory; its length either way).
+    ///
+    /// Returns `false`, and counts a DMA error, if the buffer is not posted
+    /// on a receive ring or the frame is longer than a buffer.
+    pub fn dma_write_frame(&self, addr: u64, bytes: &[u8], tag: u64) -> bool {
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            self.inner.dma_errors.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        if bytes.len() > self.inner.buf_size || !self.dma_write(addr, len, tag) {
+            if bytes.len() > self.inner.buf_size {
+                self.inner.dma_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            return false;
+        }
+        if let Some(p) = self.buf_ptr(addr) {
+            // SAFETY: the buffer is posted on a receive ring (checked by
+            // `dma_write`): the device owns it, and the driver reads it only
+            // after the descriptor's write-back (release) is seen. The frame
+            // fits in the buffer (checked above).
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.as_ptr(), bytes.len()) };
+        }
+        true
+    }
+
+    /// The first byte of buffer `addr` in a pool with buffer memory.
+    fn buf_ptr(&self, addr: u64) -> Option<NonNull<u8>> {
+        let dma = self.inner.dma.as_ref()?;
+        let idx = self.index_of(addr)?;
+        Some(dma.virt(idx, self.inner.buf_size))
     }
 
     fn slot(&self, addr: u64) -> Option<&Slot> {
@@ -1057,6 +1172,35 @@ mod tests {
         assert_eq!(pool.stats().free, 3);
         drop(pool);
         drop(mem);
+    }
+
+    #[test]
+    fn a_heap_pool_carries_bytes_to_and_from_the_device() {
+        let pool = Pool::with_heap(2, 128);
+        assert!(pool.is_dma());
+        let mut m = pool.alloc().unwrap();
+        m.data_mut().unwrap()[..5].copy_from_slice(b"hello");
+        m.set_len(5);
+        let tx = m.into_ring(BufState::OnTxRing);
+        let mut out = vec![0xaa];
+        assert_eq!(pool.dma_read_frame(tx, &mut out), Some((5, 0)));
+        assert_eq!(out, b"\xaahello");
+        let rx = pool.alloc().unwrap().into_ring(BufState::OnRxRing);
+        assert!(pool.dma_write_frame(rx, b"world!", 9));
+        // Longer than a buffer, or not on a receive ring: refused, counted.
+        assert!(!pool.dma_write_frame(rx, &[0; 129], 0));
+        assert!(!pool.dma_write_frame(tx, b"x", 0));
+        assert_eq!(pool.stats().dma_errors, 2);
+        // SAFETY: the test posted both; no device touches this pool.
+        let (t, r) = unsafe {
+            (
+                pool.reclaim(tx, BufState::OnTxRing),
+                pool.reclaim(rx, BufState::OnRxRing),
+            )
+        };
+        assert_eq!((r.data().unwrap(), r.tag()), (&b"world!"[..], 9));
+        pool.free_all([t, r]);
+        assert_eq!(pool.stats().free, 2);
     }
 
     #[test]
