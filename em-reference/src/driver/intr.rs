@@ -146,6 +146,11 @@ impl<H: Hardware> Softc<H> {
                 self.kick(mode, q, outer, &mut ctx.restrict::<BigLock>());
             }
         }
+        // Completions freed ring slots and the restarts above drained the
+        // send queues: a stack waiting for room hears it now.
+        for q in 0..self.rxqs.len() {
+            self.stack.tx_room(q);
+        }
         true
     }
 

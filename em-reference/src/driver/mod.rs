@@ -521,6 +521,18 @@ impl<H: Hardware> Em<H> {
         })
     }
 
+    /// How many more packets send queue `queue` would take now
+    /// (`ifq_maxlen` minus its length), or `None` if there is no such
+    /// queue: what a stack that reserves room before building a frame
+    /// (`mpsafe-smoltcp`'s `TxQueue::has_room`) asks. Read without the
+    /// queue's lock, so a hint: exact while nobody else transmits on the
+    /// queue and the start routine only shrinks it; if it was stale,
+    /// [`transmit`](Em::transmit) refuses with [`TxError::QueueFull`].
+    pub fn send_queue_space(&self, queue: usize) -> Option<usize> {
+        let ifq = self.sc.ifqs.queues().get(queue)?;
+        Some(self.sc.cfg.ifq_maxlen.saturating_sub(ifq.len()))
+    }
+
     /// Asks send queue `queue` to start (`if_start`): runs the start routine
     /// through the queue's serializer. Never blocks, except in
     /// [`Mode::Serialized`], where the start routine enters the ifnet

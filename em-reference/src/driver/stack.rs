@@ -38,6 +38,18 @@ pub trait Stack: Send + Sync {
     /// backs its receive ring off (`if_rxr_livelocked`). See the trait's
     /// [context](Stack#context) for what is held and what may be called.
     fn input(&self, queue: usize, packets: &mut Vec<Mbuf>) -> bool;
+
+    /// Transmit completion ran on `queue`: ring slots were freed and the
+    /// send queue restarted if it had stalled (`oactive`), so there may be
+    /// room in the send queue again. A stack that waits for room (a poll
+    /// loop that found the queue full, such as `mpsafe-smoltcp`'s
+    /// `Doorbell::tx_room`) wakes up here. Called once per queue at the end
+    /// of every interrupt that found the interface running, in the same
+    /// context as [`input`](Stack::input); it must not block. The default
+    /// does nothing.
+    fn tx_room(&self, queue: usize) {
+        let _ = queue;
+    }
 }
 
 /// A stack that counts what it receives and frees it at once.
