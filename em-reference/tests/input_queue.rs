@@ -41,12 +41,6 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
         em.up().unwrap();
         let stop = AtomicBool::new(false);
         let rounds = AtomicU64::new(0);
-        // The ring's current watermark, sampled once per softnet round: it
-        // grows while the ring runs dry and must come back down when the
-        // driver reports the stack's pressure (`livelocked`); a driver that
-        // ignored `Stack::input`'s answer would only ever grow it.
-        let mut peak = 0;
-        let mut backed_off = false;
         thread::scope(|s| {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
@@ -55,12 +49,12 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
                     thread::sleep(Duration::from_millis(5));
                 }
             });
+            // At least 20 softnet rounds, and until the stack has pushed
+            // back at least once (a sanitizer's slower driver can take a
+            // while to fall behind), up to 2000 rounds.
             while rounds.load(Ordering::Relaxed) < 20
-                || (!backed_off && rounds.load(Ordering::Relaxed) < 400)
+                || (stack.pressured() == 0 && rounds.load(Ordering::Relaxed) < 2000)
             {
-                let cwm = em.stats().rxrings[0].cwm;
-                backed_off |= cwm < peak;
-                peak = peak.max(cwm);
                 thread::sleep(Duration::from_millis(5));
             }
             stop.store(true, Ordering::Relaxed);
@@ -82,9 +76,15 @@ fn a_slow_softnet_backs_the_ring_off_and_nothing_is_lost() {
             stack.pressured() > 0,
             "{mode}: the slow softnet never raised the pressure"
         );
-        assert!(
-            backed_off,
-            "{mode}: the receive ring never backed off (watermark peaked at {peak})"
+        // Every batch the stack answered with pressure was reported to the
+        // ring's watermark: a driver that ignored `Stack::input`'s answer
+        // would report none. (What `livelocked` does to the watermark is
+        // the rxring crate's to test; from out here a shrink is undone by
+        // the next tick's growth before anyone can see it.)
+        assert_eq!(
+            st.rx_livelocked,
+            stack.pressured(),
+            "{mode}: a pressured batch was not reported to the ring"
         );
         assert_eq!(
             (st.pool.in_use(), st.pool.leaked),

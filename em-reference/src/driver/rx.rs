@@ -87,6 +87,7 @@ impl<H: Hardware> Softc<H> {
         // The stack is called with nothing of ours held beyond the entry
         // (it takes its own locks, outside the driver's order).
         if !input.is_empty() && self.stack.input(q, &mut input) {
+            Counters::bump(&self.ctr.rx_livelocked);
             ctx.lock(&rxq.rx).0.livelocked(self.ticks());
         }
         // The stack takes everything; anything left is ours to free.

@@ -26,6 +26,7 @@ pub(crate) struct Counters {
     pub(crate) stops: AtomicU64,
     pub(crate) mode_switches: AtomicU64,
     pub(crate) refill_retries: AtomicU64,
+    pub(crate) rx_livelocked: AtomicU64,
 }
 
 impl Counters {
@@ -75,6 +76,9 @@ pub struct EmStats {
     /// Refill retries run by the refill timer (the ring was empty and the
     /// pool had no buffer).
     pub refill_retries: u64,
+    /// Receive batches the stack answered with pressure, each reported to
+    /// the ring's watermark (`if_rxr_livelocked`).
+    pub rx_livelocked: u64,
     /// Big-lock acquisitions per path.
     pub big_lock: LockCounts,
     /// Receive ring accounting, one row per queue.
@@ -124,6 +128,7 @@ impl<H: Hardware> Softc<H> {
             stops: get(&c.stops),
             mode_switches: get(&c.mode_switches),
             refill_retries: get(&c.refill_retries),
+            rx_livelocked: get(&c.rx_livelocked),
             big_lock: self.core.big.counts(),
             rxrings: Vec::new(),
             pool: self.pool.stats(),
