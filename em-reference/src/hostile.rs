@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::desc::{DescRing, RXD_STAT_DD, TXD_STAT_DD};
-use crate::driver::{Em, EmConfig, EmError, Mode, Stack};
+use crate::driver::{Em, EmConfig, EmError, EmStats, Mode, Stack};
 use crate::hw::{Hardware, IntrHandler, IntrLine, Reg, Regs};
 use crate::pool::{Mbuf, Pool};
 use crate::regs::{ICR_RXO, ICR_RXT0, ICR_TXDW};
@@ -245,6 +245,29 @@ impl Stack for Checking {
     }
 }
 
+/// Brings `em` down and checks what every run promises: no bad frame
+/// reached the stack, every buffer is back (none in use, none leaked), the
+/// stack got what the driver counted, and every posted frame completed or
+/// was flushed. `what` prefixes the messages. Returns the statistics.
+fn down_checked(em: Em<Hostile>, stack: &Checking, what: &str) -> EmStats {
+    em.down();
+    let st = em.stats();
+    assert_eq!(
+        stack.malformed.load(Ordering::Relaxed),
+        0,
+        "{what}the stack got a bad frame"
+    );
+    assert_eq!(st.pool.in_use(), 0, "{what}{}", st.pool);
+    assert_eq!(st.pool.leaked, 0, "{what}{}", st.pool);
+    assert_eq!(
+        st.rx_packets,
+        stack.packets.load(Ordering::Relaxed),
+        "{what}the stack got what the driver counted"
+    );
+    assert_eq!(st.tx_posted, st.tx_completed + st.tx_flushed, "{what}{st}");
+    st
+}
+
 /// What a [`run`] saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -309,22 +332,7 @@ pub fn run(choices: &mut dyn FnMut() -> Option<u64>, steps: u64) -> Outcome {
             _ => hw.act(&mut rng, &mut cursor),
         }
     }
-    em.down();
-    let st = em.stats();
-    assert_eq!(
-        stack.malformed.load(Ordering::Relaxed),
-        0,
-        "the stack got a bad frame"
-    );
-    assert_eq!(st.pool.in_use(), 0, "{}", st.pool);
-    assert_eq!(st.pool.leaked, 0, "{}", st.pool);
-    assert_eq!(
-        st.rx_packets,
-        stack.packets.load(Ordering::Relaxed),
-        "the stack got what the driver counted"
-    );
-    assert_eq!(st.tx_posted, st.tx_completed + st.tx_flushed, "{st}");
-    drop(em);
+    let st = down_checked(em, &stack, "");
     Outcome {
         steps: done,
         rx_errors: st.rx_errors,
@@ -433,26 +441,7 @@ pub fn run_concurrent(seed: u64, steps: u64) -> Outcome {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    em.down();
-    let st = em.stats();
-    assert_eq!(
-        stack.malformed.load(Ordering::Relaxed),
-        0,
-        "seed {seed}: the stack got a bad frame"
-    );
-    assert_eq!(st.pool.in_use(), 0, "seed {seed}: {}", st.pool);
-    assert_eq!(st.pool.leaked, 0, "seed {seed}: {}", st.pool);
-    assert_eq!(
-        st.rx_packets,
-        stack.packets.load(Ordering::Relaxed),
-        "seed {seed}: the stack got what the driver counted"
-    );
-    assert_eq!(
-        st.tx_posted,
-        st.tx_completed + st.tx_flushed,
-        "seed {seed}: {st}"
-    );
-    drop(em);
+    let st = down_checked(em, &stack, &format!("seed {seed}: "));
     Outcome {
         steps,
         rx_errors: st.rx_errors,
