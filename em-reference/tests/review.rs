@@ -452,6 +452,58 @@ impl Stack for Answering {
     }
 }
 
+/// A stack that calls back into the driver holds it here, set once the
+/// driver is attached and cleared before detach.
+trait HoldsEm: Stack + 'static {
+    fn slot(&self) -> &Mutex<Option<Arc<Em<Device>>>>;
+}
+
+impl HoldsEm for Answering {
+    fn slot(&self) -> &Mutex<Option<Arc<Em<Device>>>> {
+        &self.em
+    }
+}
+
+impl HoldsEm for Meddling {
+    fn slot(&self) -> &Mutex<Option<Arc<Em<Device>>>> {
+        &self.em
+    }
+}
+
+/// A pool of `buffers`, a quiet looped-back device (no wire traffic: what
+/// the driver sends comes back), the stack `make` builds on that pool, and
+/// the driver attached in `mode` with the stack holding it, up.
+fn loopback_em<S: HoldsEm>(
+    mode: Mode,
+    buffers: usize,
+    make: impl FnOnce(Pool) -> S,
+) -> (Pool, Arc<Device>, Arc<S>, Arc<Em<Device>>) {
+    let pool = Pool::new(buffers, 2048);
+    let dev = Device::new(
+        DeviceConfig {
+            queues: 1,
+            wire: WireRate::Off,
+            loopback: true,
+            ..DeviceConfig::default()
+        },
+        pool.clone(),
+    )
+    .unwrap();
+    let stack = Arc::new(make(pool.clone()));
+    let em = Arc::new(
+        Em::attach(
+            Arc::clone(&dev),
+            EmConfig::new(mode),
+            Arc::new(KernelLock::new()),
+            stack.clone(),
+        )
+        .unwrap(),
+    );
+    *stack.slot().lock().unwrap() = Some(Arc::clone(&em));
+    em.up().unwrap();
+    (pool, dev, stack, em)
+}
+
 /// Bug 5: in `Serialized` mode `input` runs on the interrupt thread inside
 /// the ifnet serializer, and a reply's `transmit` entered it again: the
 /// interrupt thread died. A reply from `input` must go out in every mode.
@@ -459,35 +511,13 @@ impl Stack for Answering {
 #[cfg_attr(miri, ignore = "threads: too slow under Miri")]
 fn a_stack_answering_from_input_works_in_every_mode() {
     for mode in Mode::ALL {
-        let pool = Pool::new(4096, 2048);
-        let dev = Device::new(
-            DeviceConfig {
-                queues: 1,
-                wire: WireRate::Off,
-                loopback: true,
-                ..DeviceConfig::default()
-            },
-            pool.clone(),
-        )
-        .unwrap();
-        let stack = Arc::new(Answering {
-            pool: pool.clone(),
+        let (pool, dev, stack, em) = loopback_em(mode, 4096, |pool| Answering {
+            pool,
             em: Mutex::new(None),
             answered: AtomicU64::new(0),
             replies_seen: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         });
-        let em = Arc::new(
-            Em::attach(
-                Arc::clone(&dev),
-                EmConfig::new(mode),
-                Arc::new(KernelLock::new()),
-                stack.clone(),
-            )
-            .unwrap(),
-        );
-        *stack.em.lock().unwrap() = Some(Arc::clone(&em));
-        em.up().unwrap();
         let requests = 100u64;
         with_watchdog(Duration::from_secs(60), || {
             // One request at a time, each answered and the answer back
@@ -508,7 +538,7 @@ fn a_stack_answering_from_input_works_in_every_mode() {
             }
         });
         assert_eq!(stack.refused.load(Ordering::Relaxed), 0, "{mode}");
-        *stack.em.lock().unwrap() = None;
+        *stack.slot().lock().unwrap() = None;
         let em = Arc::into_inner(em).unwrap();
         detach_checked(em, &dev, &format!("answering stack, {mode}"));
     }
@@ -617,34 +647,12 @@ impl Stack for Meddling {
 #[cfg_attr(miri, ignore = "threads: too slow under Miri")]
 fn ioctls_from_inside_the_handler_are_refused() {
     for mode in Mode::ALL {
-        let pool = Pool::new(2048, 2048);
-        let dev = Device::new(
-            DeviceConfig {
-                queues: 1,
-                wire: WireRate::Off,
-                loopback: true,
-                ..DeviceConfig::default()
-            },
-            pool.clone(),
-        )
-        .unwrap();
-        let stack = Arc::new(Meddling {
-            pool: pool.clone(),
+        let (pool, dev, stack, em) = loopback_em(mode, 2048, |pool| Meddling {
+            pool,
             em: Mutex::new(None),
             seen: Mutex::default(),
             done: Event::default(),
         });
-        let em = Arc::new(
-            Em::attach(
-                Arc::clone(&dev),
-                EmConfig::new(mode),
-                Arc::new(KernelLock::new()),
-                stack.clone(),
-            )
-            .unwrap(),
-        );
-        *stack.em.lock().unwrap() = Some(Arc::clone(&em));
-        em.up().unwrap();
         with_watchdog(Duration::from_secs(60), || {
             let mut m = pool.alloc().unwrap();
             m.fill(60, 1);
@@ -666,7 +674,7 @@ fn ioctls_from_inside_the_handler_are_refused() {
         m.fill(60, 2);
         em.transmit(0, m).unwrap();
         assert!(eventually(|| em.stats().rx_packets > before), "{mode}");
-        *stack.em.lock().unwrap() = None;
+        *stack.slot().lock().unwrap() = None;
         let em = Arc::into_inner(em).unwrap();
         detach_checked(em, &dev, &format!("meddling stack, {mode}"));
     }
