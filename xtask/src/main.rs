@@ -20,12 +20,14 @@
 //!    `--plot` picture of these runs) to `target/qemu/em-qemu.svg`.
 //!
 //! `cargo xtask kernel` boots the bare-metal SMP kernel in `examples/kernel`
-//! instead (see [`kernel`]).
+//! instead (see [`kernel`]); `cargo xtask pktgen` boots Linux itself on the
+//! same pair and measures its e1000 driver with pktgen (see [`pktgen`]).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod figure;
 mod initramfs;
 mod kernel;
+mod pktgen;
 mod tools;
 
 use std::io::{BufRead, BufReader};
@@ -51,9 +53,12 @@ fn usage() -> ExitCode {
          Runs the em driver's guest test on QEMU's emulated e1000 pair.\n\
          Needs: apt-get install {}\n\
          \n\
+         usage: {}\n\
+         \n\
          usage: {}",
         APT_PACKAGES.join(" "),
-        kernel::usage()
+        kernel::usage(),
+        pktgen::usage()
     );
     ExitCode::from(2)
 }
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("kernel") => kernel::main(&args[1..]),
+        Some("pktgen") => pktgen::main(&args[1..]),
         Some("qemu") => match QemuArgs::parse(&args[1..]) {
             Ok(a) => qemu(&a),
             Err(e) => {
