@@ -1,4 +1,4 @@
-//! `cargo xtask pktgen [--check] [--timeout SECS] [--seconds N]`: Linux's
+//! `cargo xtask pktgen [--check] [--timeout SECS] [--seconds N] [--clone-skb N]`: Linux's
 //! own e1000 driver and its packet generator on the same emulated NIC pair,
 //! the peer the kernel and uio measurements are read against (issue 24,
 //! item 5).
@@ -19,6 +19,11 @@
 //!    receiving interface's `rx_packets` before and after, with the guest's
 //!    uptime) and prints transmit and receive packets per second per
 //!    direction and in total.
+//!
+//! By default pktgen builds a fresh buffer (`sk_buff`) for every frame, as a
+//! stack's transmit path does; `--clone-skb N` makes it send each buffer
+//! N + 1 times instead (pktgen's `clone_skb`), which measures the driver and
+//! the device with the allocation taken out.
 //!
 //! It exits non-zero if the guest fails, if a counter is missing or
 //! malformed, or if a direction moved no frame at all; it never judges a
@@ -59,6 +64,8 @@ struct PktgenArgs {
     timeout: Duration,
     check_only: bool,
     seconds: u32,
+    /// pktgen's `clone_skb`: how many times each buffer is sent again.
+    clone_skb: u32,
 }
 
 impl PktgenArgs {
@@ -67,6 +74,7 @@ impl PktgenArgs {
             timeout: DEFAULT_TIMEOUT,
             check_only: false,
             seconds: DEFAULT_SECONDS,
+            clone_skb: 0,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -84,6 +92,10 @@ impl PktgenArgs {
                         .filter(|s| (1..=600).contains(s))
                         .ok_or_else(|| format!("bad --seconds {v:?} (1 to 600)"))?;
                 }
+                "--clone-skb" => {
+                    let v = it.next().ok_or("--clone-skb needs a value")?;
+                    a.clone_skb = v.parse().map_err(|_| format!("bad --clone-skb {v:?}"))?;
+                }
                 "--check" => a.check_only = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -93,11 +105,12 @@ impl PktgenArgs {
 }
 
 pub(crate) fn usage() -> &'static str {
-    "cargo xtask pktgen [--check] [--timeout SECS] [--seconds N]\n\
+    "cargo xtask pktgen [--check] [--timeout SECS] [--seconds N] [--clone-skb N]\n\
      \n\
      Boots the Linux kernel from /boot on the same QEMU pair (two vCPUs, two e1000\n\
      NICs on a hub) and measures Linux's e1000 driver with pktgen, 60-byte frames,\n\
-     N seconds (default 3) one way (eth0->eth1) and both ways at once."
+     N seconds (default 3) one way (eth0->eth1) and both ways at once. --clone-skb N\n\
+     sends each buffer N + 1 times (default 0: a fresh buffer for every frame)."
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {
@@ -151,14 +164,31 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let run = || -> Result<ExitCode, String> {
         std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let initrd = out.join("initramfs.gz");
-        pack_initramfs(&tools, &modules, args.seconds, &initrd)?;
+        pack_initramfs(&tools, &modules, &args, &initrd)?;
+        let load_before = loadavg();
         let lines = boot(&tools, &initrd, args.timeout)?;
-        report(&lines)
+        let result = report(&lines, args.clone_skb);
+        // The host's CPUs are shared: say how busy they were around the run.
+        eprintln!(
+            "xtask pktgen: host load average (1 min) {} before the run, {} after, {} CPUs",
+            load_before,
+            loadavg(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        result
     };
     run().unwrap_or_else(|e| {
         eprintln!("xtask pktgen: {e}");
         ExitCode::FAILURE
     })
+}
+
+/// The host's one-minute load average, as `/proc/loadavg` gives it.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The module files for `names` and everything they depend on, each once,
@@ -205,7 +235,7 @@ fn resolve<'a>(dep_text: &'a str, names: &[&str]) -> Result<Vec<&'a str>, String
     Ok(order)
 }
 
-fn init_script(modules: &[String], seconds: u32) -> String {
+fn init_script(modules: &[String], seconds: u32, clone_skb: u32) -> String {
     let mut runs = String::new();
     for (name, dirs) in RUNS {
         let pairs: Vec<String> = dirs.iter().map(|(t, r)| format!("{t}:{r}")).collect();
@@ -245,6 +275,7 @@ run() {{
     pg $tx "count 0"
     pg $tx "pkt_size {FRAME}"
     pg $tx "delay 0"
+    pg $tx "clone_skb {clone_skb}"
     pg $tx "dst_mac $(cat /sys/class/net/$rx/address)"
     pg $tx "src_min 198.18.0.$((t + 1))"
     pg $tx "src_max 198.18.0.$((t + 1))"
@@ -280,7 +311,7 @@ poweroff -f
 fn pack_initramfs(
     tools: &Tools,
     modules: &[PathBuf],
-    seconds: u32,
+    args: &PktgenArgs,
     out: &Path,
 ) -> Result<(), String> {
     let mut c = Cpio::default();
@@ -314,7 +345,8 @@ fn pack_initramfs(
         );
         names.push(name);
     }
-    c.file("init", 0o755, init_script(&names, seconds).as_bytes());
+    let init = init_script(&names, args.seconds, args.clone_skb);
+    c.file("init", 0o755, init.as_bytes());
     initramfs::gzip_to(&c.finish(), out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
@@ -478,7 +510,12 @@ fn directions(lines: &[String]) -> Result<Vec<Direction>, String> {
                 rx_frames,
                 rx_secs,
             };
-            if tx_frames == 0 || tx_usec == 0 || rx_frames == 0 || !(rx_secs > 0.0) {
+            if tx_frames == 0
+                || tx_usec == 0
+                || rx_frames == 0
+                || !rx_secs.is_finite()
+                || rx_secs <= 0.0
+            {
                 return Err(format!("{run} {tx_dev}->{rx_dev}: nothing moved: {d:?}"));
             }
             out.push(d);
@@ -527,7 +564,7 @@ fn table(dirs: &[Direction]) -> String {
     t
 }
 
-fn report(lines: &[String]) -> Result<ExitCode, String> {
+fn report(lines: &[String], clone_skb: u32) -> Result<ExitCode, String> {
     let status = lines
         .iter()
         .rev()
@@ -538,7 +575,8 @@ fn report(lines: &[String]) -> Result<ExitCode, String> {
     }
     let dirs = directions(lines)?;
     println!(
-        "\nLinux e1000 + pktgen, {FRAME}-byte frames, 2 vCPUs (TCG), two e1000s on one hub\n\
+        "\nLinux e1000 + pktgen (clone_skb {clone_skb}), {FRAME}-byte frames, 2 vCPUs (TCG), \
+         two e1000s on one hub\n\
          tx: pktgen's frames / its run time; rx: the receiver's rx_packets delta / guest uptime\n"
     );
     print!("{}", table(&dirs));
@@ -576,6 +614,8 @@ mod tests {
         assert_eq!(a.seconds, 5);
         assert_eq!(parse(&[]).unwrap().seconds, DEFAULT_SECONDS);
         assert!(parse(&["--seconds", "0"]).is_err());
+        assert_eq!(parse(&["--clone-skb", "7"]).unwrap().clone_skb, 7);
+        assert!(parse(&["--clone-skb", "-1"]).is_err());
         assert!(parse(&["--seconds"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }
@@ -637,7 +677,7 @@ mod tests {
         assert!((d[2].rx_pps() - 300.0).abs() < 1e-9);
         let t = table(&d);
         assert!(t.contains("both-ways  total"), "{t}");
-        assert!(report(&guest_lines("nothing")).is_ok());
+        assert!(report(&guest_lines("nothing"), 0).is_ok());
     }
 
     #[test]
@@ -648,11 +688,11 @@ mod tests {
             "PKTGEN-TX both-ways eth1",
             "MPSAFE-PKTGEN-EXIT",
         ] {
-            assert!(report(&guest_lines(skip)).is_err(), "{skip}");
+            assert!(report(&guest_lines(skip), 0).is_err(), "{skip}");
         }
         let mut failed = guest_lines("MPSAFE-PKTGEN-EXIT");
         failed.push("MPSAFE-PKTGEN-EXIT 1".into());
-        assert!(report(&failed).is_err());
+        assert!(report(&failed, 0).is_err());
         let mut idle = guest_lines("PKTGEN-RX-AFTER one-way");
         idle.push("PKTGEN-RX-AFTER one-way eth1 10 8.00".into());
         assert!(directions(&idle).is_err(), "no frame received");
@@ -660,11 +700,12 @@ mod tests {
 
     #[test]
     fn the_script_sends_to_the_other_nic() {
-        let s = init_script(&["e1000.ko".into(), "pktgen.ko".into()], 3);
+        let s = init_script(&["e1000.ko".into(), "pktgen.ko".into()], 3, 0);
         assert!(s.contains("run one-way eth0:eth1\n"));
         assert!(s.contains("run both-ways eth0:eth1 eth1:eth0\n"));
         assert!(s.contains(r#"dst_mac $(cat /sys/class/net/$rx/address)"#));
         assert!(s.contains("pkt_size 60"));
+        assert!(s.contains("clone_skb 0"));
         assert!(s.contains("for m in e1000.ko pktgen.ko;"));
     }
 }
