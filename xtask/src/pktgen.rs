@@ -22,8 +22,8 @@
 //!
 //! By default pktgen builds a fresh buffer (`sk_buff`) for every frame, as a
 //! stack's transmit path does; `--clone-skb N` makes it send each buffer
-//! N + 1 times instead (pktgen's `clone_skb`), which measures the driver and
-//! the device with the allocation taken out.
+//! N times instead (pktgen's `clone_skb`), which measures the driver and the
+//! device with most of the allocation taken out.
 //!
 //! It exits non-zero if the guest fails, if a counter is missing or
 //! malformed, or if a direction moved no frame at all; it never judges a
@@ -64,7 +64,8 @@ struct PktgenArgs {
     timeout: Duration,
     check_only: bool,
     seconds: u32,
-    /// pktgen's `clone_skb`: how many times each buffer is sent again.
+    /// pktgen's `clone_skb`: how many frames each buffer is sent as (0 and
+    /// 1 both build a fresh buffer for every frame).
     clone_skb: u32,
 }
 
@@ -110,7 +111,7 @@ pub(crate) fn usage() -> &'static str {
      Boots the Linux kernel from /boot on the same QEMU pair (two vCPUs, two e1000\n\
      NICs on a hub) and measures Linux's e1000 driver with pktgen, 60-byte frames,\n\
      N seconds (default 3) one way (eth0->eth1) and both ways at once. --clone-skb N\n\
-     sends each buffer N + 1 times (default 0: a fresh buffer for every frame)."
+     sends each buffer N times (default 0: a fresh buffer for every frame)."
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {
