@@ -17,9 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mpsafe_em::cpu::process_cpu_time;
-use mpsafe_em::measure::ThreadCpu;
-use mpsafe_em::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
+use mpsafe_em_sim::cpu::process_cpu_time;
+use mpsafe_em_sim::measure::ThreadCpu;
+use mpsafe_em_sim::{Device, DeviceConfig, Em, EmConfig, KernelLock, Mode, Pool, Sink, WireRate};
 
 struct Pipeline {
     pool: Pool,

@@ -502,7 +502,10 @@ fn crate_readmes() -> Vec<PathBuf> {
         "rxring",
         "barrier",
         "ifqueue",
-        "em-reference",
+        "em",
+        "em-sim",
+        "em-uio",
+        "em-demo",
     ]
     .iter()
     .map(|c| docs().join("..").join(c).join("README.md"))
@@ -587,7 +590,7 @@ fn no_chapter_or_crate_readme_cites_an_issue_number() {
     );
 }
 
-/// Repository paths a text names in backticks (`em-reference/src/desc.rs`,
+/// Repository paths a text names in backticks (`em/src/desc.rs`,
 /// `tests/refill.rs`): a relative path with a `/`, ending in `.rs`, `.md`
 /// or `.toml`, outside code blocks, with no wildcard.
 fn cited_paths(text: &str) -> Vec<(usize, String)> {
@@ -620,19 +623,19 @@ fn cited_paths(text: &str) -> Vec<(usize, String)> {
 #[test]
 fn the_path_scanner_finds_what_it_must() {
     let found: Vec<String> = cited_paths(
-        "see `em-reference/src/desc.rs` and `tests/refill.rs`, not `mode.rs`, `/proc/self/pagemap`, `barrier/tests/loom_*.rs` or `hw/net/e1000.c`\n```text\n`a/b.rs`\n```\n",
+        "see `em/src/desc.rs` and `tests/refill.rs`, not `mode.rs`, `/proc/self/pagemap`, `barrier/tests/loom_*.rs` or `hw/net/e1000.c`\n```text\n`a/b.rs`\n```\n",
     )
     .into_iter()
     .map(|(_, p)| p)
     .collect();
-    assert_eq!(found, ["em-reference/src/desc.rs", "tests/refill.rs"]);
+    assert_eq!(found, ["em/src/desc.rs", "tests/refill.rs"]);
 }
 
 #[test]
 fn every_repository_path_a_chapter_names_exists() {
     let root = docs().join("..");
     // The workspace root, each crate and its `src`: a chapter may name a
-    // path from any of them (`driver/rx.rs` within em-reference/src).
+    // path from any of them (`driver/rx.rs` within em/src).
     let mut roots = vec![root.clone()];
     for entry in fs::read_dir(&root).expect("the workspace root") {
         let dir = entry.expect("an entry").path();

@@ -43,7 +43,7 @@ use tools::{APT_PACKAGES, Tools};
 const EXIT_MARK: &str = "MPSAFE-QEMU-EXIT ";
 /// Default hard limit for the whole guest run (boot, test, power-off).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(150);
-/// The guest test binary (a `[[bin]]` of mpsafe-em with `required-features = ["uio"]`).
+/// The guest test binary (the `[[bin]]` of mpsafe-em-uio).
 const GUEST_BIN: &str = "em-uio";
 
 fn usage() -> ExitCode {
@@ -178,7 +178,7 @@ fn build_guest(root: &Path) -> Result<PathBuf, String> {
     eprintln!("xtask qemu: building {GUEST_BIN} (static, release)");
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "-p", "mpsafe-em", "--features", "uio"])
+        .args(["build", "--release", "-p", "mpsafe-em-uio"])
         .args(["--bin", GUEST_BIN, "--target", target])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", &target_dir)
