@@ -379,3 +379,132 @@ mod tests {
         assert_eq!(k.counts().total(), 3);
     }
 }
+
+#[cfg(test)]
+mod deferred_tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::{Arc, Barrier, Mutex};
+
+    use mpsafe_em::{Deferred, Kernel};
+
+    use super::{StdDeferred, StdKernel};
+
+    fn deferred(delay: u32, f: impl Fn() + Send + Sync + 'static) -> StdDeferred {
+        StdKernel::deferred("test", delay, Box::new(f)).unwrap()
+    }
+
+    /// Waits, bounded, until `cond` holds.
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..20_000 {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("{what}: not within 20 s");
+    }
+
+    /// Adds fold into one scheduled call; each call sees what was written
+    /// before the add that scheduled it; an add during a call schedules
+    /// the next.
+    #[test]
+    fn adds_fold_and_publish() {
+        let seen = Arc::new(AtomicU32::new(0));
+        let written = Arc::new(AtomicU32::new(0));
+        let calls = Arc::new(AtomicU32::new(0));
+        let (s, w, c) = (Arc::clone(&seen), Arc::clone(&written), Arc::clone(&calls));
+        let d = deferred(0, move || {
+            // Relaxed: the add's Release and the run's Acquire order it.
+            s.store(w.load(Ordering::Relaxed), Ordering::Relaxed);
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        for i in 1..=100 {
+            written.store(i, Ordering::Relaxed);
+            d.add();
+            wait_for("the call for this add", || {
+                seen.load(Ordering::Relaxed) == i
+            });
+        }
+        assert!(calls.load(Ordering::Relaxed) >= 100);
+    }
+
+    /// `del_barrier` waits for a call in flight and cancels a scheduled
+    /// one: after it returns the function does not run until the next add.
+    #[test]
+    fn del_barrier_waits_for_the_call_in_flight() {
+        let entered = Arc::new(Barrier::new(2));
+        let release = Arc::new(Mutex::new(()));
+        let done = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU32::new(0));
+        let (e, r, dn, c) = (
+            Arc::clone(&entered),
+            Arc::clone(&release),
+            Arc::clone(&done),
+            Arc::clone(&calls),
+        );
+        let d = Arc::new(deferred(0, move || {
+            if c.fetch_add(1, Ordering::Relaxed) == 0 {
+                e.wait();
+                drop(r.lock().unwrap());
+                dn.store(true, Ordering::Relaxed);
+            }
+        }));
+        let held = release.lock().unwrap();
+        d.add();
+        entered.wait(); // the first call runs, blocked on `release`
+        d.add(); // scheduled behind it
+        let (d2, dn2) = (Arc::clone(&d), Arc::clone(&done));
+        let barrier = std::thread::spawn(move || {
+            d2.del_barrier();
+            // Whether the call in flight had finished when it returned.
+            dn2.load(Ordering::Relaxed)
+        });
+        // The call cannot finish while `held` is held, so a barrier that
+        // returns now did not wait; give a broken one time to show it.
+        let start = std::time::Instant::now();
+        while !barrier.is_finished() && start.elapsed() < std::time::Duration::from_millis(200) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(held);
+        assert!(
+            barrier.join().unwrap(),
+            "del_barrier returned while the call ran"
+        );
+        let after = calls.load(Ordering::Relaxed);
+        assert!(after <= 2, "{after}");
+        d.add();
+        wait_for("a call after the barrier", || {
+            calls.load(Ordering::Relaxed) > after
+        });
+    }
+
+    /// A timeout that re-arms itself runs again a tick later; dropping it
+    /// stops it, and dropping it from its own call does not wait for itself.
+    #[test]
+    fn rearm_and_drop_from_its_own_call() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let slot: Arc<Mutex<Option<Arc<StdDeferred>>>> = Arc::new(Mutex::new(None));
+        let (c, sl, dr) = (Arc::clone(&calls), Arc::clone(&slot), Arc::clone(&dropped));
+        let d = Arc::new(deferred(1, move || {
+            let n = c.fetch_add(1, Ordering::Relaxed) + 1;
+            let me = sl.lock().unwrap().clone();
+            if let Some(me) = me {
+                if n < 5 {
+                    me.add();
+                } else {
+                    // The last owner goes away inside the call.
+                    *sl.lock().unwrap() = None;
+                    drop(me);
+                    dr.store(true, Ordering::Relaxed);
+                }
+            }
+        }));
+        *slot.lock().unwrap() = Some(Arc::clone(&d));
+        d.add();
+        drop(d);
+        wait_for("five calls, then the drop", || {
+            calls.load(Ordering::Relaxed) == 5 && dropped.load(Ordering::Relaxed)
+        });
+    }
+}

@@ -37,6 +37,9 @@ use crate::biglock::RawBigLock;
 /// - [`add`](Deferred::add) schedules one call of the function; while one
 ///   is scheduled and has not started, more adds fold into it. An add from
 ///   inside the call (a timeout re-arming itself) schedules the next one.
+/// - What the caller wrote before an add is visible to the call that add
+///   schedules (or to a call already scheduled): the start task reads the
+///   packet `transmit` enqueued before adding it.
 /// - Calls never overlap one another.
 /// - [`del_barrier`](Deferred::del_barrier) cancels a scheduled call and
 ///   waits for a call in flight (`timeout_del_barrier`, `task_del` then

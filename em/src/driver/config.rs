@@ -28,10 +28,11 @@ pub enum TxStart {
     /// that CPU and returns.
     #[default]
     Direct,
-    /// On a task thread of the driver's, one per send queue (seed 002's
-    /// "delegating the work to mpsafe taskqs"): `transmit` enqueues and posts
-    /// a request ([`StartTask`](mpsafe_ifqueue::StartTask)), and never runs
-    /// the routine itself. Tx completion's restart still runs it directly.
+    /// On a task of the kernel's, one per send queue (seed 002's
+    /// "delegating the work to mpsafe taskqs"; OpenBSD's `ifq_restart` on a
+    /// task queue): `transmit` enqueues and adds the task
+    /// ([`Kernel::deferred`](crate::Kernel::deferred)), and never runs the
+    /// routine itself. Tx completion's restart still runs it directly.
     Delegated,
 }
 
@@ -95,7 +96,7 @@ pub struct EmConfig {
     /// (the default). `1..=ifq_maxlen`.
     pub tx_bundle: usize,
     /// Where [`Em::transmit`](super::Em::transmit) runs the start routine:
-    /// on the transmitting thread (the default) or on a task thread per
+    /// on the transmitting thread (the default) or on a kernel task per
     /// send queue.
     pub tx_start: TxStart,
     /// Interface name, for the statistics table.

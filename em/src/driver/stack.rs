@@ -15,7 +15,7 @@ use crate::buf::{Buffer, BufferPool};
 ///
 /// # Context
 ///
-/// `input` runs on the thread of the interrupt handler (inside the device's
+/// `input` runs in the interrupt handler's context (inside the device's
 /// interrupt gate), after the rx mutex is released, with what the mode's
 /// receive entry holds:
 ///
