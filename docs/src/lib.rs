@@ -31,7 +31,8 @@
 //!    MSI-X vectors, CPUs and auto-masking, per-ring send and input queues.
 //! 8. [Writing an MPSAFE driver](driver): the reference em(4) driver's rx,
 //!    tx, interrupt and stop paths, the teardown order, the locking modes
-//!    (`mpsafe-em`).
+//!    (`mpsafe-em`, run by `mpsafe-em-sim`, `mpsafe-em-uio` and
+//!    `mpsafe-em-demo`).
 //! 9. [Porting a BSD driver](porting): from `if_rxr_*`, `ifq_*`, `ifiq_*`,
 //!    `IFQ_DEQUEUE`, timeouts, `intr_barrier`, `cond_*` and
 //!    `lwkt_serialize_*` to this workspace; refill that must not sleep,
@@ -40,7 +41,8 @@
 //! 10. [Reading the benchmarks](benchmarks): how to run them, every result
 //!     and what it means.
 //! 11. [Using the crates from a kernel](kernel): the dependency line, the
-//!     lock, the wait, the discipline and the ticks of a `no_std` kernel.
+//!     lock, the wait, the discipline and the ticks of a `no_std` kernel,
+//!     and the driver's three traits (`Hardware`, `Kernel`, `BufferPool`).
 //! 12. [Lock order](lockorder): lock levels checked at compile time, and a
 //!     debug-only witness for what types cannot see (`mpsafe-order`).
 //! 13. [Running on QEMU's e1000](qemu): the same driver on an emulated
