@@ -2,7 +2,7 @@
 //!
 //! Only the witness has shared state (one global graph behind a spin lock,
 //! debug builds only), so only the witness uses this shim. Normally: core's
-//! `AtomicBool` and `UnsafeCell`, a plain `static` and a spin-loop hint.
+//! `AtomicBool`, `AtomicPtr` and `UnsafeCell`, a plain `static` and a spin-loop hint.
 //! Under `RUSTFLAGS="--cfg mpsafe_loom"` *with this crate's `loom` feature*
 //! (its own model, `tests/loom_witness.rs`): loom's atomic and cell, a lazy
 //! static built afresh for each execution of a model, and a yield to the
@@ -16,9 +16,9 @@
 //! threads share one OS thread's thread-locals anyway).
 
 #[cfg(not(all(mpsafe_loom, feature = "loom")))]
-pub(crate) use core::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 #[cfg(all(mpsafe_loom, feature = "loom"))]
-pub(crate) use loom::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 #[cfg(all(mpsafe_loom, feature = "loom"))]
 pub(crate) use loom::cell::UnsafeCell;

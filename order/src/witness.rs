@@ -39,7 +39,19 @@
 //! compiles to nothing. With the `std` feature each thread's stack is a
 //! thread-local; without it, a kernel names the current CPU (or thread)
 //! through [`set_thread_hook`], and until it does the witness records
-//! nothing. The graph holds up to 256 locks and 1024 edges at once (a
+//! nothing. A kernel whose interrupt handlers take ordered locks also
+//! hands the witness its way of masking interrupts ([`set_interrupt_mask`]):
+//! the witness's own bookkeeping sits behind one spin lock, which a handler
+//! must never find held by the code it interrupted on its CPU.
+//!
+//! With per-CPU stacks, interrupt context is part of the order as it is in
+//! lockdep: a handler's acquisitions are pushed on the stack of the CPU it
+//! interrupted, above what that CPU's interrupted code holds. A handler that
+//! takes a lock its CPU already holds (the lock shared with the handler was
+//! taken without raising the interrupt priority level, so the interrupt got
+//! in) is check 1, reported before the handler spins on it; a lock taken
+//! in the handler while the interrupted code holds another is an order
+//! edge like any other. The graph holds up to 256 locks and 1024 edges at once (a
 //! dropped [`Ordered`](crate::Ordered) forgets its locks), and each thread's
 //! stack the 16 innermost held locks; past that, new locks go unrecorded
 //! rather than reported.
@@ -77,6 +89,54 @@ pub fn set_thread_hook(hook: fn() -> usize) {
     imp::with_state(|s| s.hook = Some(hook));
     #[cfg(not(debug_assertions))]
     let _ = hook;
+}
+
+/// How a kernel masks interrupts on the current CPU, for
+/// [`set_interrupt_mask`].
+#[derive(Clone, Copy, Debug)]
+pub struct InterruptMask {
+    /// Masks this CPU's interrupts (`cli`, `splhigh`); returns what
+    /// [`restore`](InterruptMask::restore) needs to put them back as they
+    /// were (whether they were enabled).
+    pub mask: fn() -> usize,
+    /// Undoes [`mask`](InterruptMask::mask), given what it returned.
+    pub restore: fn(usize),
+}
+
+/// Makes the witness mask interrupts on the current CPU around each access
+/// to its state (the global order graph and the per-CPU stacks, behind one
+/// spin lock), as lockdep does around its own: for a kernel whose interrupt
+/// handlers take locks through a [`Ctx`](crate::Ctx). Without it, a
+/// handler that interrupts the witness's bookkeeping on its own CPU would
+/// spin on the witness's lock forever. Set it before the thread hook
+/// ([`set_thread_hook`]), so no bookkeeping of the kernel's runs unmasked.
+/// Does nothing in release builds.
+///
+/// ```
+/// use core::sync::atomic::{AtomicBool, Ordering};
+/// use mpsafe_order::witness::{self, InterruptMask};
+///
+/// static ENABLED: AtomicBool = AtomicBool::new(true); // the CPU's IF flag
+/// static MASK: InterruptMask = InterruptMask {
+///     mask: || usize::from(ENABLED.swap(false, Ordering::Relaxed)), // cli
+///     restore: |was| ENABLED.store(was != 0, Ordering::Relaxed),    // sti if it was on
+/// };
+/// witness::set_interrupt_mask(&MASK);
+/// witness::set_thread_hook(|| 0); // the kernel's curcpu()
+/// # witness::clear_thread_hook();
+/// # witness::clear_interrupt_mask();
+/// ```
+pub fn set_interrupt_mask(mask: &'static InterruptMask) {
+    #[cfg(debug_assertions)]
+    imp::set_mask(core::ptr::from_ref(mask).cast_mut());
+    #[cfg(not(debug_assertions))]
+    let _ = mask;
+}
+
+/// Removes the mask set by [`set_interrupt_mask`].
+pub fn clear_interrupt_mask() {
+    #[cfg(debug_assertions)]
+    imp::set_mask(core::ptr::null_mut());
 }
 
 /// Removes the hook set by [`set_thread_hook`]; the stacks it kept are
@@ -196,9 +256,9 @@ mod imp {
     use core::fmt;
     use core::panic::Location;
 
-    use crate::sync::{AtomicBool, Ordering, UnsafeCell, global, spin_loop};
+    use crate::sync::{AtomicBool, AtomicPtr, Ordering, UnsafeCell, global, spin_loop};
 
-    use super::{LockRef, MAX_THREADS, Record, Saved};
+    use super::{InterruptMask, LockRef, MAX_THREADS, Record, Saved};
 
     type Site = &'static Location<'static>;
 
@@ -297,6 +357,8 @@ mod imp {
 
     struct Global {
         busy: AtomicBool,
+        /// The kernel's [`InterruptMask`] (a `&'static` one), or null.
+        mask: AtomicPtr<InterruptMask>,
         state: UnsafeCell<State>,
     }
 
@@ -308,6 +370,7 @@ mod imp {
     global! {
         static GLOBAL: Global = Global {
             busy: AtomicBool::new(false),
+            mask: AtomicPtr::new(core::ptr::null_mut()),
             state: UnsafeCell::new(State {
                 hook: None,
                 stacks: [Stack::EMPTY; MAX_THREADS],
@@ -319,9 +382,34 @@ mod imp {
         };
     }
 
-    /// Runs `f` on the witness state under its spin lock. `f` must not
-    /// panic or re-enter: reports are built inside and raised after.
+    pub(super) fn set_mask(mask: *mut InterruptMask) {
+        // Release: a reader that loads this pointer (Acquire, in
+        // `with_state`) sees the `InterruptMask` it points to as written
+        // (a `&'static` may be a leaked box filled in just before).
+        GLOBAL.mask.store(mask, Ordering::Release);
+    }
+
+    /// Runs `f` on the witness state under its spin lock, with this CPU's
+    /// interrupts masked if the kernel set an [`InterruptMask`]. `f` must
+    /// not panic or re-enter: reports are built inside and raised after.
     pub(super) fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+        // Acquire: pairs with `set_mask`'s Release store.
+        let mask = GLOBAL.mask.load(Ordering::Acquire);
+        // SAFETY: `set_mask` stores only null or a pointer made from a
+        // `&'static InterruptMask` (`set_interrupt_mask`).
+        let mask = unsafe { mask.as_ref() };
+        // Masked before the spin lock is taken and restored after it is
+        // released: an interrupt on this CPU never finds the lock held by
+        // the code it interrupted.
+        let saved = mask.map(|m| (m.mask)());
+        let r = locked(f);
+        if let (Some(m), Some(saved)) = (mask, saved) {
+            (m.restore)(saved);
+        }
+        r
+    }
+
+    fn locked<R>(f: impl FnOnce(&mut State) -> R) -> R {
         // Acquire: this holder's accesses to the state come after the
         // previous holder's (its Release store below). loom_witness checks
         // both orderings: weakened, two threads' accesses to the state race.
@@ -610,8 +698,10 @@ mod imp {
                     f,
                     "witness: {} taken at {at} is already held by this thread, \
                      taken at {} (recursion of a level not declared \
-                     `recursive`, or a barrier waited for from inside its own \
-                     routine)",
+                     `recursive`, a barrier waited for from inside its own \
+                     routine, or, with per-CPU stacks, an interrupt handler \
+                     taking a lock that the code it interrupted on this CPU \
+                     holds at a lower interrupt priority level)",
                     Named(lock),
                     held.at,
                 ),
