@@ -397,7 +397,10 @@ impl<L> Ctx<'_, L> {
     /// Takes `lock` by calling `acquire` on it: for adapters whose lock has
     /// more than one way in (a serializer's `handler_call`). The witness
     /// checks the order *before* `acquire` runs, so an inversion is reported
-    /// instead of deadlocking.
+    /// instead of deadlocking, and records the lock as held once `acquire`
+    /// returned: an interrupt handler that runs on this CPU while `acquire`
+    /// has not taken the lock yet (before an IPL-raising lock raised the
+    /// level) does not see it held.
     #[track_caller]
     #[inline]
     pub fn lock_with<'b, M, T, G>(
@@ -410,12 +413,12 @@ impl<L> Ctx<'_, L> {
         T: ?Sized,
         L: LockBefore<M>,
     {
-        let record = witness::Record::acquire(
-            witness::LockRef::of::<M>(lock.addr()),
-            Location::caller(),
-            false,
-        );
-        Held::new(acquire(&lock.inner), record)
+        let lock_ref = witness::LockRef::of::<M>(lock.addr());
+        witness::check(lock_ref, Location::caller());
+        let guard = acquire(&lock.inner);
+        // Checked above: recorded as held without a second check.
+        let record = witness::Record::acquire(lock_ref, Location::caller(), true);
+        Held::new(guard, record)
     }
 
     /// Takes every lock of `locks`, all at level `M`, by calling `acquire`
@@ -497,12 +500,16 @@ impl<L: Level> fmt::Debug for Ctx<'_, L> {
 
 /// A guard taken through [`Ctx`]: derefs to the lock's own guard (the proof
 /// its `*_locked` functions take) and keeps the context it was taken from
-/// borrowed while it lives. Dropping it releases the lock.
+/// borrowed while it lives. Dropping it releases the lock, after the
+/// witness has forgotten the hold (so an interrupt handler that runs on
+/// this CPU once an IPL-raising lock lowered the level does not see it
+/// held).
 #[must_use = "dropping the guard releases the lock at once"]
 #[allow(clippy::type_complexity)]
 pub struct Held<'a, L, G> {
-    guard: G,
+    // Dropped in this order: the witness's record, then the lock's guard.
     record: witness::Record,
+    guard: G,
     _marker: PhantomData<(&'a mut (), fn() -> L)>,
 }
 

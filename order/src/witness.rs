@@ -23,6 +23,12 @@
 //!      two were taken the other way round before, maybe on another thread:
 //!      a lock order reversal).
 //!
+//! An acquisition is checked before the lock is taken and recorded as held
+//! once it is taken, and a release is unrecorded before the lock is let go:
+//! the thread's stack never shows a lock the thread does not hold, so on a
+//! kernel whose locks raise the interrupt priority level a handler that
+//! runs before the level is raised or after it is lowered does not see it.
+//!
 //! Blocking waits are acquisitions of the barrier's node that end at once,
 //! and a routine run inside a barrier holds its node while it runs, so a
 //! wait that the routine's locks or another routine's wait would close into
@@ -224,6 +230,17 @@ impl Saved {
 
     #[inline(always)]
     pub(crate) fn restore(&mut self) {}
+}
+
+/// Checks a blocking acquisition of `lock` at `at` against what this thread
+/// holds, recording the order edges, before the lock is taken (the caller
+/// records it as held once it is, with an unchecked [`Record::acquire`]).
+#[inline(always)]
+pub(crate) fn check(lock: LockRef, at: &'static core::panic::Location<'static>) {
+    #[cfg(debug_assertions)]
+    imp::check(lock, at);
+    #[cfg(not(debug_assertions))]
+    let _ = (lock, at);
 }
 
 #[cfg(not(debug_assertions))]
@@ -849,5 +866,9 @@ mod imp {
 
     pub(crate) fn forget(addr: usize, len: usize) {
         with_state(|s| s.forget(addr, len));
+    }
+
+    pub(crate) fn check(lock: LockRef, at: Site) {
+        raise(with_thread(|s, st| s.check(st, lock, at, 0)));
     }
 }

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::panic::catch_unwind;
 
 use mpsafe_order::witness::{self, InterruptMask};
-use mpsafe_order::{Ctx, Ordered};
+use mpsafe_order::{Ctx, Lock, Ordered};
 
 type Mutex<T> = lock_api::Mutex<mpsafe_serializer::RawSerializer, T>;
 
@@ -44,6 +44,59 @@ fn cpu() -> usize {
         UNMASKED_LOOKUPS.fetch_add(1, Ordering::Relaxed);
     }
     0
+}
+
+/// An IPL-raising lock, as far as the witness can tell: the interrupt
+/// "arrives" inside `lock` before the lock is taken (before the level is
+/// raised) and inside the guard's drop after it is released (once the level
+/// is lowered), and its handler takes the same lock.
+struct IplLock(Mutex<u32>);
+
+struct IplGuard<'a>(Option<lock_api::MutexGuard<'a, mpsafe_serializer::RawSerializer, u32>>);
+
+impl Lock for IplLock {
+    type Guard<'a> = IplGuard<'a>;
+
+    fn lock(&self) -> IplGuard<'_> {
+        interrupt();
+        IplGuard(Some(self.0.lock()))
+    }
+
+    fn try_lock(&self) -> Option<IplGuard<'_>> {
+        self.0.try_lock().map(|g| IplGuard(Some(g)))
+    }
+}
+
+impl Drop for IplGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        interrupt();
+    }
+}
+
+static IPL_RING: Ordered<Ring, IplLock> = Ordered::new(IplLock(Mutex::new(0)));
+/// In the simulated handler (it does not interrupt itself).
+static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+static HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+/// The handler, on the same CPU: a fresh context takes the lock.
+fn interrupt() {
+    if !IN_HANDLER.swap(true, Ordering::Relaxed) {
+        let mut intr = Ctx::new();
+        drop(intr.lock(&IPL_RING));
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+        IN_HANDLER.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The lock is recorded as held only once it is taken, and forgotten before
+/// it is released: a handler in either window sees it free.
+fn handler_around_the_raise_and_the_lower_is_not_reported() {
+    let mut ctx = Ctx::new();
+    let (held, _) = ctx.lock(&IPL_RING);
+    assert_eq!(HANDLED.load(Ordering::Relaxed), 1, "before the raise");
+    drop(held);
+    assert_eq!(HANDLED.load(Ordering::Relaxed), 2, "after the lower");
 }
 
 /// One test, since both hooks are global to the binary.
@@ -95,6 +148,8 @@ fn a_handler_taking_a_lock_its_cpu_holds_is_reported() {
         let (mut g, _) = intr.lock(&ring);
         **g += 1;
     }
+
+    handler_around_the_raise_and_the_lower_is_not_reported();
 
     assert_eq!(UNMASKED_LOOKUPS.load(Ordering::Relaxed), 0);
     assert_eq!(

@@ -1,10 +1,11 @@
-//! `cargo xtask kernel [--check] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS]`
+//! `cargo xtask kernel [--check] [--debug] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS]`
 //! boots `examples/kernel` (mpsafe-kernel) on QEMU:
 //!
 //! 1. checks for `qemu-system-x86_64` and names the apt package when it is
 //!    missing (exit status 2; `--check` stops here);
-//! 2. builds the kernel for `x86_64-unknown-none` (release), installing
-//!    that target with rustup if it is missing;
+//! 2. builds the kernel for `x86_64-unknown-none` (release, or with
+//!    `--debug` the dev profile, where `mpsafe-order`'s lock-order witness
+//!    runs), installing that target with rustup if it is missing;
 //! 3. boots it as a PVH ELF straight from `-kernel` on the `pc` machine with
 //!    two CPUs under TCG, two e1000 NICs joined by hub 0 and nothing else,
 //!    and `isa-debug-exit` for the verdict;
@@ -17,11 +18,19 @@
 //! line `fault=noipl`: CPU 0 takes a lock its NIC's handler shares without
 //! raising the IPL) and passes only if the watchdog on the other CPU
 //! reports the deadlock (status 3).
+//!
+//! `--debug` builds the kernel with debug assertions, so the lock-order
+//! witness runs in it (one held-lock stack per CPU, interrupt handlers'
+//! acquisitions on the stack of the CPU they interrupt). The correct build
+//! must pass its self-test with the witness announced on the console and
+//! reporting nothing. `--debug --fault noipl` passes only if the witness
+//! reports the handler taking the rx lock its CPU already holds (a panic,
+//! status 2, whose message names the handler's acquisition and the
+//! interrupted code's) before the kernel hangs: no watchdog report first.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::tools::which;
@@ -30,7 +39,23 @@ use crate::tools::which;
 const EXIT_MARK: &str = "MPSAFE-KERNEL-EXIT ";
 /// The kernel's statuses (examples/kernel/src/main.rs).
 const EXIT_PASS: i32 = 0;
+const EXIT_PANIC: i32 = 2;
 const EXIT_WATCHDOG: i32 = 3;
+/// What a debug kernel prints once the witness is set up
+/// (examples/kernel/src/main.rs).
+const WITNESS_ON: &str = "mpsafe-kernel: lock-order witness on";
+/// How the witness's report of a lock already held by this CPU begins, for
+/// the NIC's rx lock (the level the self-test declares it at), and the
+/// words that say what it is.
+const WITNESS_RX_REPORT: &str = "witness: `NicRx`";
+const WITNESS_HELD: &str = "is already held by this thread";
+/// Where the self-test's NIC locks are taken: the report names two sites
+/// there (the handler's acquisition and the interrupted code's).
+const NIC_SOURCE: &str = "examples/kernel/src/selftest/nic.rs:";
+/// How the watchdog's reports begin, in any case (`WATCHDOG: CPU 0 stuck`
+/// from examples/kernel/src/services/watchdog.rs, `watchdog: ending the
+/// run` from main.rs).
+const WATCHDOG_MARK: &str = "watchdog:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const TARGET: &str = "x86_64-unknown-none";
 const PACKAGE: &str = "mpsafe-kernel";
@@ -41,7 +66,10 @@ const QEMU_APT: &str = "qemu-system-x86";
 struct KernelArgs {
     timeout: Duration,
     check_only: bool,
-    /// `--fault noipl`: expect the watchdog to catch the deadlock.
+    /// `--debug`: the dev profile, with the lock-order witness.
+    debug: bool,
+    /// `--fault noipl`: expect the watchdog (or, with `--debug`, the
+    /// witness) to catch the fault.
     fault_noipl: bool,
     kernel_args: Vec<String>,
 }
@@ -51,6 +79,7 @@ impl KernelArgs {
         let mut a = Self {
             timeout: DEFAULT_TIMEOUT,
             check_only: false,
+            debug: false,
             fault_noipl: false,
             kernel_args: Vec::new(),
         };
@@ -63,6 +92,7 @@ impl KernelArgs {
                     a.timeout = Duration::from_secs(secs);
                 }
                 "--check" => a.check_only = true,
+                "--debug" => a.debug = true,
                 "--fault" => match it.next().map(String::as_str) {
                     Some("noipl") => a.fault_noipl = true,
                     other => return Err(format!("--fault {other:?}: the known fault is noipl")),
@@ -95,21 +125,76 @@ impl KernelArgs {
 
     /// The status that makes this run a success.
     fn expected(&self) -> i32 {
-        if self.fault_noipl {
-            EXIT_WATCHDOG
-        } else {
-            EXIT_PASS
+        match (self.fault_noipl, self.debug) {
+            (true, true) => EXIT_PANIC,
+            (true, false) => EXIT_WATCHDOG,
+            (false, _) => EXIT_PASS,
         }
+    }
+
+    /// Whether the run showed what it must, given the kernel's `status` and
+    /// its console `lines`: the expected status and, for a debug build, the
+    /// witness announced and (with the fault) its report of the handler's
+    /// acquisition, before any watchdog report. Says what it saw.
+    fn verdict(&self, status: i32, lines: &[String]) -> Result<&'static str, String> {
+        if status != self.expected() {
+            return Err(format!(
+                "kernel exited with status {status}, expected {}",
+                self.expected()
+            ));
+        }
+        if !self.debug {
+            return Ok(if self.fault_noipl {
+                "the IPL fault deadlocked and the watchdog reported it, as it must"
+            } else {
+                "kernel self-test passed"
+            });
+        }
+        if !lines.iter().any(|l| l.starts_with(WITNESS_ON)) {
+            return Err(format!(
+                "no {WITNESS_ON:?} line: the kernel was not built with the witness"
+            ));
+        }
+        if !self.fault_noipl {
+            return Ok("kernel self-test passed with the lock-order witness on, reporting nothing");
+        }
+        let report = lines.iter().position(|l| {
+            l.starts_with(WITNESS_RX_REPORT)
+                && l.contains(WITNESS_HELD)
+                && l.matches(NIC_SOURCE).count() == 2
+        });
+        let Some(report) = report else {
+            return Err(format!(
+                "the kernel panicked, but not with the witness's report of the rx lock \
+                 taken by the handler on the CPU that holds it ({WITNESS_RX_REPORT:?} ... \
+                 {WITNESS_HELD:?}, naming two sites in {NIC_SOURCE})"
+            ));
+        };
+        if let Some(w) = lines[..report].iter().find(|l| {
+            l.trim_start()
+                .to_ascii_lowercase()
+                .starts_with(WATCHDOG_MARK)
+        }) {
+            return Err(format!(
+                "the watchdog reported a hang before the witness's report: {w:?}"
+            ));
+        }
+        Ok(
+            "the handler's acquisition of the rx lock its CPU held was reported by the \
+            lock-order witness before the kernel could hang, as it must",
+        )
     }
 }
 
 pub(crate) fn usage() -> &'static str {
-    "cargo xtask kernel [--check] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS...]\n\
+    "cargo xtask kernel [--check] [--debug] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS...]\n\
      \n\
      Boots examples/kernel on QEMU (two CPUs, two e1000 NICs on a hub) and runs its\n\
      platform self-test. KERNEL-ARGS: frames=N (per direction), oneway (em0->em1 only).\n\
+     --debug builds it with debug assertions: the lock-order witness runs in it.\n\
      --fault noipl runs the deliberately wrong build and passes only if the watchdog\n\
-     reports the deadlock."
+     reports the deadlock (with --debug: only if the witness reports the handler's\n\
+     acquisition of the lock its CPU holds, before any hang)."
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {
@@ -133,7 +218,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     }
     let root = crate::workspace_root();
     let run = || -> Result<ExitCode, String> {
-        let elf = build(&root)?;
+        let elf = build(&root, args.debug)?;
         boot(&qemu, &elf, &args)
     };
     run().unwrap_or_else(|e| {
@@ -142,8 +227,8 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     })
 }
 
-/// Builds the kernel; returns the ELF's path.
-fn build(root: &Path) -> Result<PathBuf, String> {
+/// Builds the kernel (the dev profile if `debug`); returns the ELF's path.
+fn build(root: &Path, debug: bool) -> Result<PathBuf, String> {
     let rustup_has_target = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -165,20 +250,19 @@ fn build(root: &Path) -> Result<PathBuf, String> {
         }
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask kernel: building {PACKAGE} for {TARGET} (release)");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", PACKAGE, "--target", TARGET])
-        .status()
-        .map_err(|e| format!("running cargo: {e}"))?;
+    let profile = if debug { "debug" } else { "release" };
+    eprintln!("xtask kernel: building {PACKAGE} for {TARGET} ({profile})");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "-p", PACKAGE, "--target", TARGET]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
         return Err(format!("building the kernel failed: {status}"));
     }
-    Ok(root
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join(PACKAGE))
+    Ok(root.join("target").join(TARGET).join(profile).join(PACKAGE))
 }
 
 /// The QEMU command line: the `pc` machine (SeaBIOS gives the NICs in slots
@@ -222,17 +306,17 @@ fn boot(qemu: &Path, elf: &Path, args: &KernelArgs) -> Result<ExitCode, String> 
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("starting QEMU: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
+    // The console, echoed as it comes and kept for the verdict.
     let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches('\r');
             println!("{line}");
-            if let Some(code) = line.trim().strip_prefix(EXIT_MARK) {
-                let _ = tx.send(code.trim().parse::<i32>().unwrap_or(-1));
-            }
+            lines.push(line.to_owned());
         }
+        lines
     });
     let qemu_status = loop {
         match child.try_wait() {
@@ -252,8 +336,11 @@ fn boot(qemu: &Path, elf: &Path, args: &KernelArgs) -> Result<ExitCode, String> 
         std::thread::sleep(Duration::from_millis(20));
     };
     let secs = started.elapsed().as_secs_f64();
-    let _ = reader.join();
-    let printed = rx.try_recv().ok();
+    let lines = reader.join().unwrap_or_default();
+    let printed = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(EXIT_MARK))
+        .map(|code| code.trim().parse::<i32>().unwrap_or(-1));
     let Some(status) = printed else {
         return Err(format!(
             "QEMU exited ({qemu_status}) without the kernel's {EXIT_MARK:?} line"
@@ -268,21 +355,15 @@ fn boot(qemu: &Path, elf: &Path, args: &KernelArgs) -> Result<ExitCode, String> 
         ));
     }
     eprintln!("xtask kernel: boot to exit {secs:.2} s (QEMU wall time)");
-    if status == args.expected() {
-        if args.fault_noipl {
-            eprintln!(
-                "xtask kernel: the IPL fault deadlocked and the watchdog reported it, as it must"
-            );
-        } else {
-            eprintln!("xtask kernel: kernel self-test passed");
+    match args.verdict(status, &lines) {
+        Ok(what) => {
+            eprintln!("xtask kernel: {what}");
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "xtask kernel: kernel exited with status {status}, expected {}",
-            args.expected()
-        );
-        Ok(ExitCode::from(u8::try_from(status).unwrap_or(1).max(1)))
+        Err(why) => {
+            eprintln!("xtask kernel: FAIL: {why}");
+            Ok(ExitCode::from(u8::try_from(status).unwrap_or(1).max(1)))
+        }
     }
 }
 
@@ -303,10 +384,62 @@ mod tests {
         let f = parse(&["--fault", "noipl"]).unwrap();
         assert_eq!(f.cmdline(), "fault=noipl");
         assert_eq!(f.expected(), EXIT_WATCHDOG);
+        let d = parse(&["--debug", "--fault", "noipl"]).unwrap();
+        assert!(d.debug && d.fault_noipl);
+        assert_eq!(d.cmdline(), "fault=noipl");
+        assert_eq!(d.expected(), EXIT_PANIC);
+        assert_eq!(parse(&["--debug"]).unwrap().expected(), EXIT_PASS);
         assert!(parse(&["--fault", "other"]).is_err());
         assert!(parse(&["--", "a b"]).is_err());
         assert!(parse(&["--", "x;reboot"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+    }
+
+    fn console(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    const ON: &str =
+        "mpsafe-kernel: lock-order witness on (debug build): one held-lock stack per CPU";
+    const REPORT: &str = "witness: `NicRx` (0x2af3b0) taken at examples/kernel/src/selftest/nic.rs:438:31 is already held by this thread, taken at examples/kernel/src/selftest/nic.rs:542:31 (recursion ...)";
+
+    #[test]
+    fn the_debug_fault_run_needs_the_witness_report_and_no_hang() {
+        let args = parse(&["--debug", "--fault", "noipl"]).unwrap();
+        let panic_line = "PANIC on CPU 0: panicked at order/src/witness.rs:781:13:";
+        let good = console(&[ON, "", panic_line, REPORT, "MPSAFE-KERNEL-EXIT 2"]);
+        assert!(args.verdict(EXIT_PANIC, &good).is_ok());
+        // The watchdog (status 3), or a pass: the fault was not reported.
+        assert!(args.verdict(EXIT_WATCHDOG, &good).is_err());
+        assert!(args.verdict(EXIT_PASS, &console(&[ON])).is_err());
+        // Another panic than the witness's report.
+        let other = console(&[ON, "PANIC on CPU 0: panicked at x: index out of bounds"]);
+        assert!(args.verdict(EXIT_PANIC, &other).is_err());
+        // The report must name both sites.
+        let one_site = console(&[
+            ON,
+            "witness: `NicRx` (0x1) taken at examples/kernel/src/selftest/nic.rs:438:31 is already held by this thread, taken at elsewhere.rs:1:1",
+        ]);
+        assert!(args.verdict(EXIT_PANIC, &one_site).is_err());
+        // A hang reported before the witness spoke.
+        let hung = console(&[ON, "WATCHDOG: CPU 0 stuck: spinning for 50 ticks", REPORT]);
+        assert!(args.verdict(EXIT_PANIC, &hung).is_err());
+        // No witness in the build.
+        assert!(args.verdict(EXIT_PANIC, &console(&[REPORT])).is_err());
+    }
+
+    #[test]
+    fn the_debug_run_needs_the_witness_on() {
+        let args = parse(&["--debug"]).unwrap();
+        assert!(args.verdict(EXIT_PASS, &console(&[ON])).is_ok());
+        assert!(
+            args.verdict(EXIT_PASS, &console(&["selftest: nic: PASS"]))
+                .is_err()
+        );
+        assert!(args.verdict(EXIT_PANIC, &console(&[ON, REPORT])).is_err());
+        let release = parse(&["--fault", "noipl"]).unwrap();
+        assert!(release.verdict(EXIT_WATCHDOG, &[]).is_ok());
+        assert!(release.verdict(EXIT_PASS, &[]).is_err());
     }
 
     #[test]

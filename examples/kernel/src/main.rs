@@ -117,6 +117,7 @@ mod kernel {
         // uses; once.
         let heap_len = unsafe { heap::init(ram, len) };
         cpu::init_this_cpu(0, 0);
+        crate::services::witness_init();
         let topo = match madt::read(info.rsdp) {
             Ok(t) => t,
             Err(e) => fail_boot(e),
@@ -149,6 +150,11 @@ mod kernel {
             apic::TIMER_PER_TICK.load(Ordering::Relaxed),
             (arch::rdtsc() - tsc0) / tsc_per_us / 1000,
         );
+        if mpsafe_order::witness::ENABLED {
+            kprintln!(
+                "mpsafe-kernel: lock-order witness on (debug build): one held-lock stack per CPU, interrupt handlers' acquisitions on the stack of the CPU they interrupted"
+            );
+        }
         let status = selftest::run(&topo, info.cmdline());
         exit(status)
     }

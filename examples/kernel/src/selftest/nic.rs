@@ -32,11 +32,23 @@
 //! lock held by the code it interrupted, forever, and CPU 1's watchdog
 //! reports it. (Only CPU 0 errs: with both stuck in handlers, interrupts
 //! masked, no clock would tick to report anything.)
+//!
+//! The locks a handler shares with the transmit and peek paths are declared
+//! at lock-order levels ([`NicTx`], [`NicRx`], [`NicRestart`]) and taken
+//! through `mpsafe_order`'s context token, every path (handler, task,
+//! sender) starting from a fresh [`Ctx`]. In a debug build the witness
+//! records each acquisition on its CPU's stack, the handler's on top of
+//! whatever the code it interrupted holds; so with `fault=noipl` the
+//! handler's acquisition of em0's rx lock is reported (a panic naming where
+//! the handler takes it and where the interrupted sender took it) before
+//! the handler spins, and the watchdog never gets to see a deadlock.
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use mpsafe_order::{Ctx, Ordered};
 
 use super::Options;
 use crate::apic::{TSC_PER_US, Trigger};
@@ -113,6 +125,18 @@ const DESC_DD: u8 = 1 << 0;
 const TXD_EOP: u8 = 1 << 0;
 const TXD_IFCS: u8 = 1 << 1;
 const TXD_RS: u8 = 1 << 3;
+
+mpsafe_order::lock_order! {
+    /// A NIC's transmit ring (an `IPL_NET` mutex): the senders, the restart
+    /// task and the handler's transmit completion.
+    pub NicTx,
+    /// A NIC's receive ring (an `IPL_NET` mutex): the handler's receive
+    /// path and the senders' ring peek.
+    pub NicRx,
+    /// A NIC's restart task (an `IPL_NET` mutex): set up once, read by the
+    /// handler.
+    pub NicRestart,
+}
 
 /// A legacy receive descriptor.
 #[repr(C, align(16))]
@@ -226,8 +250,8 @@ struct Nic {
     regs: Regs,
     mac: [u8; 6],
     peer_mac: AtomicU64,
-    rx: Mutex<IPL_NET, RxRing>,
-    tx: Mutex<IPL_NET, TxRing>,
+    rx: Ordered<NicRx, Mutex<IPL_NET, RxRing>>,
+    tx: Ordered<NicTx, Mutex<IPL_NET, TxRing>>,
     stats: Stats,
     /// The frames this NIC sends (counted by the peer's receive path).
     out: Arc<Flow>,
@@ -235,7 +259,7 @@ struct Nic {
     inc: Arc<Flow>,
     /// Bumped (and waiters woken) whenever the handler freed ring space.
     tx_progress: AtomicU32,
-    restart: Mutex<IPL_NET, Option<Arc<Task>>>,
+    restart: Ordered<NicRestart, Mutex<IPL_NET, Option<Arc<Task>>>>,
     fault_noipl: bool,
 }
 
@@ -305,13 +329,13 @@ impl Nic {
             regs,
             mac,
             peer_mac: AtomicU64::new(0),
-            rx: Mutex::new(RxRing {
+            rx: Ordered::new(Mutex::new(RxRing {
                 desc: rx_desc,
                 bufs,
                 next: 0,
                 expect: 0,
-            }),
-            tx: Mutex::new(TxRing {
+            })),
+            tx: Ordered::new(Mutex::new(TxRing {
                 desc: tx_desc,
                 bufs: tx_bufs,
                 tail: 0,
@@ -320,12 +344,12 @@ impl Nic {
                 to_send: frames,
                 next_seq: 0,
                 oactive: false,
-            }),
+            })),
             stats: Stats::default(),
             out,
             inc,
             tx_progress: AtomicU32::new(0),
-            restart: Mutex::new(None),
+            restart: Ordered::new(Mutex::new(None)),
             fault_noipl,
         })
     }
@@ -353,7 +377,8 @@ impl Nic {
     fn start(&self) {
         let dst = mac_of(self.peer_mac.load(Ordering::Relaxed));
         let me = cpu_id();
-        let mut tx = self.tx.lock();
+        let mut ctx = Ctx::new();
+        let (mut tx, _) = ctx.lock(&self.tx);
         let mut queued = 0;
         let room = WINDOW.saturating_sub(tx.next_seq - self.out.received.load(Ordering::Acquire));
         while tx.to_send > 0 && tx.in_flight < TX_DESC - 1 && queued < room {
@@ -408,7 +433,9 @@ impl Nic {
     fn rxeof(&self) {
         let peer = mac_of(self.peer_mac.load(Ordering::Relaxed));
         let peer_dir = 1 - self.index;
-        let mut rx = self.rx.lock();
+        // A fresh context: the handler's entry (or the drain after the run).
+        let mut ctx = Ctx::new();
+        let (mut rx, _) = ctx.lock(&self.rx);
         let mut done = 0u64;
         let mut last = None;
         loop {
@@ -461,7 +488,8 @@ impl Nic {
     /// Reclaims transmitted descriptors; restarts a sender that found the
     /// ring full.
     fn txeof(&self) {
-        let mut tx = self.tx.lock();
+        let mut ctx = Ctx::new();
+        let (mut tx, _) = ctx.lock(&self.tx);
         let mut freed = 0u64;
         while tx.in_flight > 0 {
             let i = tx.clean;
@@ -483,8 +511,12 @@ impl Nic {
         if freed > 0 {
             self.stats.tx_done.fetch_add(freed, Ordering::Relaxed);
             self.tx_progress.fetch_add(1, Ordering::SeqCst);
-            if restart && let Some(t) = self.restart.lock().as_ref() {
-                task_add(t, cpu_id());
+            if restart {
+                let mut ctx = Ctx::new();
+                let (task, _) = ctx.lock(&self.restart);
+                if let Some(t) = (**task).as_ref() {
+                    task_add(t, cpu_id());
+                }
             }
             wake_all();
         }
@@ -503,26 +535,35 @@ impl Nic {
         };
         // Only on CPU 0 (em0's ring): a CPU stuck with interrupts masked
         // takes no clock tick, so the other CPU must stay well to report it.
+        let mut ctx = Ctx::new();
         if self.fault_noipl && cpu_id() == 0 {
-            // SAFETY: the raw lock is taken here and released below by
-            // force_unlock, with the data accessed only in between.
-            unsafe {
-                self.rx.raw().lock_without_ipl_fault_injection();
-                let n = count(&*self.rx.data_ptr());
-                // Held for 10 ms, so the demonstration does not depend on
-                // luck: the NIC interrupts this CPU hundreds of times a
-                // second during the run.
-                crate::apic::delay_us(10_000);
-                self.rx.force_unlock();
-                n
-            }
+            // Through the context like the correct path, so the witness
+            // records the hold; only the level is wrong.
+            let (rx, _) = ctx.lock_with(&self.rx, |m| {
+                // SAFETY: the raw lock is taken here and the guard made for
+                // it owns it: dropping the guard releases it.
+                unsafe {
+                    m.raw().lock_without_ipl_fault_injection();
+                    m.make_guard_unchecked()
+                }
+            });
+            let n = count(&rx);
+            // Held for 10 ms, so the demonstration does not depend on
+            // luck: the NIC interrupts this CPU hundreds of times a second
+            // during the run.
+            crate::apic::delay_us(10_000);
+            drop(rx);
+            n
         } else {
-            count(&self.rx.lock())
+            let (rx, _) = ctx.lock(&self.rx);
+            count(&rx)
         }
     }
 
     fn tx_left(&self) -> u64 {
-        self.tx.lock().to_send
+        let mut ctx = Ctx::new();
+        let (tx, _) = ctx.lock(&self.tx);
+        tx.to_send
     }
 }
 
@@ -572,8 +613,16 @@ fn diagnose() {
             r.read(RDH),
             r.read(RDT),
             r.read(MPC),
-            if nic.tx.is_locked() { "held" } else { "free" },
-            if nic.rx.is_locked() { "held" } else { "free" },
+            if nic.tx.unordered().is_locked() {
+                "held"
+            } else {
+                "free"
+            },
+            if nic.rx.unordered().is_locked() {
+                "held"
+            } else {
+                "free"
+            },
             s.queued_by[0].load(Ordering::Relaxed),
             s.queued_by[1].load(Ordering::Relaxed),
             s.tx_done.load(Ordering::Relaxed),
@@ -659,7 +708,9 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
     em1.peer_mac.store(mac_u64(&em0.mac), Ordering::Relaxed);
     for (nic, d) in nics.iter().zip(&devs) {
         let weak: Weak<Nic> = Arc::downgrade(nic);
-        *nic.restart.lock() = Some(Task::new(
+        let mut ctx = Ctx::new();
+        let (mut restart, _) = ctx.lock(&nic.restart);
+        **restart = Some(Task::new(
             move || {
                 if let Some(n) = weak.upgrade() {
                     n.start();
@@ -667,6 +718,7 @@ pub(super) fn run(topo: &Topology, opts: &Options) -> Result<(), &'static str> {
             },
             true,
         ));
+        drop(restart);
         let (line, pin) = d.interrupt();
         kprintln!(
             "selftest: nic: {} at 00:{:02x}.{} BAR0 {:#x} MAC {} INT{} line {line} (GSI {}) -> CPU {}, link {}",

@@ -69,3 +69,33 @@ pub(crate) const VEC_WAKE: u8 = 0xf0;
 pub fn cpu_id() -> usize {
     crate::cpu::cpu_id()
 }
+
+/// Interrupts masked (`splhigh`) around the lock-order witness's own
+/// bookkeeping: a handler must never find the witness's spin lock held by
+/// the code it interrupted.
+static WITNESS_MASK: mpsafe_order::witness::InterruptMask = mpsafe_order::witness::InterruptMask {
+    mask: witness_mask,
+    restore: witness_restore,
+};
+
+fn witness_mask() -> usize {
+    usize::from(ipl::splraise(ipl::IPL_HIGH).bits())
+}
+
+fn witness_restore(saved: usize) {
+    // The value `witness_mask` made from an `Spl`'s byte.
+    let bits = u8::try_from(saved).unwrap_or(0);
+    ipl::splx(ipl::Spl::from_bits(bits));
+}
+
+/// Starts `mpsafe-order`'s lock-order witness in this kernel (debug builds
+/// only; release builds record nothing): each CPU keeps its own stack of
+/// held ordered locks ([`cpu_id`] is the witness's thread hook), and an
+/// interrupt handler's acquisitions go on the stack of the CPU it
+/// interrupted, so a handler taking a lock its CPU holds at a lower IPL is
+/// reported before it spins. Call on the boot CPU once its per-CPU state is
+/// set, before any ordered lock is taken.
+pub(crate) fn witness_init() {
+    mpsafe_order::witness::set_interrupt_mask(&WITNESS_MASK);
+    mpsafe_order::witness::set_thread_hook(cpu_id);
+}
