@@ -111,8 +111,10 @@ pub struct IplMutex<const IPL: u8> {
 impl<const IPL: u8> IplMutex<IPL> {
     /// Takes the lock *without* raising the level: the deliberate mistake the
     /// self-test's `fault=noipl` run makes, to show the watchdog catching the
-    /// deadlock that follows when the interrupt arrives on this CPU. Never
-    /// correct for a lock an interrupt handler takes.
+    /// deadlock that follows when the interrupt arrives on this CPU (and, in
+    /// a debug build, the lock-order witness reporting the handler's
+    /// acquisition before it spins). Never correct for a lock an interrupt
+    /// handler takes.
     pub fn lock_without_ipl_fault_injection(&self) {
         self.spin_acquire();
         self.saved.store(arch::tpr(), Ordering::Relaxed);
