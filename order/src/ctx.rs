@@ -423,9 +423,10 @@ impl<L> Ctx<'_, L> {
 
     /// Takes every lock of `locks`, all at level `M`, by calling `acquire`
     /// (which must take them in index order, as `enter_all` does): the one
-    /// place two locks of a level are held at once. The witness records
-    /// each, in index order, so a thread that takes two of them the other
-    /// way round is reported.
+    /// place two locks of a level are held at once. The witness checks
+    /// each, in index order, before `acquire` runs, so a thread that takes
+    /// two of them the other way round is reported, and records them as
+    /// held once `acquire` returned.
     #[track_caller]
     #[inline]
     pub fn lock_all_with<'b, M, T, G, const N: usize>(
@@ -437,13 +438,13 @@ impl<L> Ctx<'_, L> {
         M: Level,
         L: LockBefore<M>,
     {
-        let record = witness::Record::acquire_all(
-            witness::LockRef::of::<M>(locks.addr()),
-            N,
-            core::mem::size_of::<T>(),
-            Location::caller(),
-        );
-        Held::new(acquire(&locks.inner), record)
+        let first = witness::LockRef::of::<M>(locks.addr());
+        let stride = core::mem::size_of::<T>();
+        let batch = witness::check_all(first, N, stride, Location::caller());
+        let guard = acquire(&locks.inner);
+        // Checked above: recorded as held once taken, as `lock_with` does.
+        let record = witness::Record::acquire_all(first, N, stride, Location::caller(), batch);
+        Held::new(guard, record)
     }
 
     /// Waits on `barrier`, which comes after this context's level: the

@@ -243,6 +243,26 @@ pub(crate) fn check(lock: LockRef, at: &'static core::panic::Location<'static>) 
     let _ = (lock, at);
 }
 
+/// Checks taking the `n` locks from `first` (`stride` bytes apart) together,
+/// in index order, before they are taken, recording the order edges (among
+/// them too); returns the batch the caller records them under once they are
+/// taken ([`Record::acquire_all`]).
+#[inline(always)]
+pub(crate) fn check_all(
+    first: LockRef,
+    n: usize,
+    stride: usize,
+    at: &'static core::panic::Location<'static>,
+) -> usize {
+    #[cfg(debug_assertions)]
+    return imp::check_all(first, n, stride, at);
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = (first, n, stride, at);
+        0
+    }
+}
+
 #[cfg(not(debug_assertions))]
 impl Record {
     #[inline(always)]
@@ -260,6 +280,7 @@ impl Record {
         _n: usize,
         _stride: usize,
         _at: &'static core::panic::Location<'static>,
+        _batch: usize,
     ) -> Self {
         Self {}
     }
@@ -793,25 +814,24 @@ mod imp {
             }
         }
 
-        pub(crate) fn acquire_all(first: LockRef, n: usize, stride: usize, at: Site) -> Self {
-            raise(with_thread(|s, st| {
-                let batch = s.next_batch;
-                s.next_batch = s.next_batch.wrapping_add(1).max(1);
+        /// Records the locks [`check_all`] checked as held, under its
+        /// `batch`, once they are taken.
+        pub(crate) fn acquire_all(
+            first: LockRef,
+            n: usize,
+            stride: usize,
+            at: Site,
+            batch: usize,
+        ) -> Self {
+            with_thread(|_, st| {
                 for i in 0..n {
                     let lock = LockRef {
                         addr: first.addr + i * stride,
                         ..first
                     };
-                    if let Some(r) = s.acquire(st, lock, at, true, batch) {
-                        // Unwind what this batch pushed: the guard is never made.
-                        for j in 0..i {
-                            st.remove(first.addr + j * stride, first.name);
-                        }
-                        return Some(r);
-                    }
+                    st.push(Entry { lock, at, batch });
                 }
-                None
-            }));
+            });
             Self {
                 lock: first,
                 n,
@@ -870,5 +890,34 @@ mod imp {
 
     pub(crate) fn check(lock: LockRef, at: Site) {
         raise(with_thread(|s, st| s.check(st, lock, at, 0)));
+    }
+
+    pub(crate) fn check_all(first: LockRef, n: usize, stride: usize, at: Site) -> usize {
+        let mut batch = 0;
+        raise(with_thread(|s, st| {
+            batch = s.next_batch;
+            s.next_batch = s.next_batch.wrapping_add(1).max(1);
+            // Each is checked with the earlier ones of the batch pushed, so
+            // the graph learns their index order; all are taken off again
+            // (and, on a report, the guard is never made).
+            let mut report = None;
+            let mut pushed = 0;
+            for i in 0..n {
+                let lock = LockRef {
+                    addr: first.addr + i * stride,
+                    ..first
+                };
+                report = s.acquire(st, lock, at, true, batch);
+                if report.is_some() {
+                    break;
+                }
+                pushed += 1;
+            }
+            for j in (0..pushed).rev() {
+                st.remove(first.addr + j * stride, first.name);
+            }
+            report
+        }));
+        batch
     }
 }

@@ -13,6 +13,11 @@
 //! - `with_state`'s Acquire `compare_exchange_weak` to Relaxed: fails
 //!   (loom: causality violation, concurrent accesses to the state).
 //! - `with_state`'s Release `store` to Relaxed: fails the same way.
+//! - `set_mask`'s Release `store` of the interrupt mask to Relaxed: fails
+//!   (loom: causality violation, the mask reads what its kernel set up
+//!   before publishing it, concurrently with that write).
+//! - `with_state`'s Acquire `load` of the interrupt mask to Relaxed: fails
+//!   the same way.
 #![cfg(all(mpsafe_loom, debug_assertions))]
 
 use core::any::Any;
@@ -22,6 +27,7 @@ use std::panic::{catch_unwind, resume_unwind};
 
 use loom::sync::Arc;
 use loom::thread;
+use mpsafe_order::witness::InterruptMask;
 use mpsafe_order::{Ctx, Level, Lock, LockAfter, Ordered, Unlocked, witness};
 
 /// loom's mutex as an ordered lock (a `lock_api` raw mutex needs a constant
@@ -140,5 +146,51 @@ fn two_cpus_share_one_order_graph() {
             1,
             "the reversal must be reported exactly once: {reports:?}"
         );
+    });
+}
+
+loom::lazy_static! {
+    /// What the kernel's interrupt mask reads (a per-CPU area, say), set up
+    /// before the mask is handed to the witness.
+    static ref MASK_CONFIG: loom::cell::UnsafeCell<usize> = loom::cell::UnsafeCell::new(0);
+}
+
+fn mask() -> usize {
+    // SAFETY: written once by the thread that publishes the mask, before
+    // it does; loom reports this read if that write is not ordered before it.
+    MASK_CONFIG.with(|p| unsafe { *p })
+}
+
+fn restore(_: usize) {}
+
+static MASK: InterruptMask = InterruptMask { mask, restore };
+
+/// One CPU sets up what its interrupt mask reads and hands the mask to the
+/// witness while another CPU takes an ordered lock: a CPU that finds the
+/// mask sees what was set up before it was published.
+#[test]
+fn the_interrupt_mask_is_published_with_what_it_reads() {
+    loom::model(|| {
+        let boot = thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(|| {
+                MASK_CONFIG.with_mut(|p| {
+                    // SAFETY: before the mask is published, nothing reads it.
+                    unsafe { *p = 1 }
+                });
+                witness::set_interrupt_mask(&MASK);
+            })
+            .unwrap();
+        let other = thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(|| {
+                // Built and dropped here: the witness's state may be built
+                // on this thread, whose stack has room for it.
+                let lock: Ordered<first::Softc, Mutex> = Ordered::new(mutex());
+                drop(Ctx::new().lock(&lock));
+            })
+            .unwrap();
+        boot.join().unwrap();
+        other.join().unwrap();
     });
 }
