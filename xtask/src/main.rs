@@ -21,13 +21,16 @@
 //!
 //! `cargo xtask kernel` boots the bare-metal SMP kernel in `examples/kernel`
 //! instead (see [`kernel`]); `cargo xtask pktgen` boots Linux itself on the
-//! same pair and measures its e1000 driver with pktgen (see [`pktgen`]).
+//! same pair and measures its e1000 driver with pktgen (see [`pktgen`]);
+//! `cargo xtask tcp-linux` measures its e1000 driver and TCP there, the two
+//! NICs in two network namespaces (see [`tcplinux`]).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod figure;
 mod initramfs;
 mod kernel;
 mod pktgen;
+mod tcplinux;
 mod tools;
 
 use std::io::{BufRead, BufReader};
@@ -55,10 +58,13 @@ fn usage() -> ExitCode {
          \n\
          usage: {}\n\
          \n\
+         usage: {}\n\
+         \n\
          usage: {}",
         APT_PACKAGES.join(" "),
         kernel::usage(),
-        pktgen::usage()
+        pktgen::usage(),
+        tcplinux::usage()
     );
     ExitCode::from(2)
 }
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("kernel") => kernel::main(&args[1..]),
         Some("pktgen") => pktgen::main(&args[1..]),
+        Some("tcp-linux") => tcplinux::main(&args[1..]),
         Some("qemu") => match QemuArgs::parse(&args[1..]) {
             Ok(a) => qemu(&a),
             Err(e) => {
@@ -172,22 +179,28 @@ fn qemu(args: &QemuArgs) -> ExitCode {
 
 /// Builds the guest test as a static executable in `target/qemu-guest`.
 fn build_guest(root: &Path) -> Result<PathBuf, String> {
+    build_guest_bin(root, GUEST_BIN)
+}
+
+/// Builds the binary `bin` of mpsafe-em-uio as a static executable in
+/// `target/qemu-guest`.
+pub(crate) fn build_guest_bin(root: &Path, bin: &str) -> Result<PathBuf, String> {
     let target = "x86_64-unknown-linux-gnu";
     let target_dir = root.join("target/qemu-guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask qemu: building {GUEST_BIN} (static, release)");
+    eprintln!("xtask: building {bin} (static, release)");
     let status = Command::new(cargo)
         .current_dir(root)
         .args(["build", "--release", "-p", "mpsafe-em-uio"])
-        .args(["--bin", GUEST_BIN, "--target", target])
+        .args(["--bin", bin, "--target", target])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", &target_dir)
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building the guest test failed: {status}"));
+        return Err(format!("building the guest's {bin} failed: {status}"));
     }
-    Ok(target_dir.join(target).join("release").join(GUEST_BIN))
+    Ok(target_dir.join(target).join("release").join(bin))
 }
 
 /// Reads a kernel module, decompressing `.xz`, `.zst` or `.gz` with the

@@ -167,7 +167,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         let initrd = out.join("initramfs.gz");
         pack_initramfs(&tools, &modules, &args, &initrd)?;
         let load_before = loadavg();
-        let lines = boot(&tools, &initrd, args.timeout)?;
+        let lines = boot("pktgen", &tools, &initrd, args.timeout)?;
         let result = report(&lines, args.clone_skb);
         // The host's CPUs are shared: say how busy they were around the run.
         eprintln!(
@@ -185,7 +185,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 }
 
 /// The host's one-minute load average, as `/proc/loadavg` gives it.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
@@ -195,7 +195,7 @@ fn loadavg() -> String {
 /// The module files for `names` and everything they depend on, each once,
 /// dependencies before their users (the order `insmod` needs), read from
 /// `dir/modules.dep` (`path: dep dep ...`, paths relative to `dir`).
-fn load_order(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn load_order(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, String> {
     let dep_file = dir.join("modules.dep");
     let text =
         std::fs::read_to_string(&dep_file).map_err(|e| format!("{}: {e}", dep_file.display()))?;
@@ -205,7 +205,7 @@ fn load_order(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, String> {
 
 /// The module name of a `modules.dep` path: `kernel/net/core/pktgen.ko.xz`
 /// is `pktgen`.
-fn module_name(path: &str) -> &str {
+pub(crate) fn module_name(path: &str) -> &str {
     let file = path.rsplit('/').next().unwrap_or(path);
     file.split_once(".ko").map_or(file, |(name, _)| name)
 }
@@ -353,13 +353,18 @@ fn pack_initramfs(
 
 /// Boots the guest, streams its console and returns every line once QEMU has
 /// exited; kills QEMU at the timeout.
-fn boot(tools: &Tools, initrd: &Path, timeout: Duration) -> Result<Vec<String>, String> {
+pub(crate) fn boot(
+    who: &str,
+    tools: &Tools,
+    initrd: &Path,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
     let mut cmd = crate::qemu_command(tools, initrd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     eprintln!(
-        "xtask pktgen: booting Linux {} (timeout {} s)",
+        "xtask {who}: booting Linux {} (timeout {} s)",
         tools.kernel_version,
         timeout.as_secs()
     );
@@ -400,7 +405,7 @@ fn boot(tools: &Tools, initrd: &Path, timeout: Duration) -> Result<Vec<String>, 
     let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
     let _ = reader.join();
     eprintln!(
-        "xtask pktgen: QEMU exited ({status}) after {:.1} s",
+        "xtask {who}: QEMU exited ({status}) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(lines)
