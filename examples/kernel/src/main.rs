@@ -45,6 +45,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
+pub mod em;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod madt;

@@ -74,7 +74,13 @@ pub(crate) fn run(topo: &Topology, cmdline: &str) -> u32 {
         kprintln!("selftest: services: FAIL: {e}");
         return EXIT_FAIL;
     }
-    let result = nic::run(topo, &opts);
+    let result = nic::run(topo, &opts).and_then(|()| {
+        // The em driver itself, once the platform is proven.
+        crate::em::run::run(topo, crate::em::run::Plan::default()).map_err(|e| {
+            kprintln!("selftest: em: FAIL: {e}");
+            "the em driver run failed"
+        })
+    });
     let (used, free) = crate::heap::usage();
     kprintln!(
         "selftest: heap {} KiB used, {} KiB free",

@@ -100,16 +100,44 @@ impl BigLock {
     /// If this CPU does not hold the lock.
     pub fn release_around<R>(&'static self, _proof: &BigLockGuard, f: impl FnOnce() -> R) -> R {
         assert!(self.held(), "release_around without holding the big lock");
+        // SAFETY: this CPU holds it (checked above).
+        let depth = unsafe { self.release_all() };
+        let r = f();
+        self.reacquire(depth);
+        r
+    }
+
+    /// Releases one level of this CPU's hold, for a caller that keeps no
+    /// [`BigLockGuard`] (a driver's lock trait over this lock).
+    ///
+    /// # Safety
+    ///
+    /// This CPU holds the lock, at a level the caller took.
+    pub unsafe fn unlock_raw(&self) {
+        self.unlock_one();
+    }
+
+    /// Releases every level of this CPU's hold and returns how many there
+    /// were, restoring the level the outermost acquisition raised from.
+    ///
+    /// # Safety
+    ///
+    /// This CPU holds the lock.
+    pub unsafe fn release_all(&self) -> u32 {
         let depth = self.depth.load(Ordering::Relaxed);
         let s = Spl::from_bits(self.saved.load(Ordering::Relaxed) as u8);
         self.depth.store(0, Ordering::Relaxed);
         self.owner.store(0, Ordering::Release);
         splx(s);
-        let r = f();
+        depth
+    }
+
+    /// Takes the lock back at `depth` levels after
+    /// [`release_all`](Self::release_all) (counted as one acquisition).
+    pub fn reacquire(&'static self, depth: u32) {
         let g = self.lock();
         core::mem::forget(g);
         self.depth.store(depth, Ordering::Relaxed);
-        r
     }
 
     /// Outermost acquisitions by `cpu` so far.
