@@ -51,7 +51,7 @@ core::arch::global_asm!(
     "boot_pdpt: .skip 4096",
     "boot_pd: .skip 4096 * 4",
     ".balign 16",
-    "boot_stack: .skip 65536",
+    "boot_stack: .skip 262144",
     "boot_stack_top:",
     ".popsection",
 

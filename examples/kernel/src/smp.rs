@@ -17,7 +17,7 @@ use crate::services::ipl::{IPL_HIGH, Mutex};
 use crate::services::wait::{sleep_until, wake_all, wake_cpu};
 
 /// Each AP's kernel stack.
-const AP_STACK: usize = 64 * 1024;
+const AP_STACK: usize = 256 * 1024;
 
 /// Starts every CPU in `apic_ids` but the boot CPU's (`bsp`), one at a
 /// time. Returns how many came online (the boot CPU included).
