@@ -60,6 +60,15 @@ OPTIONS:
                        efficiency and big-lock bars, with --interval the
                        time series, with --after-up the first second
   --json               same as --format json
+  --stack <S>          what receives the frames: sink (count and free; the
+                       measurements above) or tcp: TCP over smoltcp between
+                       two simulated NICs joined by a cable, a bulk flow
+                       em0 to em1 and four of 512 KiB both ways, every byte
+                       checked; prints goodput and CPU per MB per mode
+                       (uses --mode, --repeat and --tcp-mib only)
+                       [default: sink]
+  --tcp-mib <N>        the bulk flow of --stack tcp in MiB, 1 to 1024
+                       [default: 32]
   -V, --version        print the version
   -h, --help           this text
 ";
@@ -85,6 +94,15 @@ pub enum Format {
     /// One CSV row per mode; with `--interval`, then a blank line and one
     /// row per sample.
     Csv,
+}
+
+/// What receives the frames (`--stack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackKind {
+    /// A sink that counts and frees: the driver measured alone.
+    Sink,
+    /// TCP over smoltcp between two cabled NICs ([`crate::tcp`]).
+    Tcp,
 }
 
 /// What the demo runs.
@@ -123,6 +141,10 @@ pub struct Args {
     pub format: Format,
     /// Where to draw the figure (`--plot`), if anywhere: a `.svg` name.
     pub plot: Option<std::path::PathBuf>,
+    /// What receives the frames.
+    pub stack: StackKind,
+    /// The bulk flow of [`StackKind::Tcp`], in MiB.
+    pub tcp_mib: u64,
 }
 
 impl Default for Args {
@@ -144,6 +166,8 @@ impl Default for Args {
             interval: None,
             format: Format::Text,
             plot: None,
+            stack: StackKind::Sink,
+            tcp_mib: 32,
         }
     }
 }
@@ -268,7 +292,7 @@ where
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
         };
-        const VALUED: [&str; 14] = [
+        const VALUED: [&str; 16] = [
             "--mode",
             "--seconds",
             "--repeat",
@@ -283,6 +307,8 @@ where
             "--format",
             "--watermarks",
             "--plot",
+            "--stack",
+            "--tcp-mib",
         ];
         if !VALUED.contains(&name.as_str()) {
             return Err(CliError(format!("unknown option {flag:?}")));
@@ -365,10 +391,62 @@ where
                 crate::plot::check_name(&path).map_err(|e| CliError(format!("--plot: {e}")))?;
                 a.plot = Some(path);
             }
+            "--stack" => {
+                a.stack = match v.to_ascii_lowercase().as_str() {
+                    "sink" => StackKind::Sink,
+                    "tcp" => StackKind::Tcp,
+                    _ => return Err(CliError(format!("--stack {v:?}: expected sink or tcp"))),
+                }
+            }
+            "--tcp-mib" => a.tcp_mib = number(&name, v, 1..=1024, "MiB from 1 to 1024")?,
             _ => unreachable!("every name in VALUED has an arm"),
         }
     }
+    check_stack(&a)?;
     Ok(Action::Run(a))
+}
+
+/// `--stack tcp` runs transfers, not the sink's measurements: a flag of
+/// those would be ignored, so it is refused, named.
+fn check_stack(a: &Args) -> Result<(), CliError> {
+    let d = Args::default();
+    let unused: Vec<&str> = match a.stack {
+        StackKind::Sink => (a.tcp_mib != d.tcp_mib)
+            .then_some("--tcp-mib")
+            .into_iter()
+            .collect(),
+        StackKind::Tcp => [
+            (a.seconds != d.seconds, "--seconds"),
+            (a.rate != d.rate, "--rate"),
+            (a.frame != d.frame, "--frame-size"),
+            (a.queues != d.queues, "--queues"),
+            (a.cycles != d.cycles, "--cycles"),
+            (a.bundle != d.bundle, "--bundle"),
+            (a.start != d.start, "--start"),
+            (a.keep_watermarks || a.watermarks_both, "--watermarks"),
+            (a.after_up, "--after-up"),
+            (a.switch_every.is_some(), "--switch-every"),
+            (a.interval.is_some(), "--interval"),
+            (a.format != d.format, "--format"),
+            (a.plot.is_some(), "--plot"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect(),
+    };
+    if unused.is_empty() {
+        Ok(())
+    } else {
+        let stack = if a.stack == StackKind::Tcp {
+            "tcp"
+        } else {
+            "sink"
+        };
+        Err(CliError(format!(
+            "--stack {stack} does not use {}",
+            unused.join(", ")
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +546,17 @@ mod tests {
             (&["--bogus"], "unknown option"),
             (&["--json=1"], "unknown option"),
             (&["--warmup", "1"], "unknown option"),
+            (&["--stack", "udp"], "--stack \"udp\": expected sink or tcp"),
+            (
+                &["--stack", "tcp", "--json"],
+                "--stack tcp does not use --format",
+            ),
+            (
+                &["--stack=tcp", "--seconds", "1", "--plot", "a.svg"],
+                "--stack tcp does not use --seconds, --plot",
+            ),
+            (&["--tcp-mib", "8"], "--stack sink does not use --tcp-mib"),
+            (&["--stack", "tcp", "--tcp-mib", "0"], "--tcp-mib"),
             (&["-x"], "unknown option"),
         ] {
             let e = run(args).unwrap_err();

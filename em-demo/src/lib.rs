@@ -9,3 +9,4 @@
 pub mod cli;
 pub mod plot;
 pub mod report;
+pub mod tcp;

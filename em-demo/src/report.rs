@@ -429,22 +429,23 @@ impl Report {
         )?;
         if let Some(b) = base.and_then(|b| b.summary(RunFigures::packets_per_driver_cpu_s)) {
             for m in self.modes.iter().filter(|m| m.mode != "biglock") {
-                if let Some(e) = m.summary(RunFigures::packets_per_driver_cpu_s) {
-                    if e.n > 1 && b.n > 1 {
-                        writeln!(
-                            w,
-                            "  {} vs biglock, packets per driver CPU second: {:.2}x (range {:.2}x to {:.2}x){}",
-                            m.mode,
-                            e.median / b.median,
-                            e.min / b.max,
-                            e.max / b.min,
-                            if e.overlaps(&b) {
-                                ": the ranges overlap, these runs cannot tell them apart"
-                            } else {
-                                ""
-                            }
-                        )?;
-                    }
+                if let Some(e) = m.summary(RunFigures::packets_per_driver_cpu_s)
+                    && e.n > 1
+                    && b.n > 1
+                {
+                    writeln!(
+                        w,
+                        "  {} vs biglock, packets per driver CPU second: {:.2}x (range {:.2}x to {:.2}x){}",
+                        m.mode,
+                        e.median / b.median,
+                        e.min / b.max,
+                        e.max / b.min,
+                        if e.overlaps(&b) {
+                            ": the ranges overlap, these runs cannot tell them apart"
+                        } else {
+                            ""
+                        }
+                    )?;
                 }
             }
         }

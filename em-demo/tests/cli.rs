@@ -168,3 +168,30 @@ fn csv_has_a_header_and_a_row_per_mode() {
     assert!(lines[2].starts_with("mpsafe,1,"));
     assert!(lines.iter().all(|l| l.split(',').count() == cols), "{out}");
 }
+
+/// `--stack tcp`: a transfer per mode asked for, each a row with a goodput,
+/// and the closing line that every byte and buffer was checked.
+#[test]
+#[cfg_attr(miri, ignore = "runs a process")]
+fn stack_tcp_runs_a_checked_transfer_per_mode() {
+    let o = demo([
+        "--stack",
+        "tcp",
+        "--tcp-mib",
+        "1",
+        "--mode",
+        "mpsafe,serialized",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    for mode in ["mpsafe", "serialized"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(mode))
+            .unwrap_or_else(|| panic!("no {mode} row: {out}"));
+        let mbit: f64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(mbit > 0.0, "{row}");
+    }
+    assert!(!out.contains("biglock"), "{out}");
+    assert!(out.contains("every buffer back in its pool"), "{out}");
+}

@@ -570,3 +570,25 @@ struct Window {
     samples: Vec<Snapshot>,
     probe: Option<AfterUpProbe>,
 }
+
+/// Aborts the whole process if `f` takes longer than `limit`: a deadlock
+/// must fail a test, not hang CI. The watchdog thread wakes every 20 ms and
+/// is joined before this returns.
+pub fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = Arc::clone(&done);
+    let dog = thread::spawn(move || {
+        let start = Instant::now();
+        while !d.load(Ordering::Acquire) {
+            if start.elapsed() > limit {
+                eprintln!("watchdog: no progress in {limit:?}, deadlock?");
+                std::process::abort();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let r = f();
+    done.store(true, Ordering::Release);
+    dog.join().unwrap();
+    r
+}

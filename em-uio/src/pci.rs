@@ -210,7 +210,7 @@ impl Mmio {
     fn ptr(&self, off: u32) -> *mut u32 {
         let off = off as usize;
         assert!(
-            off % 4 == 0 && off + 4 <= self.len,
+            off.is_multiple_of(4) && off + 4 <= self.len,
             "register {off:#x} outside BAR 0"
         );
         // SAFETY: in bounds of the mapping, checked above.

@@ -9,7 +9,7 @@ use mpsafe_em_sim::{
     Device, DeviceConfig, Em, EmConfig, EmStats, Hardware, KernelLock, Pool, Sink, TxError,
 };
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The stress scale in percent (`MPSAFE_STRESS_SCALE`, default 100): the
 /// sanitizer runs shrink iteration counts with it, never thread counts.
@@ -20,25 +20,10 @@ pub(crate) fn scale() -> u64 {
         .unwrap_or(100)
 }
 
-/// Aborts the whole test process if `f` takes longer than `limit`: a
-/// deadlock must fail the test, not hang CI.
+/// Aborts the whole test process if `f` takes longer than `limit`
+/// ([`mpsafe_em_sim::harness::with_watchdog`]).
 pub(crate) fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = Arc::clone(&done);
-    let dog = thread::spawn(move || {
-        let start = Instant::now();
-        while !d.load(Ordering::Acquire) {
-            if start.elapsed() > limit {
-                eprintln!("watchdog: no progress in {limit:?}, deadlock?");
-                std::process::abort();
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    });
-    let r = f();
-    done.store(true, Ordering::Release);
-    dog.join().unwrap();
-    r
+    mpsafe_em_sim::harness::with_watchdog(limit, f)
 }
 
 /// Polls `f` every millisecond for up to 10 s: a liveness bound far beyond
