@@ -47,6 +47,9 @@
 //!     debug-only witness for what types cannot see (`mpsafe-order`).
 //! 13. [Running on QEMU's e1000](qemu): the same driver on an emulated
 //!     82540EM through Linux `uio`, and what that device does differently.
+//! 14. [A TCP/IP stack above the driver](stack): smoltcp over the driver,
+//!     which locks the stack sees in each mode, where the input queue sits,
+//!     and what one `Interface` means on many CPUs.
 //!
 //! Code blocks in the chapters are Rust doctests (`cargo test -p
 //! mpsafe-guide --doc` runs them all); blocks that are not Rust are marked
@@ -95,3 +98,6 @@ pub mod kernel {}
 
 #[doc = include_str!(concat!(env!("OUT_DIR"), "/13-qemu.md"))]
 pub mod qemu {}
+
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/14-stack.md"))]
+pub mod stack {}
