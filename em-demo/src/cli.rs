@@ -42,6 +42,13 @@ OPTIONS:
   --start <S>          where transmit runs the start routine: direct (on
                        the transmitting thread) or delegated (a task thread
                        per send queue, seed 002's taskq) [default: direct]
+  --producers <N>      transmitting threads per queue, 1 to 8, sharing the
+                       rate: with 2 or more, CPUs contend for each send
+                       queue's start routine [default: 1]
+  --tx-latency         time every transmit call in the measurement and
+                       print p50, p99, p99.9 and max per mode (the caller's
+                       time: as the start routine's owner it also sends what
+                       the other producers queued)
   --keep-watermarks    keep each rx ring's current watermark across down/up
                        instead of restarting it at the low watermark
   --watermarks <W>     reset (the default), keep (= --keep-watermarks) or
@@ -145,6 +152,10 @@ pub struct Args {
     pub stack: StackKind,
     /// The bulk flow of [`StackKind::Tcp`], in MiB.
     pub tcp_mib: u64,
+    /// Transmitting threads per queue.
+    pub producers: usize,
+    /// Time every `transmit` call.
+    pub tx_latency: bool,
 }
 
 impl Default for Args {
@@ -168,6 +179,8 @@ impl Default for Args {
             plot: None,
             stack: StackKind::Sink,
             tcp_mib: 32,
+            producers: 1,
+            tx_latency: false,
         }
     }
 }
@@ -286,13 +299,17 @@ where
                 a.after_up = true;
                 continue;
             }
+            "--tx-latency" => {
+                a.tx_latency = true;
+                continue;
+            }
             _ => {}
         }
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (flag.clone(), None),
         };
-        const VALUED: [&str; 16] = [
+        const VALUED: [&str; 17] = [
             "--mode",
             "--seconds",
             "--repeat",
@@ -309,6 +326,7 @@ where
             "--plot",
             "--stack",
             "--tcp-mib",
+            "--producers",
         ];
         if !VALUED.contains(&name.as_str()) {
             return Err(CliError(format!("unknown option {flag:?}")));
@@ -399,6 +417,7 @@ where
                 }
             }
             "--tcp-mib" => a.tcp_mib = number(&name, v, 1..=1024, "MiB from 1 to 1024")?,
+            "--producers" => a.producers = number(&name, v, 1..=8, "1 to 8 threads per queue")?,
             _ => unreachable!("every name in VALUED has an arm"),
         }
     }
@@ -429,6 +448,8 @@ fn check_stack(a: &Args) -> Result<(), CliError> {
             (a.interval.is_some(), "--interval"),
             (a.format != d.format, "--format"),
             (a.plot.is_some(), "--plot"),
+            (a.producers != d.producers, "--producers"),
+            (a.tx_latency, "--tx-latency"),
         ]
         .into_iter()
         .filter_map(|(set, name)| set.then_some(name))
@@ -556,6 +577,11 @@ mod tests {
                 "--stack tcp does not use --seconds, --plot",
             ),
             (&["--tcp-mib", "8"], "--stack sink does not use --tcp-mib"),
+            (&["--producers", "0"], "--producers"),
+            (
+                &["--stack", "tcp", "--tx-latency"],
+                "--stack tcp does not use --tx-latency",
+            ),
             (&["--stack", "tcp", "--tcp-mib", "0"], "--tcp-mib"),
             (&["-x"], "unknown option"),
         ] {

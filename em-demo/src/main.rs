@@ -35,6 +35,7 @@ fn figures(r: &RunReport) -> RunFigures {
             .iter()
             .map(|p| (p.name().to_string(), r.big_lock_window.get(*p)))
             .collect(),
+        tx_call: r.tx_call,
     }
 }
 
@@ -177,6 +178,8 @@ fn demo(args: &Args) -> Result<bool, String> {
                 cfg.tx_bundle = b;
             }
             cfg.tx_start = args.start;
+            cfg.producers = args.producers;
+            cfg.tx_latency = args.tx_latency;
             cfg.switch_every = args.switch_every.map(Duration::from_secs_f64);
             // A live progress line on a terminal; one line per run in a log.
             if !live {

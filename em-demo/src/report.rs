@@ -12,7 +12,7 @@ use std::io;
 use mpsafe_rxring::{RxRingInfo, RxRingInfoTable};
 
 use mpsafe_em_sim::PoolStats;
-use mpsafe_em_sim::measure::Summary;
+use mpsafe_em_sim::measure::{LatencySummary, Summary};
 
 /// What one measured run (one mode, one repetition) saw.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,6 +41,8 @@ pub struct RunFigures {
     pub intr_cpu_s: Option<f64>,
     /// Big-lock acquisitions per path in the window, `(path, count)`.
     pub big_lock: Vec<(String, u64)>,
+    /// The time of each `transmit` call in the window (`--tx-latency`).
+    pub tx_call: Option<LatencySummary>,
 }
 
 impl RunFigures {
@@ -470,6 +472,41 @@ impl Report {
             }
         }
 
+        if self
+            .modes
+            .iter()
+            .any(|m| m.runs.iter().any(|r| r.tx_call.is_some()))
+        {
+            writeln!(w)?;
+            writeln!(
+                w,
+                "time of one transmit call, the caller's: as the start routine's owner it also sends what the others queued (median over runs)"
+            )?;
+            writeln!(
+                w,
+                "{:<11} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9}",
+                "mode", "calls", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "p99.9/p50"
+            )?;
+            for m in &self.modes {
+                let med = |f: fn(&LatencySummary) -> u64| {
+                    m.summary(|r| r.tx_call.map(|t| f(&t) as f64))
+                        .map_or(f64::NAN, |s| s.median)
+                };
+                let (p50, p999) = (med(|t| t.p50_ns), med(|t| t.p999_ns));
+                writeln!(
+                    w,
+                    "{:<11} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>9.1}",
+                    m.mode,
+                    med(|t| t.count),
+                    p50,
+                    med(|t| t.p99_ns),
+                    p999,
+                    med(|t| t.max_ns),
+                    p999 / p50
+                )?;
+            }
+        }
+
         for m in &self.modes {
             writeln!(w)?;
             writeln!(
@@ -834,7 +871,7 @@ fn mode_json(j: &mut String, m: &ModeRecord) {
         }
         let _ = write!(
             j,
-            "{{\"elapsed_s\":{},\"rx_pps\":{},\"tx_pps\":{},\"offered_rx_pps\":{},\"rx_missed\":{},\"tx_qdrops\":{},\"interrupts_per_s\":{},\"process_cpu_s\":{},\"device_cpu_s\":{},\"intr_cpu_s\":{},\"driver_cpu_s\":{}}}",
+            "{{\"elapsed_s\":{},\"rx_pps\":{},\"tx_pps\":{},\"offered_rx_pps\":{},\"rx_missed\":{},\"tx_qdrops\":{},\"interrupts_per_s\":{},\"process_cpu_s\":{},\"device_cpu_s\":{},\"intr_cpu_s\":{},\"driver_cpu_s\":{},\"tx_call\":{}}}",
             num(r.elapsed_s),
             num(r.rx_pps),
             num(r.tx_pps),
@@ -845,7 +882,14 @@ fn mode_json(j: &mut String, m: &ModeRecord) {
             opt(r.process_cpu_s),
             opt(r.device_cpu_s),
             opt(r.intr_cpu_s),
-            opt(r.driver_cpu_s())
+            opt(r.driver_cpu_s()),
+            r.tx_call.map_or_else(
+                || "null".to_string(),
+                |t| format!(
+                    "{{\"calls\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{}}}",
+                    t.count, t.p50_ns, t.p99_ns, t.p999_ns, t.max_ns
+                )
+            )
         );
     }
     j.push_str("]}");
@@ -868,6 +912,7 @@ mod tests {
             device_cpu_s: Some(dev),
             intr_cpu_s: Some(0.1),
             big_lock: vec![("intr".into(), locks[0]), ("start".into(), locks[1])],
+            tx_call: None,
         }
     }
 

@@ -6,8 +6,8 @@
 //! [`Em::transmit`](mpsafe_em_sim::Em::transmit) (room asked with
 //! [`Em::send_queue_space`](mpsafe_em_sim::Em::send_queue_space)) and
 //! receives from an `IfInputQueue` the driver's
-//! [`Stack::input`](mpsafe_em_sim::Stack::input) fills, whose doorbell also
-//! rings on the driver's [`Stack::tx_room`](mpsafe_em_sim::Stack::tx_room).
+//! [`Stack::input`] fills, whose doorbell also
+//! rings on the driver's [`Stack::tx_room`].
 //! Each interface is polled on its own thread; [`run`] moves the flows and
 //! meddles with the NICs (mode switches, up/down cycles) at points of the
 //! transfer's progress.

@@ -195,3 +195,35 @@ fn stack_tcp_runs_a_checked_transfer_per_mode() {
     assert!(!out.contains("biglock"), "{out}");
     assert!(out.contains("every buffer back in its pool"), "{out}");
 }
+
+/// `--producers 2 --tx-latency`: every run's transmit calls are timed and
+/// reported in order (p50 <= p99 <= p99.9 <= max), in the JSON and in the
+/// text table; without the flag the field is null.
+#[test]
+#[cfg_attr(miri, ignore = "runs a process")]
+fn tx_latency_reports_ordered_percentiles() {
+    let args = [
+        "--mode",
+        "mpsafe",
+        "--seconds",
+        "0.2",
+        "--cycles",
+        "0",
+        "--producers",
+        "2",
+    ];
+    let o = demo(args.iter().copied().chain(["--tx-latency", "--json"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let t = &v["modes"][0]["runs_detail"][0]["tx_call"];
+    let get = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k}: {t}"));
+    assert!(get("calls") > 0, "{t}");
+    assert!(get("p50_ns") <= get("p99_ns"), "{t}");
+    assert!(get("p99_ns") <= get("p999_ns"), "{t}");
+    assert!(get("p999_ns") <= get("max_ns"), "{t}");
+    let o = demo(args.iter().copied().chain(["--tx-latency"]));
+    assert!(text(&o.stdout).contains("p99.9/p50"), "{}", text(&o.stdout));
+    let o = demo(args.iter().copied().chain(["--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert!(v["modes"][0]["runs_detail"][0]["tx_call"].is_null());
+}

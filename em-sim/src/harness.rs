@@ -2,14 +2,14 @@
 //! the wire, measured. Shared by the demo, the tests and the benchmark.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cpu::process_cpu_time;
 use crate::device::{Device, DeviceConfig, DeviceError, DeviceStats, WireRate};
-use crate::measure::ThreadCpu;
+use crate::measure::{LatencyHistogram, LatencySummary, ThreadCpu};
 use crate::pool::Pool;
 use crate::{Em, EmConfig, EmError, EmStats, Mode, Sink, TxStart};
 use crate::{KernelLock, LockCounts};
@@ -53,6 +53,13 @@ pub struct RunConfig {
     /// After the measurement, bring the interface down and up once and
     /// watch the first second ([`RunReport::after_up`]).
     pub after_up: bool,
+    /// Transmitting threads per queue, each offering `tx_pps / producers`:
+    /// with 2 or more, CPUs contend for each send queue's start routine.
+    pub producers: usize,
+    /// Time every `transmit` call during the measurement
+    /// ([`RunReport::tx_call`]): the caller's time, which includes the
+    /// start routine it ran as the owner for others' packets too.
+    pub tx_latency: bool,
 }
 
 impl RunConfig {
@@ -75,6 +82,8 @@ impl RunConfig {
             tx_start: TxStart::Direct,
             keep_watermarks: false,
             after_up: false,
+            producers: 1,
+            tx_latency: false,
         }
     }
 }
@@ -162,6 +171,9 @@ pub struct RunReport {
     pub samples: Vec<Snapshot>,
     /// The first second after a down/up, if [`RunConfig::after_up`].
     pub after_up: Option<AfterUpProbe>,
+    /// The time of each `transmit` call during the measurement, if
+    /// [`RunConfig::tx_latency`].
+    pub tx_call: Option<LatencySummary>,
 }
 
 /// Cumulative counters at one instant of a run.
@@ -319,13 +331,23 @@ struct Producer {
     offered: AtomicU64,
     refused: AtomicU64,
     stop: AtomicBool,
+    /// Inside the measurement window: `transmit` calls are timed (if
+    /// `latency` is set).
+    measuring: AtomicBool,
+    latency: Option<Mutex<LatencyHistogram>>,
 }
 
 fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame: u16) {
     let begin = Instant::now();
     let mut sent = 0u64;
     let mut seq = 0u64;
+    let mut times = p.latency.as_ref().map(|_| LatencyHistogram::new());
     while !p.stop.load(Ordering::Relaxed) {
+        // Relaxed: a flag read once per burst; a burst timed just outside
+        // the window changes nothing that matters.
+        let mut timed = times
+            .as_mut()
+            .filter(|_| p.measuring.load(Ordering::Relaxed));
         let due = (begin.elapsed().as_nanos() * u128::from(pps) / 1_000_000_000) as u64;
         // Bounded burst: after a stall, do not try to catch up at once.
         let burst = due.saturating_sub(sent).min(1024);
@@ -335,7 +357,12 @@ fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame
             seq += 1;
             m.fill(frame, seq);
             p.offered.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = em.transmit(q, m) {
+            let t = timed.is_some().then(Instant::now);
+            let r = em.transmit(q, m);
+            if let (Some(h), Some(t)) = (timed.as_deref_mut(), t) {
+                h.record(t.elapsed());
+            }
+            if let Err(e) = r {
                 p.refused.fetch_add(1, Ordering::Relaxed);
                 e.into_packet().free();
             }
@@ -344,6 +371,11 @@ fn produce(em: &Em<Device>, pool: &Pool, p: &Producer, q: usize, pps: u64, frame
         em.flush_tx(q);
         sent = sent.max(due.saturating_sub(1024));
         thread::sleep(Duration::from_micros(100));
+    }
+    if let (Some(all), Some(mine)) = (&p.latency, &times) {
+        all.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .merge(mine);
     }
 }
 
@@ -404,7 +436,10 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
         offered: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        measuring: AtomicBool::new(false),
+        latency: cfg.tx_latency.then(|| Mutex::new(LatencyHistogram::new())),
     };
+    let producers = cfg.producers.max(1);
     let total = cfg.warmup + cfg.duration;
     let report = thread::scope(|s| {
         if let Some(every) = cfg.switch_every {
@@ -412,9 +447,10 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
             s.spawn(move || switch_modes(em, cfg.mode, every, stop));
         }
         if cfg.tx_pps > 0 {
-            for q in 0..cfg.queues {
+            let pps = (cfg.tx_pps / producers as u64).max(1);
+            for q in (0..cfg.queues).flat_map(|q| std::iter::repeat_n(q, producers)) {
                 let (em, pool, producer) = (&em, &pool, &producer);
-                s.spawn(move || produce(em, pool, producer, q, cfg.tx_pps, cfg.frame_size));
+                s.spawn(move || produce(em, pool, producer, q, pps, cfg.frame_size));
             }
         }
         let begin = Instant::now();
@@ -447,6 +483,7 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
             }
         };
         nap(cfg.warmup, &mut progress);
+        producer.measuring.store(true, Ordering::Relaxed);
         let (rx0, st0, dev0, cpu0, thr0, t0) = (
             sink.packets(),
             em.stats(),
@@ -464,6 +501,7 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
             ThreadCpu::snapshot(),
             t0.elapsed(),
         );
+        producer.measuring.store(false, Ordering::Relaxed);
         let probe = cfg.after_up.then(|| probe_after_up(&em, &dev, &sink));
         let mut cycles = 0;
         for _ in 0..cfg.cycles {
@@ -558,6 +596,11 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(f64)) -> Result<RunReport, 
         },
         samples: window.samples,
         after_up: window.probe,
+        tx_call: producer.latency.and_then(|h| {
+            h.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .summary()
+        }),
     })
 }
 

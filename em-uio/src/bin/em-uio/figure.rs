@@ -38,6 +38,7 @@ fn report(reports: &[ModeReport]) -> Report {
                         .iter()
                         .map(|p| (p.name().to_string(), r.big_lock_window.get(*p)))
                         .collect(),
+                    tx_call: None,
                 }],
                 cycles: u64::from(r.cycles),
                 ..ModeRecord::default()
