@@ -98,6 +98,11 @@ pub const IMS_ENABLE_MASK: u32 = ICR_TXDW | ICR_LSC | ICR_RXDMT0 | ICR_RXO | ICR
 
 /// `RCTL.EN`: receiver enable.
 pub const RCTL_EN: u32 = 1 << 1;
+/// `RCTL.BAM`: accept broadcast frames. Without it the device drops every
+/// frame to `ff:ff:ff:ff:ff:ff` that no receive address entry matches,
+/// ARP's requests among them, and no IPv4 stack above the driver can
+/// resolve a neighbour.
+pub const RCTL_BAM: u32 = 1 << 15;
 /// `RCTL.SECRC`: strip the Ethernet CRC from received frames (82543 and
 /// later). Without it QEMU's e1000 reports every frame 4 bytes longer.
 pub const RCTL_SECRC: u32 = 1 << 26;

@@ -18,7 +18,7 @@ use crate::biglock::Path;
 use crate::buf::BufferPool;
 use crate::hw::{Hardware, Reg};
 use crate::kernel::Deferred;
-use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_EN, RCTL_SECRC, TCTL_EN};
+use crate::regs::{CTRL_RST, CTRL_SLU, IMS_ENABLE_MASK, RCTL_BAM, RCTL_EN, RCTL_SECRC, TCTL_EN};
 
 impl<H: Hardware> Softc<H> {
     /// `em_init`: from a stopped device, program both units, refill, set
@@ -59,8 +59,11 @@ impl<H: Hardware> Softc<H> {
         // SECRC: the device strips the CRC. OpenBSD's em sets it only on
         // the i210 and i350 and subtracts ETHER_CRC_LEN in em_rxeof on the
         // others; this driver sets it on every chip it drives. Without it
-        // QEMU's e1000 reports every frame 4 bytes longer.
-        self.hw.write(Reg::RCTL, RCTL_EN | RCTL_SECRC);
+        // QEMU's e1000 reports every frame 4 bytes longer. BAM: broadcasts
+        // come in (ARP), as OpenBSD's em_initialize_receive_unit sets it; QEMU
+        // filters by destination, so without it a TCP test over smoltcp in
+        // the QEMU guest never got past ARP.
+        self.hw.write(Reg::RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC);
         let ok = |r, bit| self.hw.read(r) & bit != 0;
         if !ok(Reg::RCTL, RCTL_EN) || !ok(Reg::TCTL, TCTL_EN) {
             self.stop_entered(s, k, ctx);

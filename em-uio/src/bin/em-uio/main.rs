@@ -11,6 +11,9 @@
 //!   two senders pinned to the two CPUs both sending onto em0, with down/up
 //!   cycles and runtime switches under load, every frame and buffer
 //!   accounted for;
+//! - `tcp`: smoltcp above the driver on each NIC, a checked bulk transfer
+//!   and four small flows at once, in every mode, switching modes and with
+//!   up/down cycles, every buffer back in its pool after each run;
 //!
 //! and exits non-zero on any failure. Needs root.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
@@ -19,6 +22,7 @@ mod drive;
 mod figure;
 mod held;
 mod smoke;
+mod tcp;
 mod traffic;
 mod two_cpu;
 
@@ -32,6 +36,9 @@ use mpsafe_em_uio::{DEVICE_82540EM, UioConfig, UioDevice, VENDOR_INTEL, find};
 
 use crate::two_cpu::Phase;
 
+/// The TCP test's bulk flow, in MiB.
+const TCP_MIB: u64 = 32;
+
 fn main() -> ExitCode {
     let what: Vec<String> = std::env::args().skip(1).collect();
     let what = if what.is_empty() {
@@ -39,6 +46,7 @@ fn main() -> ExitCode {
             "smoke".to_string(),
             "held".to_string(),
             "driver".to_string(),
+            "tcp".to_string(),
         ]
     } else {
         what
@@ -72,6 +80,16 @@ fn run(what: &[String]) -> Result<(), String> {
                 held::run(&nic0, &nic1, &em1, Mode::Mpsafe as u8)?;
             }
             "driver" => driver(&em0, &em1, Duration::ZERO, None)?,
+            "tcp" => tcp::run(&em0, &em1, TCP_MIB)?,
+            // The TCP test with another bulk size, e.g. `tcp=8`.
+            other if other.starts_with("tcp=") => {
+                let mib = other["tcp=".len()..]
+                    .parse()
+                    .ok()
+                    .filter(|m| (1..=1024).contains(m))
+                    .ok_or_else(|| format!("bad {other:?}: tcp=MIB, 1 to 1024"))?;
+                tcp::run(&em0, &em1, mib)?;
+            }
             // The driver test with em0 kept down 1.5 s in its first cycle,
             // as a stalled host would: shows QEMU dropping what it queued.
             "driver-stall" => driver(&em0, &em1, Duration::from_millis(1500), None)?,
@@ -85,7 +103,7 @@ fn run(what: &[String]) -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown test {other:?} (smoke, held, driver, driver=<runs>, driver-stall)"
+                    "unknown test {other:?} (smoke, held, driver, driver=<runs>, driver-stall, tcp, tcp=<MiB>)"
                 ));
             }
         }
