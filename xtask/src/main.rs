@@ -45,7 +45,7 @@ use tools::{APT_PACKAGES, Tools};
 /// The line the guest's `/init` prints last, followed by the test's status.
 const EXIT_MARK: &str = "MPSAFE-QEMU-EXIT ";
 /// Default hard limit for the whole guest run (boot, test, power-off).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(150);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(400);
 /// The guest test binary (the `[[bin]]` of mpsafe-em-uio).
 const GUEST_BIN: &str = "em-uio";
 

@@ -3,7 +3,11 @@
 //! small flows both ways at once, every byte checked with a running hash),
 //! in every mode, then while switching modes, then with up/down cycles of
 //! either NIC; after each run both drivers detach and every buffer must be
-//! back in its pool.
+//! back in its pool. Each run prints its goodput, the process's CPU time
+//! per MB (`getrusage`: the poll loops, the interrupt threads, their system
+//! calls) and both guest CPUs' busy time per MB (`/proc/stat`, which also
+//! holds the kernel's interrupt handling), the figures `cargo xtask
+//! tcp-linux` gives for Linux's own driver and TCP.
 //!
 //! Two things of QEMU's e1000 the simulator does not have matter here:
 //!
@@ -74,14 +78,41 @@ fn sent_toward_disabled(
         let head = p.read(Reg::tdh(0));
         let disabled = me.mmio().read(Reg::RCTL) & RCTL_EN == 0;
         let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(prev) = l.0 {
-            if disabled && ring > 0 && head != prev {
-                l.1 += u64::from((head + ring - prev % ring) % ring);
-            }
+        if let Some(prev) = l.0
+            && disabled
+            && ring > 0
+            && head != prev
+        {
+            l.1 += u64::from((head + ring - prev % ring) % ring);
         }
         l.0 = Some(head);
         l.1
     })
+}
+
+/// Both guest CPUs' non-idle time so far, from the `cpu` line of
+/// `/proc/stat` (user nice system idle iowait irq softirq steal, in clock
+/// ticks): everything but idle and iowait. It holds what the process's own
+/// CPU time does not: the kernel's interrupt handling for `/dev/uioN`.
+/// `None` if it cannot be read.
+fn guest_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy: u64 = ticks
+        .get(..8)?
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    (hz > 0).then(|| Duration::from_micros(busy * 1_000_000 / hz))
 }
 
 /// One row of the TCP table.
@@ -89,6 +120,8 @@ struct Row {
     name: String,
     meddle: Meddle,
     report: Result<tcp::Report, String>,
+    /// Both guest CPUs' busy time over the run.
+    guest: Option<Duration>,
     /// Buffers not back in a pool after the detach, per NIC.
     lost: Vec<String>,
 }
@@ -125,7 +158,11 @@ fn one(
     // what arrives): start the clock after it.
     thread::sleep(HOLD);
     let nics = [nic0, nic1];
+    let busy = guest_busy();
     let report = tcp::run(&nics, flows, meddle, LIMIT);
+    let guest = guest_busy()
+        .zip(busy)
+        .map(|(now, then)| now.saturating_sub(then));
     let mut lost = Vec::new();
     for (i, nic) in nics.into_iter().enumerate() {
         let st = nic.detach().stats();
@@ -137,6 +174,7 @@ fn one(
         name,
         meddle,
         report,
+        guest,
         lost,
     })
 }
@@ -190,8 +228,8 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, mib: u64) -> Resul
     }
     println!();
     println!(
-        "{:<12} {:>10} {:>9} {:>11} {:>9} {:>7}",
-        "run", "Mbit/s", "time s", "CPU ms/MB", "switches", "cycles"
+        "{:<12} {:>10} {:>9} {:>11} {:>13} {:>9} {:>7}",
+        "run", "Mbit/s", "time s", "CPU ms/MB", "guest ms/MB", "switches", "cycles"
     );
     let mut errors = Vec::new();
     for row in rows {
@@ -204,12 +242,16 @@ pub(crate) fn run(em0: &Arc<UioDevice>, em1: &Arc<UioDevice>, mib: u64) -> Resul
         };
         match &row.report {
             Ok(t) => println!(
-                "{:<12} {:>10.1} {:>9.3} {:>11} {:>9} {:>7}",
+                "{:<12} {:>10.1} {:>9.3} {:>11} {:>13} {:>9} {:>7}",
                 row.name,
                 t.mbit_per_s(),
                 t.elapsed.as_secs_f64(),
                 t.cpu_ms_per_mb()
                     .map_or_else(|| "-".into(), |c| format!("{c:.1}")),
+                row.guest.map_or_else(
+                    || "-".into(),
+                    |g| format!("{:.1}", g.as_secs_f64() * 1e3 / (t.bytes as f64 / 1e6))
+                ),
                 t.switches,
                 t.cycles
             ),
