@@ -30,6 +30,8 @@ pub(crate) struct Options {
     pub(crate) fault_noipl: bool,
     /// `oneway`: only em0 sends (em0→em1), for a one-way figure.
     pub(crate) oneway: bool,
+    /// The em driver run's plan (`window=N`, `measure=MS`).
+    pub(crate) em: crate::em::run::Plan,
 }
 
 impl Options {
@@ -38,7 +40,9 @@ impl Options {
             frames: 100_000,
             fault_noipl: false,
             oneway: false,
+            em: crate::em::run::Plan::default(),
         };
+        let positive = |n: &str| n.parse().ok().filter(|&n: &u64| n > 0);
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("frames", n)) => {
@@ -49,8 +53,18 @@ impl Options {
                         .ok_or("frames=N needs N > 0")?;
                 }
                 Some(("fault", "noipl")) => o.fault_noipl = true,
+                Some(("window", n)) => o.em.window = positive(n).ok_or("window=N needs N > 0")?,
+                Some(("measure", ms)) => {
+                    o.em.measure = positive(ms)
+                        .map(|ms| ms.div_ceil(1000 / HZ))
+                        .ok_or("measure=MS needs MS > 0")?;
+                }
                 None if word == "oneway" => o.oneway = true,
-                _ => return Err("unknown option (known: frames=N, fault=noipl, oneway)"),
+                _ => {
+                    return Err(
+                        "unknown option (known: frames=N, fault=noipl, oneway, window=N, measure=MS)",
+                    );
+                }
             }
         }
         Ok(o)
@@ -76,7 +90,7 @@ pub(crate) fn run(topo: &Topology, cmdline: &str) -> u32 {
     }
     let result = nic::run(topo, &opts).and_then(|()| {
         // The em driver itself, once the platform is proven.
-        crate::em::run::run(topo, crate::em::run::Plan::default()).map_err(|e| {
+        crate::em::run::run(topo, opts.em).map_err(|e| {
             kprintln!("selftest: em: FAIL: {e}");
             "the em driver run failed"
         })
