@@ -12,31 +12,11 @@
 //! | the current CPU | [`cpu_id`] |
 //! | its interrupt (`pci_intr_establish`) | [`intr::intr_establish`], [`intr::intr_disestablish`], [`intr::intr_barrier`] |
 //!
-//! A driver generic over a kernel-services trait (the em driver's big
-//! lock, deferred task, timeout, sleeping wait, current CPU and interrupt
-//! line) gets one line per method; a sketch, with the driver's names
-//! invented:
-//!
-//! ```text
-//! impl KernelServices for Kernel {
-//!     type Lock = IplMutex<IPL_NET>;          // every lock the handler shares
-//!     type Wait = KernelWait;                 // blocking serializer, barriers
-//!     fn big_lock(&self) -> BigLockGuard { KERNEL_LOCK.lock() }
-//!     fn sleep_unlocked<R>(&self, g: &BigLockGuard, f: impl FnOnce() -> R) -> R {
-//!         KERNEL_LOCK.release_around(g, f)    // tsleep drops the kernel lock
-//!     }
-//!     fn task_add(&self, t: &Arc<Task>) -> bool { task_add(t, cpu_id()) }
-//!     fn timeout_add(&self, t: &Arc<Timeout>, ticks: u64) { timeout_add(t, ticks); }
-//!     fn timeout_del_barrier(&self, t: &Arc<Timeout>) { timeout_del_barrier(t); }
-//!     fn cpu_id(&self) -> usize { cpu_id() }
-//!     fn intr_establish(&self, h: Weak<dyn IntrHandler>) -> IntrHandle {
-//!         // upgraded inside the dispatcher's call, which intr_disestablish
-//!         // and intr_barrier wait for
-//!         intr_establish(self.gsi, Trigger::PCI, self.cpu, true,
-//!             Arc::new(move || h.upgrade().is_some_and(|h| h.intr())))
-//!     }
-//! }
-//! ```
+//! The em driver takes them through its own traits: [`crate::em::kernel`]
+//! implements `mpsafe_em::Kernel` on top of these (and
+//! [`crate::em::device`] the interrupt line, through [`intr`]), each method
+//! a line or two, except the deferred calls, which wrap a task or timeout in
+//! a gate so that `del_barrier` can wait for a call in flight.
 //!
 //! The watchdog ([`watchdog`]) runs in every CPU's clock interrupt and
 //! reports a CPU that stops taking ticks (or, when armed, making progress).
