@@ -14,7 +14,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::convert::Infallible;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use mpsafe_em::{Deferred, Kernel, RawBigLock};
 
@@ -104,10 +104,24 @@ unsafe impl RawBigLock for KernelBigLock {
     }
 }
 
+/// Calls of the driver's functions so far: tasks, timeouts.
+static CALLS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// How many times the kernel has called the driver's deferred functions
+/// so far: (tasks, timeouts).
+pub fn deferred_calls() -> (u64, u64) {
+    (
+        CALLS[0].load(Ordering::Relaxed),
+        CALLS[1].load(Ordering::Relaxed),
+    )
+}
+
 /// What the kernel runs for a [`KernelDeferred`]: the driver's function
 /// behind a gate of its own.
 struct Gate {
     f: Box<dyn Fn() + Send + Sync>,
+    /// Index in [`CALLS`]: 0 for a task, 1 for a timeout.
+    kind: usize,
     /// A call is scheduled and has not started.
     pending: AtomicBool,
     /// `cpu + 1` of the CPU running the call now, 0 when none runs.
@@ -127,6 +141,7 @@ impl Gate {
         // Taken before the call: an add during it schedules the next one.
         if self.pending.swap(false, Ordering::SeqCst) {
             (self.f)();
+            CALLS[self.kind].fetch_add(1, Ordering::Relaxed);
         }
         self.active.store(0, Ordering::SeqCst);
         // A `del_barrier` may be halted waiting for this.
@@ -159,6 +174,7 @@ impl KernelDeferred {
     fn new(delay: u32, f: Box<dyn Fn() + Send + Sync>) -> Self {
         let gate = Arc::new(Gate {
             f,
+            kind: usize::from(delay != 0),
             pending: AtomicBool::new(false),
             active: AtomicU32::new(0),
         });

@@ -36,11 +36,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use mpsafe_em::regs::Reg;
 use mpsafe_em::{
     BufferPool, Em, EmConfig, EmStats, Hardware, KernelLock, LockCounts, Mode, Path, Regs, Stack,
-    TxError,
+    TxError, TxStart,
 };
 
 use super::device::E1000;
-use super::kernel::KernelBigLock;
+use super::kernel::{KernelBigLock, deferred_calls};
 use super::pool::{DmaBuf, DmaPool, PoolStats};
 use super::traffic::{Checker, FRAME_LEN, RxReport, Tag, build};
 use crate::apic::TSC_PER_US;
@@ -74,6 +74,8 @@ const HOLD: u64 = HZ * 13 / 10;
 const RUN_DEADLINE: u64 = 60 * HZ;
 /// Ticks the drain after the last hold may take.
 const DRAIN: u64 = 5 * HZ;
+/// Ticks em1's pool is kept dry in each run.
+const STARVE: u64 = 30;
 /// Ticks between mode switches in the switching run.
 const SWITCH_EVERY: u64 = 10;
 
@@ -231,6 +233,11 @@ enum Phase {
     Hold,
     /// The measured window.
     Measure,
+    /// em1's pool run dry: its stack keeps what it receives and CPU 0
+    /// holds every free buffer, so refill finds none, the receive ring
+    /// empties and the refill timeout retries each tick until the buffers
+    /// come back.
+    Starve,
     /// The up/down cycles.
     Cycles,
     /// QEMU's hold after the last `up`.
@@ -265,6 +272,10 @@ struct Control {
     mpc0: [u32; 2],
     deadline: u64,
     last_tick: u64,
+    /// em1's free buffers, held in the starve phase.
+    hog: Vec<DmaBuf>,
+    /// em1's refill retries before the starve phase.
+    retries0: u64,
 }
 
 impl Control {
@@ -367,8 +378,29 @@ impl Control {
             }
             Phase::Measure => {
                 self.end = Some(self.snapshot(sh));
+                sh.stacks[1].hold(true);
+                self.hog = core::iter::from_fn(|| sh.pools[1].alloc()).collect();
+                self.retries0 = sh.ems[1].stats().refill_retries;
+                self.phase = Phase::Starve;
+                self.due = now + STARVE;
+            }
+            Phase::Starve => {
+                let kept = sh.stacks[1].hold(false);
+                let hogged = self.hog.len();
+                sh.pools[1].free_all(core::mem::take(&mut self.hog));
+                let retries = sh.ems[1].stats().refill_retries - self.retries0;
+                kprintln!(
+                    "  em1 starved {} ms: {hogged} free buffers held, {kept} received frames kept by its stack; {retries} refill retries by the refill timeout",
+                    STARVE * 1000 / HZ
+                );
+                if retries == 0 {
+                    self.errors.push(String::from(
+                        "em1's refill timeout never retried while its pool was dry",
+                    ));
+                }
+                wake_all();
                 self.phase = Phase::Cycles;
-                self.due = now;
+                self.due = ticks();
             }
             Phase::Cycles => {
                 if self.cycles == CYCLES {
@@ -459,6 +491,7 @@ fn attach(
     devs: &[Arc<E1000>; 2],
     macs: [[u8; 6]; 2],
     mode: Mode,
+    tx_start: TxStart,
     run: u8,
     big: &Arc<KernelLock<KernelBigLock>>,
 ) -> Result<Attached, String> {
@@ -473,6 +506,7 @@ fn attach(
         ));
         let mut cfg = EmConfig::new(mode);
         cfg.name = format!("em{i}");
+        cfg.tx_start = tx_start;
         let em = Em::attach(
             Arc::clone(&devs[i]),
             cfg,
@@ -507,7 +541,15 @@ fn run_mode(
     };
     let mut errors = Vec::new();
     let big = Arc::new(KernelLock::from_raw(KernelBigLock));
-    let (ems, stacks) = match attach(devs, macs, mode, run, &big) {
+    // The switching run delegates each start to the interface's start task
+    // (a kernel task, as seed 002's mpsafe taskq), the others start on the
+    // transmitting CPU.
+    let tx_start = if switching {
+        TxStart::Delegated
+    } else {
+        TxStart::Direct
+    };
+    let (ems, stacks) = match attach(devs, macs, mode, tx_start, run, &big) {
         Ok(x) => x,
         Err(e) => {
             return Report {
@@ -541,6 +583,7 @@ fn run_mode(
     let intr0: [u64; MAX_CPUS] = core::array::from_fn(|c| devs[0].claimed(c) + devs[1].claimed(c));
     let kl0: [u64; MAX_CPUS] = core::array::from_fn(|c| KERNEL_LOCK.acquisitions(c));
     let kc0 = KERNEL_LOCK.contended();
+    let calls0 = deferred_calls();
     let housekeeping = Housekeeping::start();
     let mpc0 = [devs[0].read(Reg::MPC), devs[1].read(Reg::MPC)];
     for (i, em) in sh.ems.iter().enumerate() {
@@ -564,6 +607,8 @@ fn run_mode(
         mpc0,
         deadline: t0 + RUN_DEADLINE,
         last_tick: 0,
+        hog: Vec::new(),
+        retries0: 0,
     };
     let other = {
         let sh = Arc::clone(&sh);
@@ -601,6 +646,14 @@ fn run_mode(
         splnet(|| em.down());
     }
     let housekeeping_runs = housekeeping.stop();
+    let calls = deferred_calls();
+    let (task_calls, timeout_calls) = (calls.0 - calls0.0, calls.1 - calls0.1);
+    kprintln!(
+        "  start: {tx_start}; the driver's deferred calls: {task_calls} start-task runs, {timeout_calls} refill-timeout runs"
+    );
+    if tx_start == TxStart::Delegated && task_calls == 0 {
+        errors.push(String::from("no start task ran with delegated starts"));
+    }
     let after: [EmStats<PoolStats>; 2] = [sh.ems[0].stats(), sh.ems[1].stats()];
     let missed = [ctl.missed(&sh, 0), ctl.missed(&sh, 1)];
     let rx: [RxReport; 2] = [sh.stacks[0].report(), sh.stacks[1].report()];

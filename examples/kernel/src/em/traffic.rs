@@ -10,7 +10,7 @@
 //! QEMU's missed-packets count).
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mpsafe_em::{Buffer, BufferPool, Stack};
 
@@ -119,6 +119,10 @@ pub struct Checker {
     /// Frames received in order, all flows (read by the senders without
     /// the lock).
     received: AtomicU64,
+    /// While set, the stack keeps what it receives instead of freeing it
+    /// (a stack that falls behind): the pool runs dry.
+    hold: AtomicBool,
+    held: Mutex<IPL_NET, Vec<DmaBuf>>,
 }
 
 impl Checker {
@@ -131,7 +135,22 @@ impl Checker {
             run,
             rx: Mutex::new(RxReport::default()),
             received: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps (`true`) or frees again (`false`) what arrives; on `false`,
+    /// frees what it kept. Returns how many buffers it had kept.
+    pub fn hold(&self, on: bool) -> usize {
+        self.hold.store(on, Ordering::SeqCst);
+        if on {
+            return 0;
+        }
+        let kept = core::mem::take(&mut *self.held.lock());
+        let n = kept.len();
+        self.pool.free_all(kept);
+        n
     }
 
     /// Frames received intact and in order so far.
@@ -168,7 +187,12 @@ impl Stack<DmaBuf> for Checker {
                 }
             }
         }
-        self.pool.free_all(packets.drain(..));
+        if self.hold.load(Ordering::SeqCst) {
+            self.held.lock().append(packets);
+            // Kept after a release that found none: freed by the next one.
+        } else {
+            self.pool.free_all(packets.drain(..));
+        }
         if ok > 0 {
             // SeqCst: a sender that sleeps re-checks this after it marked
             // itself sleeping (see `sleep_until`), and the wake below
