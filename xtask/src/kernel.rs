@@ -14,6 +14,10 @@
 //!    writes `n` to `isa-debug-exit`, so QEMU's own status must be
 //!    `(n << 1) | 1`; both are checked.
 //!
+//! The kernel runs its platform self-test, then the em driver itself
+//! (`mpsafe-em`) in every mode and while switching modes, every frame and
+//! buffer accounted for, and prints the per-mode table.
+//!
 //! `--fault noipl` runs the deliberately wrong build (the kernel command
 //! line `fault=noipl`: CPU 0 takes a lock its NIC's handler shares without
 //! raising the IPL) and passes only if the watchdog on the other CPU
@@ -190,7 +194,9 @@ pub(crate) fn usage() -> &'static str {
     "cargo xtask kernel [--check] [--debug] [--timeout SECS] [--fault noipl] [-- KERNEL-ARGS...]\n\
      \n\
      Boots examples/kernel on QEMU (two CPUs, two e1000 NICs on a hub) and runs its\n\
-     platform self-test. KERNEL-ARGS: frames=N (per direction), oneway (em0->em1 only).\n\
+     platform self-test, then the em driver in every mode and while switching modes.\n\
+     KERNEL-ARGS: frames=N (per direction), oneway (em0->em1 only) for the platform\n\
+     test; window=N (frames in flight per direction), measure=MS for the em run.\n\
      --debug builds it with debug assertions: the lock-order witness runs in it.\n\
      --fault noipl runs the deliberately wrong build and passes only if the watchdog\n\
      reports the deadlock (with --debug: only if the witness reports the handler's\n\
