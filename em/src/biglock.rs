@@ -16,9 +16,9 @@
 //! ([`driver::order`](crate::driver::order)): the driver takes it through
 //! [`KernelLock::lock_in`], from a context that holds nothing after it.
 
+use crate::sync::counter::{AtomicU64, Ordering};
 use core::fmt;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use mpsafe_order::{Ctx, Held, LockBefore, Ordered};
 

@@ -21,6 +21,8 @@ use alloc::boxed::Box;
 use core::any::Any;
 use core::fmt;
 use core::ptr::NonNull;
+// The device's memory: core's atomics even under the models (see
+// `crate::sync`).
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Receive status: descriptor done (the device wrote it back).

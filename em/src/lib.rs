@@ -58,6 +58,7 @@ pub mod hw;
 pub mod kernel;
 pub mod levels;
 pub mod regs;
+mod sync;
 
 pub use biglock::{KernelGuard, KernelLock, LockCounts, Path, RawBigLock};
 pub use buf::{Buffer, BufferPool, Ring};

@@ -2,8 +2,8 @@
 //! flag, and the locks the policy hands out (the big lock, the ifnet
 //! serializer). Shared by the softc and each queue's start routine.
 
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use mpsafe_order::{Ctx, LockBefore, Ordered};
 use mpsafe_serializer::{Serialized, Serializer};

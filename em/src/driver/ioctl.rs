@@ -1,8 +1,8 @@
 //! The ioctl paths, all inside the ifnet serializer: init (`em_init`), stop
 //! (`em_stop`) in its documented order, ring sizes, purge.
 
+use crate::sync::Ordering;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 use mpsafe_order::{Ctx, LockBefore, Ordered, Unlocked};
 use mpsafe_serializer::Serialized;

@@ -47,8 +47,8 @@ mod stats;
 mod switch;
 mod tx;
 
+use crate::sync::AtomicU32;
 use ::core::fmt;
-use ::core::sync::atomic::AtomicU32;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};

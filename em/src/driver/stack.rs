@@ -1,10 +1,10 @@
 //! The network stack above the driver (`if_input`), and a sink for tests
 //! and the demo.
 
+use crate::sync::counter::{AtomicU64, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use mpsafe_ifqueue::{IfInputQueue, InputConfig, InputConfigError, InputCounters, Pressure};

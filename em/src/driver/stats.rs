@@ -1,10 +1,10 @@
 //! Statistics: the driver's counters and the `netstat -i` / `systat mbuf`
 //! view of one interface.
 
+use crate::sync::counter::{AtomicU64, Ordering};
 use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use mpsafe_order::Ctx;
 use mpsafe_rxring::{RxRingInfo, RxRingInfoTable, RxRingName};

@@ -1,10 +1,11 @@
 //! Transmit: the start routine (`em_start`), tx completion (`em_txeof`) and
 //! freeing the transmit ring at stop.
 
+use crate::sync::counter::AtomicU64 as Counter;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use lock_api::RawMutex;
@@ -79,9 +80,9 @@ pub(crate) struct TxRing<H: Hardware> {
     pub(crate) head: CachePadded<AtomicU32>,
     pub(crate) tail: CachePadded<AtomicU32>,
     reap: Combiner,
-    pub(crate) posted: CachePadded<AtomicU64>,
-    pub(crate) completed: CachePadded<AtomicU64>,
-    pub(crate) flushed: AtomicU64,
+    pub(crate) posted: CachePadded<Counter>,
+    pub(crate) completed: CachePadded<Counter>,
+    pub(crate) flushed: Counter,
 }
 
 fn used(n: u32, head: u32, tail: u32) -> u32 {
@@ -106,9 +107,9 @@ impl<H: Hardware> TxRing<H> {
             head: CachePadded::new(AtomicU32::new(0)),
             tail: CachePadded::new(AtomicU32::new(0)),
             reap: Combiner::new(),
-            posted: CachePadded::new(AtomicU64::new(0)),
-            completed: CachePadded::new(AtomicU64::new(0)),
-            flushed: AtomicU64::new(0),
+            posted: CachePadded::new(Counter::new(0)),
+            completed: CachePadded::new(Counter::new(0)),
+            flushed: Counter::new(0),
         }
     }
 
