@@ -52,3 +52,88 @@ fn a_stray_interrupt_across_biglock_to_serialized_does_nothing() {
 fn a_stray_interrupt_across_mpsafe_to_serialized_does_nothing() {
     stray_interrupt_across_a_switch(Mode::Mpsafe);
 }
+
+/// The refill timeout (scheduled, with a buffer to post) at any point of a
+/// switch from Mpsafe to Serialized. A call that enters the timeout's gate
+/// after the switch's `del_barrier` must do nothing: the barrier is held
+/// open until the call returned, and one that allocates meanwhile ran in
+/// the old mode beside the new (`refill_timeout` decides once, inside the
+/// gate, and finds the pause).
+#[test]
+fn a_refill_timeout_across_a_switch_does_nothing() {
+    model(|| {
+        let (r, held) = support::rig_refill_pending(config(Mode::Mpsafe), 2);
+        let r = Arc::new(r);
+        let timeout = support::deferred("em0-refill");
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let (probe, done) = (std::sync::Arc::clone(&r.probe), Arc::clone(&done));
+            timeout.after_barrier(move || {
+                probe.open_window(|| {
+                    while !done.load(Ordering::Acquire) {
+                        thread::yield_now();
+                    }
+                });
+            });
+        }
+        let t = {
+            let done = Arc::clone(&done);
+            spawn(move || {
+                timeout.run_once("refill timeout");
+                done.store(true, Ordering::Release);
+            })
+        };
+        r.em.set_mode(Mode::Serialized).unwrap();
+        t.join().unwrap();
+        r.pool.give_back(held);
+        r.down_and_check(0);
+    });
+}
+
+/// A big-lock caller's `start_locked` against a switch from BigLock to
+/// Mpsafe, with two packets queued (bundling held their start back): the
+/// caller's start body and the one the switch's resume kicks must not
+/// overlap (the device's doorbell state and each buffer are loom cells),
+/// and every packet is posted once or purged.
+#[test]
+fn start_locked_against_a_switch_runs_one_body_at_a_time() {
+    model(|| {
+        let mut cfg = config(Mode::BigLock);
+        cfg.tx_bundle = 3;
+        let r = Arc::new(rig(cfg, 3));
+        for _ in 0..2 {
+            r.em.transmit(0, r.pool.frame(60)).unwrap();
+        }
+        let caller = {
+            let r = Arc::clone(&r);
+            spawn(move || {
+                let k = r.em.big_lock().lock(mpsafe_em::Path::Start);
+                // WrongMode once the switch is done: nothing to do then.
+                let _ = r.em.start_locked(0, &k);
+            })
+        };
+        r.em.set_mode(Mode::Mpsafe).unwrap();
+        caller.join().unwrap();
+        r.down_and_check(2);
+    });
+}
+
+/// A transmit (its start body runs here, through the send queue) against a
+/// switch from Mpsafe to BigLock that the switch's resume kicks too.
+#[test]
+fn transmit_against_a_switch_runs_one_body_at_a_time() {
+    model(|| {
+        let r = Arc::new(rig(config(Mode::Mpsafe), 3));
+        r.em.transmit(0, r.pool.frame(60)).unwrap();
+        let sender = {
+            let r = Arc::clone(&r);
+            spawn(move || match r.em.transmit(0, r.pool.frame(60)) {
+                Ok(()) => 1,
+                Err(e) => panic!("refused while up: {e}"),
+            })
+        };
+        r.em.set_mode(Mode::BigLock).unwrap();
+        let sent = sender.join().unwrap();
+        r.down_and_check(1 + sent);
+    });
+}

@@ -50,7 +50,15 @@ const STACK: usize = 4 << 20;
 
 /// Runs `f` under loom with the preemption bound of `LOOM_MAX_PREEMPTIONS`
 /// (CI's, 2 when unset), on a model thread with a big enough stack.
+///
+/// The lock-order witness (debug builds) keeps each thread's held locks in
+/// a thread-local, but loom runs every model thread on the test's one OS
+/// thread: each execution names its model threads to the witness instead
+/// ([`mpsafe_order::witness::set_thread_hook`]), which is global, so the
+/// models of one test binary run one at a time.
 pub fn model(f: impl Fn() + Sync + Send + 'static) {
+    static ONE_AT_A_TIME: StdMutex<()> = StdMutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(2);
@@ -58,9 +66,31 @@ pub fn model(f: impl Fn() + Sync + Send + 'static) {
     b.max_branches = 100_000;
     let f = std::sync::Arc::new(f);
     b.check(move || {
+        mpsafe_order::witness::clear_thread_hook();
+        NEXT_THREAD.store(0, std::sync::atomic::Ordering::Relaxed);
+        mpsafe_order::witness::set_thread_hook(model_thread);
         let f = std::sync::Arc::clone(&f);
         spawn(move || f()).join().unwrap();
     });
+    mpsafe_order::witness::clear_thread_hook();
+}
+
+/// The next model thread's number in this execution.
+static NEXT_THREAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+loom::thread_local! {
+    static THREAD: Cell<usize> = Cell::new(usize::MAX);
+}
+
+/// This model thread's number for the witness (0, 1, ... in the order
+/// they first take a lock).
+fn model_thread() -> usize {
+    THREAD.with(|t| {
+        if t.get() == usize::MAX {
+            t.set(NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        t.get()
+    })
 }
 
 /// `loom::thread::spawn` with [`STACK`].
@@ -467,6 +497,11 @@ impl TinyPool {
         self.0.free.unordered().lock().len()
     }
 
+    /// Gives buffers back (a model's own, or what the driver refused).
+    pub fn give_back(&self, bufs: impl IntoIterator<Item = Buf>) {
+        BufferPool::free_all(self, bufs);
+    }
+
     /// Panics unless every buffer is back and free.
     pub fn assert_whole(&self) {
         assert_eq!(
@@ -766,21 +801,43 @@ pub fn config(mode: Mode) -> EmConfig {
     cfg
 }
 
-/// Attaches the driver with `buffers` buffers and brings it up.
-pub fn rig(cfg: EmConfig, buffers: usize) -> Rig {
+/// Attaches the driver to a [`FakeNic`] with a pool of `buffers`; the
+/// interface is down.
+pub fn attach(cfg: EmConfig, buffers: usize) -> Rig {
     let probe = Arc::new(Probe::default());
     let pool = TinyPool::new(buffers, Arc::clone(&probe));
     let nic = Arc::new(FakeNic::new(pool.clone(), Arc::clone(&probe)));
     let big = Arc::new(KernelLock::from_raw(ModelBigLock::new()));
     let stack = Arc::new(Sink::new(pool.clone()));
     let em = Em::attach(Arc::clone(&nic), cfg, big, stack).expect("attach");
-    em.init().expect("init");
     Rig {
         em,
         nic,
         pool,
         probe,
     }
+}
+
+/// [`attach`], then up.
+pub fn rig(cfg: EmConfig, buffers: usize) -> Rig {
+    let r = attach(cfg, buffers);
+    r.em.init().expect("init");
+    r
+}
+
+/// [`attach`] with the pool empty, then up: the receive ring finds no
+/// buffer and the refill timeout is scheduled; then one buffer goes back,
+/// so its call has one to post. Returns the buffers still held.
+pub fn rig_refill_pending(cfg: EmConfig, buffers: usize) -> (Rig, Vec<Buf>) {
+    let r = attach(cfg, buffers);
+    let mut held: Vec<Buf> = (0..buffers).map(|_| r.pool.frame(60)).collect();
+    r.em.init().expect("init");
+    assert!(
+        deferred("em0-refill").pending(),
+        "the refill timeout is scheduled"
+    );
+    r.pool.free_all(held.pop());
+    (r, held)
 }
 
 impl Rig {
