@@ -54,11 +54,12 @@ fn a_stray_interrupt_across_mpsafe_to_serialized_does_nothing() {
 }
 
 /// The refill timeout (scheduled, with a buffer to post) at any point of a
-/// switch from Mpsafe to Serialized. A call that enters the timeout's gate
-/// after the switch's `del_barrier` must do nothing: the barrier is held
-/// open until the call returned, and one that allocates meanwhile ran in
-/// the old mode beside the new (`refill_timeout` decides once, inside the
-/// gate, and finds the pause).
+/// switch from Mpsafe to Serialized. A call in flight decided its mode
+/// inside the timeout's gate and the switch's `del_barrier` waits for it;
+/// after that barrier no call may run until the switch resumes (the barrier
+/// cancelled the scheduled one, and nothing adds it while the interface is
+/// paused): the barrier is held open until the model's timeout thread has
+/// returned, and a call that allocates meanwhile fails the model.
 #[test]
 fn a_refill_timeout_across_a_switch_does_nothing() {
     model(|| {
@@ -91,7 +92,8 @@ fn a_refill_timeout_across_a_switch_does_nothing() {
 }
 
 /// A big-lock caller's `start_locked` against a switch from BigLock to
-/// Mpsafe, with two packets queued (bundling held their start back): the
+/// Mpsafe, with two packets queued (for the start task, which the model
+/// never runs; the switch's resume starts the queue itself): the
 /// caller's start body and the one the switch's resume kicks must not
 /// overlap (the device's doorbell state and each buffer are loom cells),
 /// and every packet is posted once or purged.
@@ -99,7 +101,7 @@ fn a_refill_timeout_across_a_switch_does_nothing() {
 fn start_locked_against_a_switch_runs_one_body_at_a_time() {
     model(|| {
         let mut cfg = config(Mode::BigLock);
-        cfg.tx_bundle = 3;
+        cfg.tx_start = mpsafe_em::TxStart::Delegated;
         let r = Arc::new(rig(cfg, 3));
         for _ in 0..2 {
             r.em.transmit(0, r.pool.frame(60)).unwrap();

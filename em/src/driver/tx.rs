@@ -237,8 +237,12 @@ impl<H: Hardware> TxRing<H> {
     /// Only after the interrupt and start barriers.
     pub(crate) fn free_locked<L: LockBefore<PoolMutex>>(&self, ctx: &mut Ctx<'_, L>) {
         let n = self.n.load(Ordering::Relaxed);
-        let head = self.head.load(Ordering::Acquire);
-        let mut tail = self.tail.load(Ordering::Acquire);
+        // Acquire, belt and braces: the interrupt and start barriers stop
+        // waited at already order every head and tail store before this.
+        let (head, mut tail) = (
+            self.head.load(Ordering::Acquire),
+            self.tail.load(Ordering::Acquire),
+        );
         let mut bufs = Vec::new();
         while tail != head {
             let addr = self.bufs[tail as usize].load(Ordering::Relaxed);
