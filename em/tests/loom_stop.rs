@@ -5,7 +5,22 @@
 //! completed or flushed, and no doorbell reached the device after its reset
 //! (the fakes in `support` check these, and that no two start bodies and no
 //! start body and the reset overlap).
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-em --test loom_stop`.
+//!
+//! Reverts and weakenings checked (made, the model seen failing, restored;
+//! `.ci/mutants` makes each again):
+//! - stop without its barriers (`quiesce`): the Mpsafe models fail.
+//! - stop clearing RUNNING after its barriers instead of before:
+//!   `stop_against_interrupt_and_transmit_mpsafe` fails.
+//! - the start routine's Release store of `head`, or tx completion's
+//!   Acquire load of it, weakened to Relaxed:
+//!   `stop_against_interrupt_and_transmit_mpsafe` fails (completion reads a
+//!   slot's record the start body had not published).
 #![cfg(all(mpsafe_loom, feature = "std"))]
+// Test code, on std (the model threads, std's Arc and Mutex in the fakes).
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod support;
 

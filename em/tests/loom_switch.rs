@@ -1,6 +1,28 @@
 //! loom models of the mode switch (`Em::set_mode`) against the paths it
-//! quiesces: the interrupt handler and the refill timeout.
+//! quiesces: the interrupt handler, the refill timeout, a big-lock caller's
+//! `start_locked` and a transmit.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg mpsafe_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom -p mpsafe-em --test loom_switch`.
+//!
+//! Reverts and weakenings checked (made, the model seen failing, restored;
+//! `.ci/mutants` makes each again):
+//! - `Core::decide` ignoring the PAUSED bit, the switch pausing after its
+//!   barriers instead of before, the handler taking the mode without the
+//!   pause: both stray-interrupt models fail ("a handler that entered after
+//!   the barrier ran (read ICR)").
+//! - `Em::start_locked` running the start body under the caller's big lock,
+//!   outside the send queue's start serializer (issue 22's second bug):
+//!   `start_locked_against_a_switch_runs_one_body_at_a_time` fails (loom:
+//!   concurrent writes to the device's doorbell state, two start bodies on
+//!   one ring).
+//! - The refill timeout taking the mode without the pause survives, and is
+//!   accepted in `.ci/mutants-accepted` with the reason: no call can start
+//!   after the switch's `del_barrier` while the interface is paused, which
+//!   `a_refill_timeout_across_a_switch_does_nothing` checks.
 #![cfg(all(mpsafe_loom, feature = "std"))]
+// Test code, on std (the model threads, std's Arc and Mutex in the fakes).
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod support;
 

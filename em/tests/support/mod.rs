@@ -23,13 +23,10 @@
 //!   after the barrier and ran.
 #![allow(dead_code, unreachable_pub)]
 
-use std::boxed::Box;
 use std::cell::Cell;
-use std::string::String;
 use std::sync::Weak;
 use std::sync::atomic::AtomicBool as StdAtomicBool;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
-use std::vec::Vec;
 
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
