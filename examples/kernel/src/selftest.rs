@@ -5,6 +5,7 @@
 //! part is a small throwaway test driver, to be replaced by the real driver
 //! once it builds as a `no_std` crate.
 
+pub(crate) mod costs;
 mod nic;
 
 use alloc::sync::Arc;
@@ -93,6 +94,14 @@ pub(crate) fn run(topo: &Topology, cmdline: &str) -> u32 {
         crate::em::run::run(topo, opts.em).map_err(|e| {
             kprintln!("selftest: em: FAIL: {e}");
             "the em driver run failed"
+        })
+    });
+    // What each service costs, once everything ran (never in the fault
+    // runs, which stop in the NIC test).
+    let result = result.and_then(|()| {
+        costs::run().map_err(|e| {
+            kprintln!("selftest: costs: FAIL: {e}");
+            "a cost measurement did not run"
         })
     });
     let (used, free) = crate::heap::usage();

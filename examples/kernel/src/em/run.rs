@@ -49,6 +49,7 @@ use crate::console::kprintln;
 use crate::cpu::{CPUS, MAX_CPUS};
 use crate::madt::Topology;
 use crate::pci::{self, PciDevice};
+use crate::selftest::costs;
 use crate::services::biglock::KERNEL_LOCK;
 use crate::services::ipl::{IPL_HIGH, IPL_NET, Mutex, splraise, splx};
 use crate::services::timeout::{Timeout, ticks, timeout_add, timeout_del_barrier};
@@ -197,7 +198,15 @@ fn sender(sh: &Shared, mut ctl: Option<&mut Control>) {
                     seq: *seq + 1,
                 };
                 build(&mut b, &sh.macs[1 - d], &sh.macs[d], tag);
-                match splnet(|| em.transmit(0, b)) {
+                let sent = splnet(|| {
+                    let t0 = costs::stamp();
+                    let r = em.transmit(0, b);
+                    if r.is_ok() {
+                        costs::transmit_sample(t0);
+                    }
+                    r
+                });
+                match sent {
                     Ok(()) => {
                         *seq += 1;
                         // SeqCst: read by `in_flight` on the other CPU.
@@ -610,6 +619,8 @@ fn run_mode(
         hog: Vec::new(),
         retries0: 0,
     };
+    // The costs table's `Em::transmit` rows: the mpsafe run's calls.
+    costs::transmit_sampling(mode == Mode::Mpsafe && !switching);
     let other = {
         let sh = Arc::clone(&sh);
         smp::run_on(1, move || sender(&sh, None))
@@ -618,6 +629,7 @@ fn run_mode(
     sh.stop.store(true, Ordering::SeqCst);
     wake_all();
     other.wait();
+    costs::transmit_sampling(false);
 
     // Drain: everything sent arrives or is written off with a cause.
     let settled = |ctl: &Control| {
