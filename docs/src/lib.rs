@@ -40,9 +40,12 @@
 //!    detach and suspend, per-CPU counters.
 //! 10. [Reading the benchmarks](benchmarks): how to run them, every result
 //!     and what it means.
-//! 11. [Using the crates from a kernel](kernel): the dependency line, the
-//!     lock, the wait, the discipline and the ticks of a `no_std` kernel,
-//!     and the driver's three traits (`Hardware`, `Kernel`, `BufferPool`).
+//! 11. [Using the crates from a kernel](kernel): the SMP kernel that runs
+//!     the em driver on QEMU, service by service (the lock shared with a
+//!     handler, the sleeping wait, the big lock, tasks and timeouts, ticks,
+//!     interrupts, DMA buffers, the driver's three traits): what each does,
+//!     what it costs there, and what a real OS must do beyond it; the
+//!     dependency line and the bare-metal example.
 //! 12. [Lock order](lockorder): lock levels checked at compile time, and a
 //!     debug-only witness for what types cannot see (`mpsafe-order`).
 //! 13. [Running on QEMU's e1000](qemu): the same driver on an emulated
