@@ -16,7 +16,9 @@
 //!
 //! The kernel runs its platform self-test, then the em driver itself
 //! (`mpsafe-em`) in every mode and while switching modes, every frame and
-//! buffer accounted for, and prints the per-mode table.
+//! buffer accounted for, and prints the per-mode table; last, it times
+//! each kernel service on both CPUs and prints a costs table (checking
+//! only that each measurement ran, never a time).
 //!
 //! `--fault noipl` runs the deliberately wrong build (the kernel command
 //! line `fault=noipl`: CPU 0 takes a lock its NIC's handler shares without
