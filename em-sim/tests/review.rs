@@ -682,3 +682,45 @@ fn ioctls_from_inside_the_handler_are_refused() {
         detach_checked(em, &dev, &format!("meddling stack, {mode}"));
     }
 }
+
+/// With transmit bundling on, packets queued while a mode switch has the
+/// send queues stopped must go out when it resumes, as `set_mode` promises,
+/// not wait for the next `transmit` or `flush_tx`. The switch's resume
+/// asked for a start the bundle threshold deferred, so three packets stayed
+/// queued until the next transmit (seen: 0 of 3 posted after the switch).
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under Miri")]
+fn packets_queued_during_a_switch_go_out_when_it_resumes_even_when_bundled() {
+    for (from, to) in [
+        (Mode::Mpsafe, Mode::BigLock),
+        (Mode::BigLock, Mode::RxUnlocked),
+        (Mode::Serialized, Mode::Mpsafe),
+        (Mode::Mpsafe, Mode::Serialized),
+    ] {
+        let (pool, dev, probe, em) = probe_em(from, 256, 16);
+        let em = Arc::new(em);
+        // Inside the switch, past the interrupt barrier (the send queues
+        // stopped): three packets, below the bundle of 16.
+        {
+            let (em2, pool2) = (Arc::clone(&em), pool.clone());
+            *probe
+                .after_barrier_hook
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move || {
+                for seq in 0..3 {
+                    let mut m = pool2.alloc().expect("a free buffer");
+                    m.fill(60, seq);
+                    em2.transmit(0, m).expect("queued while the switch runs");
+                }
+            }));
+        }
+        with_watchdog(Duration::from_secs(60), || em.set_mode(to).unwrap());
+        assert!(
+            eventually(|| em.stats().tx_posted == 3),
+            "{from} -> {to}: {} of 3 posted after the switch",
+            em.stats().tx_posted
+        );
+        let em = Arc::into_inner(em).unwrap();
+        down_checked(em, &dev, &format!("{from} -> {to}"));
+    }
+}

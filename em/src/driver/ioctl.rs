@@ -77,7 +77,7 @@ impl<H: Hardware> Softc<H> {
         // Packets queued while down go out now.
         let mode = self.core.mode();
         for q in 0..self.rxqs.len() {
-            self.kick(mode, q, Some(s), ctx);
+            self.kick_queued(mode, q, s, ctx);
         }
         Ok(())
     }
@@ -265,6 +265,28 @@ impl<H: Hardware> Softc<H> {
                 .tx_purged
                 .fetch_add(purged.len() as u64, Ordering::Relaxed);
             self.pool().free_all_in(ctx, purged);
+        }
+    }
+
+    /// [`kick`](Self::kick) for init and a mode switch's resume, inside the
+    /// ifnet serializer: what waited for them goes out now, whatever the
+    /// bundle threshold ([`EmConfig::tx_bundle`](super::EmConfig::tx_bundle)),
+    /// as [`Em::set_mode`](super::Em::set_mode) promises; a start that
+    /// bundling deferred (at the kick, or at a `transmit` while the queues
+    /// were stopped) runs here. In [`Mode::Serialized`] the kick ran the body
+    /// itself, and a deferred start would enter the serializer we hold: it
+    /// waits for the next transmit or `flush_tx`, which find the queue as
+    /// the body left it.
+    pub(crate) fn kick_queued<L: LockBefore<IfqMutex>>(
+        &self,
+        mode: Mode,
+        q: usize,
+        s: &Serialized<'_, KernelWait<H>>,
+        ctx: &mut Ctx<'_, L>,
+    ) {
+        self.kick(mode, q, Some(s), ctx);
+        if mode.entry(Path::Start) != Entry::Serializer {
+            self.ifqs.queue(q).flush_bundle();
         }
     }
 

@@ -98,7 +98,7 @@ impl<H: Hardware> Softc<H> {
         }
         self.hw.write(Reg::IMS, IMS_ENABLE_MASK);
         for q in 0..self.rxqs.len() {
-            self.kick(mode, q, Some(s), ctx);
+            self.kick_queued(mode, q, s, ctx);
         }
     }
 }
