@@ -115,6 +115,29 @@ fn guest_busy() -> Option<Duration> {
     (hz > 0).then(|| Duration::from_micros(busy * 1_000_000 / hz))
 }
 
+/// The device's state, for a failed run's diagnosis (nothing read here
+/// clears anything: `ICS` reads back the pending causes).
+fn registers(dev: &UioDevice) -> String {
+    let m = dev.mmio();
+    format!(
+        "STATUS {:#x} RCTL {:#x} IMS {:#x} ICS {:#x} RDH {} RDT {} TDH {} TDT {} MPC {} RAH1 {:#x} \
+         PCI command {:#x} {:?} pool {}",
+        m.read(Reg::STATUS),
+        m.read(Reg::RCTL),
+        m.read(Reg::IMS),
+        m.read(Reg::ICS),
+        m.read(Reg::rdh(0)),
+        m.read(Reg::rdt(0)),
+        m.read(Reg::tdh(0)),
+        m.read(Reg::tdt(0)),
+        m.read(Reg::MPC),
+        m.read(RAH1),
+        dev.pci().command().unwrap_or(0),
+        dev.stats(),
+        dev.pool().stats()
+    )
+}
+
 /// One row of the TCP table.
 struct Row {
     name: String,
@@ -160,6 +183,12 @@ fn one(
     let nics = [nic0, nic1];
     let busy = guest_busy();
     let report = tcp::run(&nics, flows, meddle, LIMIT);
+    if report.is_err() {
+        for (i, (dev, nic)) in [em0, em1].into_iter().zip(&nics).enumerate() {
+            println!("tcp: em{i} after the failure: {}", registers(dev));
+            println!("tcp: em{i}'s driver: {:?}", nic.em().stats());
+        }
+    }
     let guest = guest_busy()
         .zip(busy)
         .map(|(now, then)| now.saturating_sub(then));
