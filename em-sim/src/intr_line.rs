@@ -64,6 +64,33 @@ impl IntrLine {
             })
             .flatten()
     }
+
+    /// As [`deliver`](IntrLine::deliver), but when no handler is
+    /// established calls `unclaimed` (a backend masks the device's causes
+    /// there) before an [`establish`](IntrLine::establish) can install one.
+    ///
+    /// Without that order a backend's interrupt thread that found no
+    /// handler could mask the causes *after* a new driver's `attach` had
+    /// established its handler and `init` had unmasked them: that driver
+    /// would never see an interrupt again.
+    pub fn deliver_or(&self, unclaimed: impl FnOnce()) -> Option<bool> {
+        self.gate
+            .enter(|| {
+                let slot = self.slot();
+                match slot.as_ref().and_then(Weak::upgrade) {
+                    Some(h) => {
+                        drop(slot);
+                        Some(h.intr())
+                    }
+                    None => {
+                        // Still holding the slot: establish waits for this.
+                        unclaimed();
+                        None
+                    }
+                }
+            })
+            .flatten()
+    }
 }
 
 impl fmt::Debug for IntrLine {
@@ -71,5 +98,67 @@ impl fmt::Debug for IntrLine {
         f.debug_struct("IntrLine")
             .field("established", &self.slot().is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    struct Claims;
+
+    impl IntrHandler for Claims {
+        fn intr(&self) -> bool {
+            true
+        }
+    }
+
+    /// An `establish` racing an interrupt that found no handler waits for
+    /// that interrupt's `unclaimed`: the backend's mask of the causes is
+    /// never written after the new driver's handler is in place. (With
+    /// `unclaimed` called after the slot is released, the establish below
+    /// completes inside the window and the test fails.)
+    #[test]
+    fn establish_waits_for_an_unclaimed_interrupt() {
+        let line = Arc::new(IntrLine::new());
+        let handler: Arc<dyn IntrHandler> = Arc::new(Claims);
+        let established = Arc::new(AtomicBool::new(false));
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let establisher = {
+            let line = Arc::clone(&line);
+            let established = Arc::clone(&established);
+            let weak = Arc::downgrade(&handler);
+            std::thread::spawn(move || {
+                inside_rx.recv().unwrap();
+                line.establish(weak);
+                // Release: pairs with the Acquire load in `unclaimed`.
+                established.store(true, Ordering::Release);
+                done_tx.send(()).unwrap();
+            })
+        };
+        let mut seen = None;
+        let r = line.deliver_or(|| {
+            inside_tx.send(()).unwrap();
+            // Give the establisher every chance to get through: it cannot
+            // while this runs, so the wait always runs out (bounded).
+            let _ = done_rx.recv_timeout(Duration::from_millis(300));
+            seen = Some(established.load(Ordering::Acquire));
+        });
+        assert_eq!(r, None, "no handler: unclaimed");
+        assert_eq!(
+            seen,
+            Some(false),
+            "a handler was established while an unclaimed interrupt was being handled"
+        );
+        establisher.join().unwrap();
+        // Once established, the next interrupt reaches the handler.
+        assert_eq!(
+            line.deliver_or(|| panic!("a handler is established")),
+            Some(true)
+        );
     }
 }

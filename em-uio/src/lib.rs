@@ -506,19 +506,19 @@ impl Shared {
 
     fn intr_loop(&self, stop: OwnedFd) {
         while self.wait(&stop).is_some() {
-            match self.line.deliver() {
-                Some(claimed) => {
-                    self.interrupts.fetch_add(1, Ordering::Relaxed);
-                    if !claimed {
-                        self.stray.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                None => {
-                    // Nobody to clear the cause: INTx is level-triggered, so
-                    // unmasking with a cause pending would storm. Mask the
-                    // causes at the device; the next init unmasks them.
-                    self.unclaimed.fetch_add(1, Ordering::Relaxed);
-                    self.mmio.write(Reg::IMC, !0);
+            // Nobody to clear the cause: INTx is level-triggered, so
+            // unmasking with a cause pending would storm. Mask the causes at
+            // the device; the next init unmasks them. The mask is written
+            // before a new handler can be established (deliver_or), so it
+            // never lands after that driver's init has unmasked them.
+            let unclaimed = || {
+                self.unclaimed.fetch_add(1, Ordering::Relaxed);
+                self.mmio.write(Reg::IMC, !0);
+            };
+            if let Some(claimed) = self.line.deliver_or(unclaimed) {
+                self.interrupts.fetch_add(1, Ordering::Relaxed);
+                if !claimed {
+                    self.stray.fetch_add(1, Ordering::Relaxed);
                 }
             }
             // Re-arm after the handler read ICR: a cause raised since then
