@@ -345,6 +345,7 @@ fn tcp_demo(args: &Args) -> Result<bool, String> {
         "mode", "run", "Mbit/s", "time s", "CPU ms/MB", "missed", "qfull"
     );
     let mut ok = true;
+    let mut pinned = true;
     for run in 1..=args.repeat {
         for &mode in &args.modes {
             match tcp::run_sim(
@@ -355,6 +356,7 @@ fn tcp_demo(args: &Args) -> Result<bool, String> {
             ) {
                 Ok(r) => {
                     let t = &r.tcp;
+                    pinned &= t.pinned;
                     println!(
                         "{:<12} {:>4} {:>10.1} {:>9.3} {:>11} {:>8} {:>8}",
                         mode.name(),
@@ -379,6 +381,14 @@ fn tcp_demo(args: &Args) -> Result<bool, String> {
         "CPU = the process's, every thread (poll loops, interrupts, tasks and the simulated \
          wire) over the run; missed = frames the receivers had no descriptor for (TCP \
          retransmits); qfull = times a stack found its send queue full"
+    );
+    println!(
+        "{}",
+        if pinned {
+            "each NIC's poll thread ran pinned to a CPU of its own"
+        } else {
+            "the poll threads were not pinned (fewer than two CPUs allowed, or pinning refused)"
+        }
     );
     if ok {
         println!(

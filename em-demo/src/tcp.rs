@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mpsafe_em_sim::cpu::process_cpu_time;
+use mpsafe_em_sim::cpu::{allowed_cpus, pin_to, process_cpu_time};
 use mpsafe_em_sim::{Em, EmConfig, Hardware, KernelLock, Mbuf, Mode, Pool, Stack, StdKernel};
 use mpsafe_smoltcp::mpsafe_ifqueue::{Dropped, IfInputQueue, InputConfig, Pressure};
 use mpsafe_smoltcp::{Buffers, Config, Device, DeviceStats, Doorbell, Signal, TxQueue};
@@ -525,6 +525,8 @@ pub struct Report {
     pub cycles: u32,
     /// Frames lost to a NIC being down (see [`Nic::attach`]).
     pub lost_down: u64,
+    /// Whether each poll thread ran pinned to a CPU of its own.
+    pub pinned: bool,
 }
 
 impl Report {
@@ -589,12 +591,19 @@ pub fn run<H: Hardware<Pool = Pool, Kernel = StdKernel>>(
     ];
     let (mut switches, mut cycles) = (0, 0);
     let mut meddled: Result<(), String> = Ok(());
+    // Each interface polled on a CPU of its own where the process may use
+    // two (side i on the i-th allowed CPU); elsewhere the threads float.
+    let cpus = allowed_cpus().unwrap_or_default();
+    let pinned = AtomicUsize::new(0);
     let results: Vec<Result<(), String>> = thread::scope(|s| {
         let polls: Vec<_> = sides
             .iter_mut()
             .map(|side| {
-                let shared = &shared;
+                let (shared, cpus, pinned) = (&shared, &cpus, &pinned);
                 s.spawn(move || {
+                    if cpus.len() >= 2 && pin_to(cpus[side.index]).is_ok() {
+                        pinned.fetch_add(1, Ordering::Relaxed);
+                    }
                     let r = side.run(flows, shared);
                     if r.is_err() {
                         shared.failed.store(true, Ordering::Relaxed);
@@ -701,6 +710,7 @@ pub fn run<H: Hardware<Pool = Pool, Kernel = StdKernel>>(
         bytes: total,
         elapsed,
         cpu,
+        pinned: pinned.into_inner() == 2,
         dev: [sides[0].dev.stats(), sides[1].dev.stats()],
         switches,
         cycles,

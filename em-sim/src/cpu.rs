@@ -45,3 +45,101 @@ mod tests {
         assert!(b >= a);
     }
 }
+
+/// The CPUs this thread may run on (its affinity mask), in ascending
+/// order.
+///
+/// # Errors
+///
+/// `sched_getaffinity` failed.
+#[cfg(target_os = "linux")]
+pub fn allowed_cpus() -> Result<Vec<usize>, String> {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed;
+    // pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return Err(format!(
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE, inside the set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu` and checks that it runs there.
+///
+/// # Errors
+///
+/// `cpu` beyond `CPU_SETSIZE`, `sched_setaffinity` refused (a CPU not in
+/// the process's cpuset), or the thread found running elsewhere.
+#[cfg(target_os = "linux")]
+pub fn pin_to(cpu: usize) -> Result<(), String> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(format!("CPU {cpu} is beyond CPU_SETSIZE"));
+    }
+    // SAFETY: as in `allowed_cpus`, all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; pid 0 is the
+    // calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(format!(
+            "sched_setaffinity to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // The kernel moves the calling thread before sched_setaffinity returns.
+    // SAFETY: no arguments; returns the current CPU or -1.
+    let on = unsafe { libc::sched_getcpu() };
+    if usize::try_from(on).ok() != Some(cpu) {
+        return Err(format!("pinned to CPU {cpu} but running on {on}"));
+    }
+    Ok(())
+}
+
+/// Without Linux's affinity calls: an error naming that.
+///
+/// # Errors
+///
+/// Always.
+#[cfg(not(target_os = "linux"))]
+pub fn allowed_cpus() -> Result<Vec<usize>, String> {
+    Err("CPU affinity needs Linux".into())
+}
+
+/// Without Linux's affinity calls: an error naming that.
+///
+/// # Errors
+///
+/// Always.
+#[cfg(not(target_os = "linux"))]
+pub fn pin_to(_cpu: usize) -> Result<(), String> {
+    Err("CPU affinity needs Linux".into())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod affinity_tests {
+    use super::*;
+
+    /// A thread pinned to each CPU it may use runs there; a CPU beyond the
+    /// set's size is an error.
+    #[test]
+    fn pins_the_calling_thread() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let t = std::thread::spawn(move || {
+            for &c in &cpus {
+                pin_to(c).unwrap();
+            }
+        });
+        t.join().unwrap();
+        assert!(pin_to(libc::CPU_SETSIZE as usize).is_err());
+    }
+}

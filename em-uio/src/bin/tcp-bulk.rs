@@ -75,7 +75,7 @@ fn run(args: &[String]) -> Result<String, String> {
         [] => {}
         [flag, cpu] if flag == "--cpu" => {
             let cpu: usize = cpu.parse().map_err(|_| format!("bad --cpu {cpu:?}"))?;
-            pin(cpu)?;
+            mpsafe_em_sim::cpu::pin_to(cpu)?;
         }
         _ => return Err(usage()),
     }
@@ -165,28 +165,6 @@ fn guest_busy_ms() -> Result<f64, String> {
         return Err("sysconf(_SC_CLK_TCK) failed".into());
     }
     Ok(busy as f64 * 1e3 / hz as f64)
-}
-
-/// Runs this process on CPU `cpu` only.
-fn pin(cpu: usize) -> Result<(), String> {
-    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is a
-    // value (the empty set).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-        return Err(format!("--cpu {cpu}: out of range"));
-    }
-    // SAFETY: `cpu` is within the set's bits (checked above).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; pid 0 is
-    // this thread (the only one).
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if rc != 0 {
-        return Err(format!(
-            "sched_setaffinity(CPU {cpu}): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
 }
 
 fn receive(listener: &TcpListener, bytes: u64) -> Result<String, String> {

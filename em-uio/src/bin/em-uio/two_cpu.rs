@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mpsafe_em_sim::Mode;
-use mpsafe_em_sim::cpu::process_cpu_time;
+use mpsafe_em_sim::cpu::{allowed_cpus, pin_to, process_cpu_time};
 
 use crate::drive::{Nic, Plan};
 use crate::traffic::{OWN, Sender, TxCounts};
@@ -78,52 +78,6 @@ pub(crate) struct TwoCpu {
     pub errors: Vec<String>,
     /// When `errors` is not empty: the missing sequence numbers.
     pub diagnostics: Vec<String>,
-}
-
-/// The CPUs this process may run on, in ascending order.
-pub(crate) fn allowed_cpus() -> Result<Vec<usize>, String> {
-    // SAFETY: `cpu_set_t` is a plain bit array; all zeros is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed;
-    // pid 0 is the calling thread.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
-        return Err(format!(
-            "sched_getaffinity: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c` is below CPU_SETSIZE, inside the set.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect())
-}
-
-/// Pins the calling thread to `cpu` and checks that it runs there.
-pub(crate) fn pin_to(cpu: usize) -> Result<(), String> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(format!("CPU {cpu} is beyond CPU_SETSIZE"));
-    }
-    // SAFETY: as in `allowed_cpus`, all zeros is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (checked above).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; pid 0 is the
-    // calling thread.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r != 0 {
-        return Err(format!(
-            "sched_setaffinity to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // The kernel moves the calling thread before sched_setaffinity returns.
-    // SAFETY: no arguments; returns the current CPU or -1.
-    let on = unsafe { libc::sched_getcpu() };
-    if usize::try_from(on).ok() != Some(cpu) {
-        return Err(format!("pinned to CPU {cpu} but running on {on}"));
-    }
-    Ok(())
 }
 
 /// Runs the phase (`plan.two_cpu`, not [`Phase::Off`]) inside
@@ -366,24 +320,4 @@ pub(crate) fn run(
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The test thread pinned to each CPU it may use runs there (the
-    /// phase's senders pin themselves this way).
-    #[test]
-    fn pins_the_calling_thread() {
-        let cpus = allowed_cpus().unwrap();
-        assert!(!cpus.is_empty());
-        let t = thread::spawn(move || {
-            for &c in &cpus {
-                pin_to(c).unwrap();
-            }
-        });
-        t.join().unwrap();
-        assert!(pin_to(libc::CPU_SETSIZE as usize).is_err());
-    }
 }
