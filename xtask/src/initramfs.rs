@@ -95,6 +95,53 @@ pub(crate) fn gzip_to(data: &[u8], out: &Path) -> io::Result<()> {
     }
 }
 
+/// The root every guest of the xtasks starts from: the usual directories,
+/// `/dev/console`, and the static busybox at `bin/busybox` (its applets
+/// installed by the init script).
+pub(crate) fn busybox_root(busybox: &Path) -> Result<Cpio, String> {
+    let mut c = Cpio::default();
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "lib",
+        "lib/modules",
+    ] {
+        c.dir(d);
+    }
+    c.char_dev("dev/console", 0o600, 5, 1);
+    let bytes = std::fs::read(busybox).map_err(|e| format!("{}: {e}", busybox.display()))?;
+    c.file("bin/busybox", 0o755, &bytes);
+    Ok(c)
+}
+
+/// Adds each kernel module of `modules` (decompressed) as
+/// `lib/modules/NAME.ko`; returns those names, in order, for the init
+/// script's `insmod`s.
+pub(crate) fn add_modules(
+    c: &mut Cpio,
+    modules: &[std::path::PathBuf],
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for m in modules {
+        let file = m.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        let name = format!("{}.ko", crate::pktgen::module_name(file));
+        c.file(
+            &format!("lib/modules/{name}"),
+            0o644,
+            &crate::read_module(m)?,
+        );
+        names.push(name);
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use initramfs::Cpio;
 use tools::{APT_PACKAGES, Tools};
 
 /// The line the guest's `/init` prints last, followed by the test's status.
@@ -139,19 +138,9 @@ fn workspace_root() -> PathBuf {
 }
 
 fn qemu(args: &QemuArgs) -> ExitCode {
-    let tools = match Tools::find() {
+    let tools = match crate::tools::find_or_report("qemu") {
         Ok(t) => t,
-        Err(missing) => {
-            eprintln!("xtask qemu: missing:");
-            for m in &missing {
-                eprintln!("  - {m}");
-            }
-            eprintln!(
-                "install them with: sudo apt-get install -y {}",
-                APT_PACKAGES.join(" ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
     eprintln!(
         "xtask qemu: {} | kernel {} | busybox {}",
@@ -251,25 +240,8 @@ fn pack_initramfs(
     out: &Path,
 ) -> Result<(), String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut c = Cpio::default();
-    for d in [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/bin",
-        "usr/sbin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "lib",
-        "lib/modules",
-    ] {
-        c.dir(d);
-    }
-    c.char_dev("dev/console", 0o600, 5, 1);
+    let mut c = initramfs::busybox_root(&tools.busybox)?;
     c.file("init", 0o755, init_script(guest_args).as_bytes());
-    c.file("bin/busybox", 0o755, &read(&tools.busybox)?);
     c.file(&format!("bin/{GUEST_BIN}"), 0o755, &read(guest)?);
     c.file("lib/modules/uio.ko", 0o644, &read_module(&tools.uio)?);
     c.file(

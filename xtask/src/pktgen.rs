@@ -35,7 +35,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::initramfs::{self, Cpio};
+use crate::initramfs;
 use crate::tools::{APT_PACKAGES, Tools};
 
 /// The line `/init` prints last, followed by its status.
@@ -122,19 +122,9 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tools = match Tools::find() {
+    let tools = match crate::tools::find_or_report("pktgen") {
         Ok(t) => t,
-        Err(missing) => {
-            eprintln!("xtask pktgen: missing:");
-            for m in &missing {
-                eprintln!("  - {m}");
-            }
-            eprintln!(
-                "install them with: sudo apt-get install -y {}",
-                APT_PACKAGES.join(" ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
     let modules_dir = Path::new("/lib/modules").join(&tools.kernel_version);
     let modules = match load_order(&modules_dir, &MODULES) {
@@ -315,37 +305,8 @@ fn pack_initramfs(
     args: &PktgenArgs,
     out: &Path,
 ) -> Result<(), String> {
-    let mut c = Cpio::default();
-    for d in [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/bin",
-        "usr/sbin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "lib",
-        "lib/modules",
-    ] {
-        c.dir(d);
-    }
-    c.char_dev("dev/console", 0o600, 5, 1);
-    let busybox =
-        std::fs::read(&tools.busybox).map_err(|e| format!("{}: {e}", tools.busybox.display()))?;
-    c.file("bin/busybox", 0o755, &busybox);
-    let mut names = Vec::new();
-    for m in modules {
-        let file = m.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-        let name = format!("{}.ko", module_name(file));
-        c.file(
-            &format!("lib/modules/{name}"),
-            0o644,
-            &crate::read_module(m)?,
-        );
-        names.push(name);
-    }
+    let mut c = initramfs::busybox_root(&tools.busybox)?;
+    let names = initramfs::add_modules(&mut c, modules)?;
     let init = init_script(&names, args.seconds, args.clone_skb);
     c.file("init", 0o755, init.as_bytes());
     initramfs::gzip_to(&c.finish(), out).map_err(|e| format!("{}: {e}", out.display()))

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::initramfs::{self, Cpio};
+use crate::initramfs;
 use crate::pktgen;
 use crate::tools::{APT_PACKAGES, Tools};
 
@@ -99,19 +99,9 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tools = match Tools::find() {
+    let tools = match crate::tools::find_or_report("tcp-linux") {
         Ok(t) => t,
-        Err(missing) => {
-            eprintln!("xtask tcp-linux: missing:");
-            for m in &missing {
-                eprintln!("  - {m}");
-            }
-            eprintln!(
-                "install them with: sudo apt-get install -y {}",
-                APT_PACKAGES.join(" ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
     let modules_dir = Path::new("/lib/modules").join(&tools.kernel_version);
     let modules = match pktgen::load_order(&modules_dir, &["e1000"]) {
@@ -236,36 +226,9 @@ fn pack_initramfs(
     out: &Path,
 ) -> Result<(), String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut c = Cpio::default();
-    for d in [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/bin",
-        "usr/sbin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "lib",
-        "lib/modules",
-    ] {
-        c.dir(d);
-    }
-    c.char_dev("dev/console", 0o600, 5, 1);
-    c.file("bin/busybox", 0o755, &read(&tools.busybox)?);
+    let mut c = initramfs::busybox_root(&tools.busybox)?;
     c.file(&format!("bin/{TOOL}"), 0o755, &read(tool)?);
-    let mut names = Vec::new();
-    for m in modules {
-        let file = m.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-        let name = format!("{}.ko", pktgen::module_name(file));
-        c.file(
-            &format!("lib/modules/{name}"),
-            0o644,
-            &crate::read_module(m)?,
-        );
-        names.push(name);
-    }
+    let names = initramfs::add_modules(&mut c, modules)?;
     c.file(
         "init",
         0o755,

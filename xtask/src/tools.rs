@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The apt packages that provide everything [`Tools::find`] looks for.
 pub(crate) const APT_PACKAGES: [&str; 3] =
@@ -188,6 +189,22 @@ fn is_static_elf(path: &Path) -> Option<bool> {
         }
     }
     Some(true)
+}
+
+/// [`Tools::find`] for the xtask `who`: on what is missing, says so with
+/// the apt line that installs it and gives the exit status 2.
+pub(crate) fn find_or_report(who: &str) -> Result<Tools, ExitCode> {
+    Tools::find().map_err(|missing| {
+        eprintln!("xtask {who}: missing:");
+        for m in &missing {
+            eprintln!("  - {m}");
+        }
+        eprintln!(
+            "install them with: sudo apt-get install -y {}",
+            APT_PACKAGES.join(" ")
+        );
+        ExitCode::from(2)
+    })
 }
 
 #[cfg(test)]
