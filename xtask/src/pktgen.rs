@@ -126,28 +126,10 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         Ok(t) => t,
         Err(status) => return status,
     };
-    let modules_dir = Path::new("/lib/modules").join(&tools.kernel_version);
-    let modules = match load_order(&modules_dir, &MODULES) {
+    let modules = match guest_modules("pktgen", &tools, &MODULES) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!(
-                "xtask pktgen: {e} (the kernel package {} provides them)",
-                APT_PACKAGES[1]
-            );
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
-    eprintln!(
-        "xtask pktgen: {} | kernel {} | busybox {} | modules {}",
-        tools.qemu.display(),
-        tools.kernel.display(),
-        tools.busybox.display(),
-        modules
-            .iter()
-            .map(|m| m.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     if args.check_only {
         return ExitCode::SUCCESS;
     }
@@ -198,6 +180,37 @@ pub(crate) fn load_order(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, Str
 pub(crate) fn module_name(path: &str) -> &str {
     let file = path.rsplit('/').next().unwrap_or(path);
     file.split_once(".ko").map_or(file, |(name, _)| name)
+}
+
+/// [`load_order`] of `names` for the boot kernel's modules, for the xtask
+/// `who`: prints the tools and modules it will use, or what is missing with
+/// the package that provides it and gives the exit status 2.
+pub(crate) fn guest_modules(
+    who: &str,
+    tools: &Tools,
+    names: &[&str],
+) -> Result<Vec<PathBuf>, ExitCode> {
+    let modules_dir = Path::new("/lib/modules").join(&tools.kernel_version);
+    let modules = load_order(&modules_dir, names).map_err(|e| {
+        let them = if names.len() == 1 { "it" } else { "them" };
+        eprintln!(
+            "xtask {who}: {e} (the kernel package {} provides {them})",
+            APT_PACKAGES[1]
+        );
+        ExitCode::from(2)
+    })?;
+    eprintln!(
+        "xtask {who}: {} | kernel {} | busybox {} | modules {}",
+        tools.qemu.display(),
+        tools.kernel.display(),
+        tools.busybox.display(),
+        modules
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(modules)
 }
 
 /// [`load_order`] on the text of a `modules.dep`.

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::initramfs;
 use crate::pktgen;
-use crate::tools::{APT_PACKAGES, Tools};
+use crate::tools::Tools;
 
 /// The line `/init` prints last, followed by its status.
 const EXIT_MARK: &str = "MPSAFE-TCP-LINUX-EXIT ";
@@ -103,28 +103,10 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         Ok(t) => t,
         Err(status) => return status,
     };
-    let modules_dir = Path::new("/lib/modules").join(&tools.kernel_version);
-    let modules = match pktgen::load_order(&modules_dir, &["e1000"]) {
+    let modules = match pktgen::guest_modules("tcp-linux", &tools, &["e1000"]) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!(
-                "xtask tcp-linux: {e} (the kernel package {} provides it)",
-                APT_PACKAGES[1]
-            );
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
-    eprintln!(
-        "xtask tcp-linux: {} | kernel {} | busybox {} | modules {}",
-        tools.qemu.display(),
-        tools.kernel.display(),
-        tools.busybox.display(),
-        modules
-            .iter()
-            .map(|m| m.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     if args.check_only {
         return ExitCode::SUCCESS;
     }
